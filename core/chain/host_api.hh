@@ -1,0 +1,15 @@
+// The atlas_host_api_t table atlasd hands to every module.
+#pragma once
+
+#include <atlas/module.h>
+
+#include <string>
+
+namespace atlas::chain {
+
+const atlas_host_api_t *host_api();
+
+// Directory reported by host->config_dir during config_create (main thread only).
+void set_config_dir(std::string dir);
+
+}  // namespace atlas::chain

@@ -1,0 +1,130 @@
+// A connection's pending output: an ordered queue of memory and file segments,
+// plus an arena of pooled blocks holding the bytes the host copied (response
+// heads, chunk framing, copied bodies). Kernel sends read the segments in
+// place, so arena memory never moves while it is queued.
+#pragma once
+
+#include <atlas/module.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <vector>
+
+namespace atlas::chain {
+
+struct exchange;
+
+struct out_segment {
+    const char *data = nullptr;  // memory segment: remaining bytes
+    size_t len = 0;
+    int fd = -1;                 // file segment when >= 0
+    uint64_t file_off = 0;
+    uint64_t file_left = 0;
+    atlas_done_fn done = nullptr;
+    void *user = nullptr;
+    exchange *ex = nullptr;
+    bool is_file() const { return fd >= 0; }
+    uint64_t remaining() const { return is_file() ? file_left : len; }
+};
+
+// Free blocks shared by all connections of one worker.
+class out_arena_pool {
+public:
+    static constexpr size_t block_size = 16384;
+    ~out_arena_pool() {
+        for (char *b : free_) std::free(b);
+    }
+    char *get() {
+        if (free_.empty()) return static_cast<char *>(std::malloc(block_size));
+        char *b = free_.back();
+        free_.pop_back();
+        return b;
+    }
+    void put(char *b) {
+        if (free_.size() < 4096) free_.push_back(b);
+        else std::free(b);
+    }
+
+private:
+    std::vector<char *> free_;
+};
+
+class out_arena {
+public:
+    out_arena() = default;
+    out_arena(const out_arena &) = delete;
+    out_arena &operator=(const out_arena &) = delete;
+    ~out_arena() { release_all(nullptr); }
+
+    // n bytes of stable memory until reset().
+    char *alloc(out_arena_pool &pool, size_t n) {
+        if (n > out_arena_pool::block_size / 2) {
+            char *p = static_cast<char *>(std::malloc(n));
+            big_.push_back(p);
+            return p;
+        }
+        if (blocks_.empty() || pos_ + n > out_arena_pool::block_size) {
+            blocks_.push_back(pool.get());
+            pos_ = 0;
+        }
+        char *p = blocks_.back() + pos_;
+        pos_ += n;
+        return p;
+    }
+    // Only when nothing queued refers to the arena any more.
+    void reset(out_arena_pool &pool) { release_all(&pool); }
+    bool empty() const { return blocks_.empty() && big_.empty(); }
+
+private:
+    void release_all(out_arena_pool *pool) {
+        for (char *b : blocks_) pool ? pool->put(b) : std::free(b);
+        for (char *b : big_) std::free(b);
+        blocks_.clear();
+        big_.clear();
+        pos_ = 0;
+    }
+    std::vector<char *> blocks_;
+    std::vector<char *> big_;
+    size_t pos_ = 0;
+};
+
+// FIFO of segments in a growable ring (capacity is kept across requests).
+class out_queue {
+public:
+    bool empty() const { return head_ == tail_; }
+    size_t size() const { return tail_ - head_; }
+    out_segment &front() { return ring_[head_ & mask_]; }
+    out_segment &at(size_t i) { return ring_[(head_ + i) & mask_]; }
+    void push(const out_segment &s) {
+        if (size() == ring_.size()) grow();
+        ring_[tail_ & mask_] = s;
+        ++tail_;
+        bytes_ += s.remaining();
+    }
+    void pop() {
+        ++head_;
+        if (empty()) head_ = tail_ = 0;
+    }
+    // Bookkeeping of queued bytes, for backpressure.
+    uint64_t bytes() const { return bytes_; }
+    void consumed(uint64_t n) { bytes_ -= n; }
+
+    out_arena arena;
+
+private:
+    void grow() {
+        size_t n = ring_.empty() ? 16 : ring_.size() * 2;
+        std::vector<out_segment> r(n);
+        for (size_t i = 0; i < size(); ++i) r[i] = at(i);
+        tail_ = size();
+        head_ = 0;
+        ring_.swap(r);
+        mask_ = n - 1;
+    }
+    std::vector<out_segment> ring_;
+    size_t head_ = 0, tail_ = 0, mask_ = 0;
+    uint64_t bytes_ = 0;
+};
+
+}  // namespace atlas::chain

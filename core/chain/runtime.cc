@@ -1,0 +1,210 @@
+#include "chain/runtime.hh"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+
+#include "chain/host_api.hh"
+
+namespace atlas::chain {
+
+runtime::~runtime() {
+    for (auto &inst : instances) {
+        if (!inst->config) continue;
+        const atlas_http_handler_t *h = inst->handler;
+        if (h && h->config_destroy) h->config_destroy(inst->config);
+        else if (inst->filter && inst->filter->config_destroy) inst->filter->config_destroy(inst->config);
+        else if (inst->stream && inst->stream->config_destroy) inst->stream->config_destroy(inst->config);
+        else if (inst->transport && inst->transport->config_destroy)
+            inst->transport->config_destroy(inst->config);
+    }
+}
+
+std::string default_module_dir() {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        std::string_view e(exe, size_t(n));
+        std::string_view root = ATLAS_BUILD_ROOT;
+        if (e.size() > root.size() && e.substr(0, root.size()) == root && e[root.size()] == '/')
+            return ATLAS_BUILD_MODULE_DIR;
+    }
+    return ATLAS_INSTALL_MODULE_DIR;
+}
+
+namespace {
+
+enum class kind { handler, filter, stream, transport };
+
+const char *kind_name(kind k) {
+    switch (k) {
+        case kind::handler: return "http_handler";
+        case kind::filter: return "http_filter";
+        case kind::stream: return "stream_handler";
+        case kind::transport: return "transport";
+    }
+    return "?";
+}
+
+std::string dir_of(const std::string &file) {
+    size_t slash = file.rfind('/');
+    return slash == std::string::npos ? std::string(".") : file.substr(0, slash);
+}
+
+struct builder {
+    runtime &rt;
+    module::loader &loader;
+    std::vector<std::string> &errors;
+
+    module_instance *instantiate(const config::module_ref &ref, kind k) {
+        std::string err;
+        const module::loaded_module *m = loader.load(ref.name, rt.module_dir, err);
+        if (!m) {
+            errors.push_back(ref.key + ": " + err);
+            return nullptr;
+        }
+        auto inst = std::make_unique<module_instance>();
+        inst->mod = m;
+        inst->key = ref.key;
+        const atlas_module_t *d = m->desc;
+        void *(*create)(atlas_slice_t, atlas_slice_t, atlas_error_t *) = nullptr;
+        switch (k) {
+            case kind::handler:
+                inst->handler = d->http_handler;
+                if (inst->handler) create = inst->handler->config_create;
+                break;
+            case kind::filter:
+                inst->filter = d->http_filter;
+                if (inst->filter) create = inst->filter->config_create;
+                break;
+            case kind::stream:
+                inst->stream = d->stream_handler;
+                if (inst->stream) create = inst->stream->config_create;
+                break;
+            case kind::transport:
+                inst->transport = d->transport;
+                if (inst->transport) create = inst->transport->config_create;
+                break;
+        }
+        if (!inst->handler && !inst->filter && !inst->stream && !inst->transport) {
+            errors.push_back(ref.key + ": module '" + ref.name + "' (" + m->path + ") is not an " +
+                             kind_name(k) + " (it offers " + module::describe_kinds(d) + ")");
+            return nullptr;
+        }
+        if (create) {
+            atlas_error_t e{};
+            e.struct_size = sizeof e;
+            std::string dir = ref.base_dir.empty() ? dir_of(ref.file) : ref.base_dir;
+            set_config_dir(dir);
+            inst->config = create({ref.config_json.data(), ref.config_json.size()},
+                                  {ref.key.data(), ref.key.size()}, &e);
+            set_config_dir({});
+            if (!inst->config) {
+                e.message[sizeof e.message - 1] = 0;
+                std::string msg = e.message[0] ? e.message : "the module refused its configuration";
+                std::replace(msg.begin(), msg.end(), '\n', ' ');
+                errors.push_back(ref.file + ": " + ref.key + ": " + msg);
+                return nullptr;
+            }
+        } else if (ref.config_json != "{}" && !ref.config_json.empty()) {
+            errors.push_back(ref.file + ": " + ref.key + ": module '" + ref.name + "' takes no options");
+            return nullptr;
+        }
+        inst->slot = uint32_t(rt.instances.size());
+        rt.instances.push_back(std::move(inst));
+        return rt.instances.back().get();
+    }
+};
+
+}  // namespace
+
+std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> snap,
+                                       module::loader &loader, std::vector<std::string> &errors) {
+    auto rt = std::make_unique<runtime>();
+    rt->snap = snap;
+    rt->module_dir = snap->server.module_dir.empty() ? default_module_dir() : snap->server.module_dir;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    rt->workers = snap->server.workers ? snap->server.workers : uint32_t(cpus > 0 ? cpus : 1);
+    builder b{*rt, loader, errors};
+
+    for (const config::listener &l : snap->listeners) {
+        listener_rt lr;
+        lr.cfg = &l;
+        for (const std::string &a : l.addresses) {
+            net::address addr;
+            std::string err;
+            if (!net::parse_address(a, addr, err)) {
+                errors.push_back(l.key + ".listen: '" + a + "': " + err);
+                continue;
+            }
+            lr.addresses.push_back(addr);
+        }
+        if (l.transport || !l.is_http) {
+            // The ABI defines transports and stream handlers; the core wires them
+            // into connections together with mod_tls and mod_tcp.
+            errors.push_back(l.key + ".chain: transport and L4 stream chains are not supported by this "
+                             "atlasd yet (only [{ module = \"http\" }])");
+        } else {
+            for (const config::route &r : l.routes) {
+                route_rt rr;
+                if (r.host) {
+                    std::string h = *r.host;
+                    std::transform(h.begin(), h.end(), h.begin(), ::tolower);
+                    if (h.size() > 1 && h[0] == '*' && h[1] == '.') {
+                        rr.host_wildcard = true;
+                        rr.host = h.substr(1);
+                    } else {
+                        rr.host = h;
+                    }
+                }
+                rr.path_prefix = r.path_prefix;
+                rr.methods = r.methods;
+                for (const config::module_ref &f : r.filters) {
+                    module_instance *fi = b.instantiate(f, kind::filter);
+                    if (!fi) continue;
+                    rr.filters.push_back(fi);
+                    if (fi->filter->on_response_head) rr.has_response_filters = true;
+                }
+                rr.handler = b.instantiate(r.handler, kind::handler);
+                lr.routes.push_back(std::move(rr));
+            }
+        }
+        rt->listeners.push_back(std::move(lr));
+    }
+    return rt;
+}
+
+namespace {
+
+bool host_matches(const route_rt &r, std::string_view host) {
+    if (r.host.empty()) return true;
+    if (!r.host_wildcard) return host == r.host;
+    // "*.example.com" matches "a.example.com" and "a.b.example.com", not "example.com".
+    return host.size() > r.host.size() && host.substr(host.size() - r.host.size()) == r.host;
+}
+
+int host_rank(const route_rt &r) { return r.host.empty() ? 0 : r.host_wildcard ? 1 : 2; }
+
+}  // namespace
+
+const route_rt *match_route(const listener_rt &l, std::string_view host, std::string_view path,
+                            std::string_view method) {
+    const route_rt *best = nullptr;
+    for (const route_rt &r : l.routes) {
+        if (path.size() < r.path_prefix.size() || path.substr(0, r.path_prefix.size()) != r.path_prefix)
+            continue;
+        if (!host_matches(r, host)) continue;
+        if (!r.methods.empty() &&
+            std::find(r.methods.begin(), r.methods.end(), method) == r.methods.end())
+            continue;
+        if (!best || r.path_prefix.size() > best->path_prefix.size() ||
+            (r.path_prefix.size() == best->path_prefix.size() && host_rank(r) > host_rank(*best)))
+            best = &r;
+    }
+    return best;
+}
+
+}  // namespace atlas::chain

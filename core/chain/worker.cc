@@ -1,0 +1,616 @@
+#include "chain/worker.hh"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "chain/log.hh"
+#include "chain/session.hh"
+
+namespace atlas::chain {
+
+namespace {
+thread_local worker *tl_worker = nullptr;
+
+constexpr unsigned ring_entries = 1024;
+constexpr unsigned recv_buffers = 1024;
+constexpr unsigned recv_buffer_size = 4096;
+constexpr uint64_t sweep_interval_ms = 1000;
+constexpr uint64_t file_bytes_per_turn = 4u << 20;  // fairness between connections
+}  // namespace
+
+void exchange::reset() {
+    c = nullptr;
+    route = nullptr;
+    head_buf.clear();
+    head = http::request_head{};
+    req_headers.clear();
+    req_strings.clear();
+    path.clear();
+    host.clear();
+    body = body_mode::none;
+    body_left = body_received = 0;
+    chunked.reset();
+    body_done = true;
+    body_paused = continue_sent = false;
+    filter_states.clear();
+    filter_pos = 0;
+    handler_called = resume_pending = in_filters = false;
+    resume_status = ATLAS_CONTINUE;
+    handler_state = nullptr;
+    resp_headers.clear();
+    status = 0;
+    head_sent = complete = resp_chunked = false;
+    body_allowed = true;
+    resp_length = -1;
+    resp_written = 0;
+    keep_alive = true;
+    pending_segments = 0;
+    finished = false;
+}
+
+worker::worker(uint32_t index, uint32_t count, std::shared_ptr<runtime> rt)
+    : index_(index), count_(count), rt_(std::move(rt)) {}
+
+worker::~worker() {
+    join();
+    for (conn *c : conn_pool_) delete c;
+    for (exchange *e : exchange_pool_) delete e;
+    if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+worker *worker::current() { return tl_worker; }
+
+bool worker::start(std::string &err) {
+    wake_fd_ = eventfd(0, EFD_CLOEXEC);
+    if (wake_fd_ < 0) {
+        err = std::string("eventfd: ") + std::strerror(errno);
+        return false;
+    }
+    thread_ = std::thread([this] { run(); });
+    std::unique_lock lk(start_mu_);
+    start_cv_.wait(lk, [this] { return start_done_; });
+    if (!start_err_.empty()) {
+        err = start_err_;
+        lk.unlock();
+        join();
+        return false;
+    }
+    return true;
+}
+
+void worker::join() {
+    if (thread_.joinable()) thread_.join();
+}
+
+bool worker::post(std::function<void()> fn) {
+    {
+        std::lock_guard lk(mailbox_mu_);
+        if (!mailbox_open_) return false;
+        mailbox_.push_back(std::move(fn));
+    }
+    uint64_t one = 1;
+    ssize_t r = write(wake_fd_, &one, sizeof one);
+    (void)r;
+    return true;
+}
+
+void worker::drain() {
+    post([this] { start_drain(); });
+}
+
+void worker::stop_now() {
+    post([this] {
+        start_drain();
+        for (conn *c = conns_; c;) {
+            conn *n = c->next;
+            hard_close(c);
+            c = n;
+        }
+    });
+}
+
+bool worker::setup(std::string &err) {
+    if (!ring_.init(ring_entries, recv_buffers, recv_buffer_size, err)) return false;
+    // Pin to one CPU: the worker's caches, its ring and its connections stay together.
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus > 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(index_ % uint32_t(cpus), &set);
+        pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    }
+    for (const listener_rt &l : rt_->listeners) {
+        for (const net::address &a : l.addresses) {
+            int fd = net::listen_socket(a, 4096, err);
+            if (fd < 0) {
+                err = l.cfg->key + ": " + err;
+                return false;
+            }
+            auto ls = std::make_unique<listen_socket>();
+            ls->fd = fd;
+            ls->listener = &l;
+            ls->owner = this;
+            listens_.push_back(std::move(ls));
+        }
+    }
+    states_.assign(rt_->instances.size(), nullptr);
+    for (auto &inst : rt_->instances) {
+        void *(*init)(void *, atlas_worker_t *) = nullptr;
+        if (inst->handler) init = inst->handler->worker_init;
+        else if (inst->filter) init = inst->filter->worker_init;
+        else if (inst->stream) init = inst->stream->worker_init;
+        else if (inst->transport) init = inst->transport->worker_init;
+        if (init) states_[inst->slot] = init(inst->config, reinterpret_cast<atlas_worker_t *>(this));
+    }
+    uint32_t max_headers = 0;
+    for (const listener_rt &l : rt_->listeners)
+        max_headers = std::max(max_headers, l.cfg->limits.max_headers);
+    scratch_headers_.resize(max_headers + 1);
+    for (auto &ls : listens_) {
+        ring_.multishot_accept(ls->fd, event::make_user_data(ls.get(), event::op::accept));
+        ls->armed = true;
+    }
+    arm_wake();
+    return true;
+}
+
+void worker::teardown() {
+    for (auto &inst : rt_->instances) {
+        void *st = states_.empty() ? nullptr : states_[inst->slot];
+        if (inst->handler && inst->handler->worker_destroy) inst->handler->worker_destroy(inst->config, st);
+        else if (inst->filter && inst->filter->worker_destroy) inst->filter->worker_destroy(inst->config, st);
+        else if (inst->stream && inst->stream->worker_destroy) inst->stream->worker_destroy(inst->config, st);
+        else if (inst->transport && inst->transport->worker_destroy)
+            inst->transport->worker_destroy(inst->config, st);
+    }
+    close_listeners();
+}
+
+void worker::run() {
+    tl_worker = this;
+    std::string err;
+    bool ok = setup(err);
+    {
+        std::lock_guard lk(start_mu_);
+        start_err_ = ok ? std::string() : (err.empty() ? "worker setup failed" : err);
+        start_done_ = true;
+    }
+    start_cv_.notify_all();
+    if (!ok) {
+        close_listeners();
+        finished_ = true;
+        return;
+    }
+    now_ms_ = event::monotonic_ms();
+    dates_.refresh();
+    next_sweep_ = now_ms_ + sweep_interval_ms;
+    while (!exit_) {
+        int64_t wait = timers_.wait_ms(now_ms_, int64_t(next_sweep_ > now_ms_ ? next_sweep_ - now_ms_ : 0));
+        ring_.run_once(dirty_.empty() ? wait : 0, &worker::on_completion, this);
+        now_ms_ = event::monotonic_ms();
+        dates_.refresh();
+        timers_.expire(now_ms_);
+        if (now_ms_ >= next_sweep_) {
+            sweep();
+            next_sweep_ = now_ms_ + sweep_interval_ms;
+        }
+        end_of_turn();
+        if (draining_ && conn_count_ == 0) exit_ = true;
+    }
+    {
+        std::lock_guard lk(mailbox_mu_);
+        mailbox_open_ = false;
+    }
+    teardown();
+    tl_worker = nullptr;
+    finished_ = true;
+}
+
+void worker::on_completion(void *ctx, const event::completion &c) {
+    static_cast<worker *>(ctx)->handle(c);
+}
+
+void worker::handle(const event::completion &c) {
+    switch (event::user_data_op(c.user_data)) {
+        case event::op::accept:
+            on_accept(event::user_data_ptr<listen_socket>(c.user_data), c);
+            break;
+        case event::op::recv:
+            on_recv(event::user_data_ptr<conn>(c.user_data), c);
+            break;
+        case event::op::send:
+            on_send(event::user_data_ptr<conn>(c.user_data), c.res);
+            break;
+        case event::op::poll_out:
+            on_poll_out(event::user_data_ptr<conn>(c.user_data), c.res);
+            break;
+        case event::op::wake:
+            on_wake(c.res);
+            break;
+        case event::op::ignore:
+            break;
+    }
+}
+
+void worker::arm_wake() {
+    ring_.read(wake_fd_, &wake_buf_, sizeof wake_buf_, event::make_user_data(this, event::op::wake));
+}
+
+void worker::on_wake(int32_t) {
+    run_mailbox();
+    if (!exit_) arm_wake();
+}
+
+void worker::run_mailbox() {
+    std::vector<std::function<void()>> tasks;
+    {
+        std::lock_guard lk(mailbox_mu_);
+        tasks.swap(mailbox_);
+    }
+    for (auto &t : tasks) t();
+}
+
+void worker::link(conn *c) {
+    c->prev = nullptr;
+    c->next = conns_;
+    if (conns_) conns_->prev = c;
+    conns_ = c;
+    ++conn_count_;
+}
+
+void worker::unlink(conn *c) {
+    if (c->prev) c->prev->next = c->next;
+    else conns_ = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = nullptr;
+    --conn_count_;
+}
+
+void worker::on_accept(listen_socket *ls, const event::completion &cq) {
+    if (cq.res >= 0) {
+        if (draining_) {
+            close(cq.res);
+        } else {
+            conn *c;
+            if (conn_pool_.empty()) {
+                c = new conn;
+            } else {
+                c = conn_pool_.back();
+                conn_pool_.pop_back();
+            }
+            c->fd = cq.res;
+            c->w = this;
+            c->listener = ls->listener;
+            c->rt = rt_;
+            c->idle_since = now_ms_;
+            link(c);
+            arm_recv(c);
+        }
+    } else if (cq.res != -ECANCELED && cq.res != -EBADF && cq.res != -EINVAL) {
+        // EMFILE and friends: the multishot stays armed or is re-armed below.
+        log::rate_limited_warn("accept failed: %s", std::strerror(-cq.res));
+    }
+    if (!cq.more()) {
+        ls->armed = false;
+        if (!draining_ && ls->fd >= 0) {
+            ring_.multishot_accept(ls->fd, event::make_user_data(ls, event::op::accept));
+            ls->armed = true;
+        }
+    }
+}
+
+void worker::arm_recv(conn *c) {
+    if (c->recv_armed || c->closing || c->peer_eof || c->read_paused) return;
+    ring_.recv_multishot(c->fd, event::make_user_data(c, event::op::recv));
+    c->recv_armed = true;
+}
+
+void worker::on_recv(conn *c, const event::completion &cq) {
+    bool more = cq.more();
+    if (!more) c->recv_armed = false;
+    if (cq.res > 0 && cq.has_buffer()) {
+        uint16_t bid = cq.buffer_id();
+        if (!c->closing) session::on_data(*this, c, ring_.buffer(bid), size_t(cq.res));
+        ring_.recycle(bid);
+    } else if (cq.has_buffer()) {
+        ring_.recycle(cq.buffer_id());
+    }
+    if (c->closing) {
+        if (!c->recv_armed) maybe_free(c);
+        return;
+    }
+    if (cq.res == 0) {
+        c->peer_eof = true;
+        if (c->lingering) {
+            hard_close(c);
+            return;
+        }
+        session::on_eof(*this, c);
+    } else if (cq.res < 0 && cq.res != -ENOBUFS && cq.res != -ECANCELED) {
+        hard_close(c);  // reset by peer and similar
+        return;
+    }
+    if (!c->recv_armed && !c->closing) {
+        // A multishot receive ends on ENOBUFS or CQ pressure: re-arm at the end of the turn.
+        mark_dirty(c);
+    }
+}
+
+void worker::mark_dirty(conn *c) {
+    if (!c->dirty) {
+        c->dirty = true;
+        dirty_.push_back(c);
+    }
+}
+
+void worker::end_of_turn() {
+    // Work done here may mark more connections dirty: index loop, not iterators.
+    for (size_t i = 0; i < dirty_.size(); ++i) {
+        conn *c = dirty_[i];
+        if (c->closing) {
+            c->dirty = false;
+            if (!c->recv_armed && !c->send_inflight && !c->poll_inflight) free_conn(c);
+            continue;
+        }
+        if (c->need_process) session::process(*this, c);
+        if (!c->closing) flush(c);
+        if (!c->closing && !c->recv_armed && !c->peer_eof && !c->read_paused) arm_recv(c);
+        c->dirty = false;
+        if (c->closing) maybe_free(c);
+        else if (c->need_process) mark_dirty(c);
+    }
+    dirty_.clear();
+}
+
+void worker::flush(conn *c) {
+    if (c->send_inflight || c->poll_inflight || c->closing) return;
+    // Zero-length segments only carry completions: fire them in order.
+    while (!c->out.empty() && c->out.front().remaining() == 0 && !c->out.front().is_file()) {
+        out_segment s = c->out.front();
+        c->out.pop();
+        session::segment_done(*this, s, ATLAS_OK);
+        if (c->closing) return;
+    }
+    if (c->out.empty()) {
+        if (!c->out.arena.empty()) c->out.arena.reset(arena_pool_);
+        if (c->close_after_flush && !c->lingering) begin_graceful_close(c);
+        return;
+    }
+    if (c->out.front().is_file()) {
+        send_file_segment(c);
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < c->out.size() && n < std::size(c->iov); ++i) {
+        out_segment &s = c->out.at(i);
+        if (s.is_file()) break;
+        if (s.len == 0) continue;
+        c->iov[n].iov_base = const_cast<char *>(s.data);
+        c->iov[n].iov_len = s.len;
+        ++n;
+    }
+    c->msg = msghdr{};
+    c->msg.msg_iov = c->iov;
+    c->msg.msg_iovlen = n;
+    ring_.sendmsg(c->fd, &c->msg, 0, event::make_user_data(c, event::op::send));
+    c->send_inflight = true;
+}
+
+void worker::complete_bytes(conn *c, uint64_t n) {
+    c->out.consumed(n);
+    while (!c->out.empty()) {
+        out_segment &s = c->out.front();
+        if (s.is_file()) {
+            if (s.file_left > 0) break;
+        } else if (n < s.len || (s.len > 0 && n == 0)) {
+            s.data += n;
+            s.len -= size_t(n);
+            break;
+        } else {
+            n -= s.len;
+        }
+        out_segment done = s;
+        c->out.pop();
+        session::segment_done(*this, done, ATLAS_OK);
+        if (c->closing) return;
+    }
+}
+
+void worker::on_send(conn *c, int32_t res) {
+    c->send_inflight = false;
+    if (c->closing) {
+        maybe_free(c);
+        return;
+    }
+    if (res < 0) {
+        if (res == -EAGAIN || res == -EINTR) {
+            mark_dirty(c);
+            return;
+        }
+        hard_close(c);
+        return;
+    }
+    c->last_send = now_ms_;
+    complete_bytes(c, uint64_t(res));
+    if (c->closing) return;
+    mark_dirty(c);
+}
+
+void worker::send_file_segment(conn *c) {
+    uint64_t budget = file_bytes_per_turn;
+    while (!c->out.empty() && c->out.front().is_file()) {
+        out_segment &s = c->out.front();
+        while (s.file_left > 0) {
+            off_t off = off_t(s.file_off);
+            size_t chunk = s.file_left > (1u << 20) ? (1u << 20) : size_t(s.file_left);
+            ssize_t r = sendfile(c->fd, s.fd, &off, chunk);
+            if (r > 0) {
+                s.file_off += uint64_t(r);
+                s.file_left -= uint64_t(r);
+                c->out.consumed(uint64_t(r));
+                c->last_send = now_ms_;
+                if (uint64_t(r) >= budget) {
+                    mark_dirty(c);  // let other connections run; continue next turn
+                    return;
+                }
+                budget -= uint64_t(r);
+                continue;
+            }
+            if (r < 0 && errno == EAGAIN) {
+                ring_.poll_add(c->fd, POLLOUT, event::make_user_data(c, event::op::poll_out));
+                c->poll_inflight = true;
+                return;
+            }
+            if (r < 0 && errno == EINTR) continue;
+            // r == 0: the file shrank under us; anything else is a socket error.
+            if (r == 0) log::rate_limited_warn("file shrank while being sent; closing connection");
+            hard_close(c);
+            return;
+        }
+        out_segment done = s;
+        c->out.pop();
+        session::segment_done(*this, done, ATLAS_OK);
+        if (c->closing) return;
+    }
+    mark_dirty(c);  // memory segments may follow
+}
+
+void worker::on_poll_out(conn *c, int32_t res) {
+    c->poll_inflight = false;
+    if (c->closing) {
+        maybe_free(c);
+        return;
+    }
+    if (res < 0 || (res & (POLLERR | POLLHUP))) {
+        hard_close(c);
+        return;
+    }
+    mark_dirty(c);
+}
+
+void worker::begin_graceful_close(conn *c) {
+    // Half-close and keep reading (and discarding) for a while, so that a client
+    // still sending does not turn our last response into a reset (lingering close).
+    if (c->peer_eof) {
+        hard_close(c);
+        return;
+    }
+    shutdown(c->fd, SHUT_WR);
+    c->lingering = true;
+    c->linger_start = now_ms_;
+    c->in_start = c->in_end = 0;
+    if (!c->recv_armed) {
+        c->read_paused = false;
+        arm_recv(c);
+    }
+}
+
+void worker::hard_close(conn *c) {
+    if (c->closing) return;
+    c->closing = true;
+    // Wakes any receive or send still in the kernel so that it completes now.
+    shutdown(c->fd, SHUT_RDWR);
+    if (c->recv_armed) ring_.cancel(event::make_user_data(c, event::op::recv));
+    if (c->poll_inflight) ring_.cancel(event::make_user_data(c, event::op::poll_out));
+    maybe_free(c);
+}
+
+void worker::fail_output(conn *c) {
+    while (!c->out.empty()) {
+        out_segment s = c->out.front();
+        c->out.pop();
+        session::segment_done(*this, s, ATLAS_ECLOSED);
+    }
+    c->out.arena.reset(arena_pool_);
+}
+
+// Connections are only ever freed at the end of a turn, so no call stack above
+// (a completion handler, a module hook) can see one vanish under it.
+void worker::maybe_free(conn *c) {
+    if (c->closing && !c->recv_armed && !c->send_inflight && !c->poll_inflight) mark_dirty(c);
+}
+
+void worker::free_conn(conn *c) {
+    fail_output(c);
+    session::abort_all(*this, c);
+    close(c->fd);
+    c->fd = -1;
+    unlink(c);
+    c->rt.reset();
+    c->listener = nullptr;
+    c->in.clear();
+    c->in.shrink_to_fit();
+    c->in_start = c->in_end = 0;
+    c->scan_from = 0;
+    c->cur = nullptr;
+    c->retiring.clear();
+    c->recv_armed = c->read_paused = c->peer_eof = c->send_inflight = c->poll_inflight = false;
+    c->closing = c->close_after_flush = c->lingering = c->dirty = c->need_process = false;
+    c->head_started = false;
+    c->requests = 0;
+    c->peer_len = 0;
+    conn_pool_.push_back(c);
+}
+
+void worker::sweep() {
+    for (conn *c = conns_; c;) {
+        conn *n = c->next;
+        session::check_timeouts(*this, c, now_ms_);
+        c = n;
+    }
+}
+
+void worker::close_listeners() {
+    for (auto &ls : listens_) {
+        if (ls->fd < 0) continue;
+        if (ls->armed) ring_.cancel(event::make_user_data(ls.get(), event::op::accept));
+        close(ls->fd);
+        ls->fd = -1;
+    }
+}
+
+void worker::start_drain() {
+    if (draining_) return;
+    draining_ = true;
+    close_listeners();
+    for (conn *c = conns_; c;) {
+        conn *n = c->next;
+        if (session::idle(c)) hard_close(c);
+        else mark_dirty(c);
+        c = n;
+    }
+}
+
+exchange *worker::alloc_exchange() {
+    if (exchange_pool_.empty()) return new exchange;
+    exchange *e = exchange_pool_.back();
+    exchange_pool_.pop_back();
+    return e;
+}
+
+void worker::free_exchange(exchange *ex) {
+    ex->reset();
+    exchange_pool_.push_back(ex);
+}
+
+const char *worker::peer_of(conn *c) {
+    if (c->peer_len == 0) {
+        sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        if (getpeername(c->fd, reinterpret_cast<sockaddr *>(&ss), &len) == 0)
+            c->peer_len = uint8_t(net::format_address(reinterpret_cast<sockaddr *>(&ss), c->peer, sizeof c->peer));
+        else
+            c->peer_len = uint8_t(std::snprintf(c->peer, sizeof c->peer, "unknown"));
+    }
+    return c->peer;
+}
+
+}  // namespace atlas::chain

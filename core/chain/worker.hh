@@ -1,0 +1,219 @@
+// A worker thread: one io_uring, its own SO_REUSEPORT listening sockets, its
+// connections and the per-worker state of every module instance. Nothing here
+// is shared with other workers except the read-only runtime.
+#pragma once
+
+#include <atlas/module.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "chain/out_queue.hh"
+#include "chain/runtime.hh"
+#include "event/clock.hh"
+#include "event/ring.hh"
+#include "event/timers.hh"
+#include "http/chunked_decoder.hh"
+#include "http/request_parser.hh"
+
+namespace atlas::chain {
+
+class worker;
+struct conn;
+
+// One HTTP request and its response. Pooled per worker and reused.
+struct exchange {
+    conn *c = nullptr;
+    const route_rt *route = nullptr;
+
+    // Request: the head is copied out of the receive buffers so that it outlives them.
+    std::vector<char> head_buf;
+    http::request_head head{};
+    std::vector<http::header_field> req_headers;
+    std::deque<std::string> req_strings;  // storage for headers added by filters
+    std::string path;                     // normalised
+    std::string host;                     // lowercase, without port
+
+    enum class body_mode : uint8_t { none, length, chunked } body = body_mode::none;
+    uint64_t body_left = 0;
+    uint64_t body_received = 0;
+    http::chunked_decoder chunked;
+    bool body_done = true;
+    bool body_paused = false;
+    bool continue_sent = false;
+
+    // Chain progress.
+    std::vector<void *> filter_states;
+    size_t filter_pos = 0;  // next filter to run
+    bool handler_called = false;
+    bool resume_pending = false;
+    int32_t resume_status = ATLAS_CONTINUE;
+    bool in_filters = false;
+    void *handler_state = nullptr;
+
+    // Response.
+    std::string resp_headers;  // "Name: value\r\n" lines set by modules
+    uint32_t status = 0;
+    bool head_sent = false;
+    bool complete = false;   // the whole response is queued
+    bool body_allowed = true;
+    bool resp_chunked = false;
+    int64_t resp_length = -1;
+    uint64_t resp_written = 0;
+    bool keep_alive = true;
+
+    uint32_t pending_segments = 0;  // queued output still referring to this exchange
+    bool finished = false;          // done with on the connection; destroy when segments drain
+
+    void reset();
+};
+
+struct listen_socket {
+    int fd = -1;
+    const listener_rt *listener = nullptr;
+    bool armed = false;
+    worker *owner = nullptr;
+};
+
+struct conn {
+    int fd = -1;
+    worker *w = nullptr;
+    const listener_rt *listener = nullptr;
+    std::shared_ptr<runtime> rt;  // keeps the snapshot this connection started on alive
+
+    // Input not yet consumed (partial heads, pipelined requests, paused bodies).
+    std::vector<char> in;
+    size_t in_start = 0, in_end = 0;
+    uint32_t scan_from = 0;
+
+    exchange *cur = nullptr;
+    std::vector<exchange *> retiring;  // finished, waiting for their output to drain
+    out_queue out;
+
+    // Send state: one send in flight at a time keeps bytes in order.
+    iovec iov[64];
+    msghdr msg{};
+
+    bool recv_armed = false;
+    bool read_paused = false;
+    bool peer_eof = false;
+    bool send_inflight = false;
+    bool poll_inflight = false;
+    bool closing = false;      // hard close under way
+    bool close_after_flush = false;
+    bool lingering = false;    // write side shut, draining input before close
+    bool dirty = false;        // in the worker's end-of-turn list
+    bool need_process = false; // buffered input waits for processing
+    bool head_started = false;
+
+    uint64_t idle_since = 0, head_start = 0, last_send = 0, last_body = 0, linger_start = 0;
+    uint32_t requests = 0;
+
+    char peer[64];
+    uint8_t peer_len = 0;
+
+    conn *prev = nullptr, *next = nullptr;  // worker's live list
+
+    size_t buffered() const { return in_end - in_start; }
+};
+
+// Members are public on purpose: the HTTP session code and the host API are
+// this worker's own code split by job, not outside users.
+class worker {
+public:
+    worker(uint32_t index, uint32_t count, std::shared_ptr<runtime> rt);
+    ~worker();
+    worker(const worker &) = delete;
+    worker &operator=(const worker &) = delete;
+
+    // Starts the thread; returns once its ring and listening sockets are ready
+    // (false + err when they could not be set up).
+    bool start(std::string &err);
+    void join();
+
+    // Thread-safe controls used by the main thread and host->post.
+    bool post(std::function<void()> fn);
+    void drain();     // stop accepting, finish in-flight work, then exit
+    void stop_now();  // close everything and exit
+
+    static worker *current();
+
+    // --- worker-thread only ---
+    void mark_dirty(conn *c);
+    exchange *alloc_exchange();
+    void free_exchange(exchange *ex);
+    const char *peer_of(conn *c);
+    void flush(conn *c);
+    void begin_graceful_close(conn *c);
+    void hard_close(conn *c);
+
+    uint32_t index_;
+    uint32_t count_;
+    std::shared_ptr<runtime> rt_;
+    event::ring ring_;
+    event::timer_heap timers_;
+    event::date_cache dates_;
+    uint64_t now_ms_ = 0;
+    uint64_t next_sweep_ = 0;
+    std::vector<std::unique_ptr<listen_socket>> listens_;
+    std::vector<void *> states_;  // per module instance slot
+    std::vector<conn *> dirty_;
+    conn *conns_ = nullptr;
+    size_t conn_count_ = 0;
+    std::vector<conn *> conn_pool_;
+    std::vector<exchange *> exchange_pool_;
+    std::vector<http::header_field> scratch_headers_;
+    out_arena_pool arena_pool_;
+    bool draining_ = false;
+    bool exit_ = false;
+    std::atomic<bool> finished_{false};  // the thread is done (read by the main thread)
+
+private:
+    void run();
+    bool setup(std::string &err);
+    void teardown();
+    static void on_completion(void *ctx, const event::completion &c);
+    void handle(const event::completion &c);
+    void on_accept(listen_socket *ls, const event::completion &c);
+    void on_recv(conn *c, const event::completion &cq);
+    void on_send(conn *c, int32_t res);
+    void on_poll_out(conn *c, int32_t res);
+    void on_wake(int32_t res);
+    void arm_wake();
+    void run_mailbox();
+    void end_of_turn();
+    void sweep();
+    void start_drain();
+    void close_listeners();
+    void arm_recv(conn *c);
+    void send_file_segment(conn *c);
+    void complete_bytes(conn *c, uint64_t n);
+    void fail_output(conn *c);
+    void maybe_free(conn *c);
+    void free_conn(conn *c);
+    void link(conn *c);
+    void unlink(conn *c);
+
+    int wake_fd_ = -1;
+    uint64_t wake_buf_ = 0;
+    std::mutex mailbox_mu_;
+    std::vector<std::function<void()>> mailbox_;
+    bool mailbox_open_ = true;
+
+    std::thread thread_;
+    std::mutex start_mu_;
+    std::condition_variable start_cv_;
+    bool start_done_ = false;
+    std::string start_err_;
+};
+
+}  // namespace atlas::chain

@@ -1,0 +1,98 @@
+// The validated configuration model: what the TOML files say, after merging,
+// defaults, seed-format translation and checking. Immutable once built.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace atlas::config {
+
+using duration = std::chrono::milliseconds;
+
+// A reference to a module plus its own config table (minus `module`), as JSON text.
+struct module_ref {
+    std::string name;         // "static" -> mod_static.so
+    std::string config_json;  // the table's other keys, canonical JSON object text
+    std::string key;          // config path for messages, e.g. "listener.web.route[0].handler"
+    std::string file;         // the file that declared it
+    uint32_t line = 0;        // where in `file` (0 = unknown), for one-line messages
+    std::string base_dir;     // directory of `file`: relative paths in config_json resolve here
+};
+
+// Per-listener HTTP limits and timeouts (defaults follow nginx/HAProxy habits).
+struct http_limits {
+    uint32_t max_request_line = 8192;        // 414 above
+    uint32_t max_header_bytes = 16384;       // whole head incl. request line; 431 above
+    uint32_t max_headers = 100;              // 431 above
+    uint64_t max_body_bytes = 1ull << 30;    // 413 above (1 GiB); 0 = unlimited
+    duration header_timeout{10000};          // 408 when the head is not complete in time
+    duration idle_timeout{60000};            // keep-alive idle time between requests
+    duration body_timeout{60000};            // no body byte for this long: close
+    duration send_timeout{60000};            // no send progress for this long: close
+    uint32_t max_requests_per_conn = 0;      // 0 = unlimited
+};
+
+struct route {
+    std::optional<std::string> host;         // exact "a.example" or "*.example"; none = any
+    std::string path_prefix = "/";
+    std::vector<std::string> methods;        // empty = any
+    std::vector<module_ref> filters;
+    module_ref handler;
+    std::string key;                         // "listener.web.route[1]"
+};
+
+struct listener {
+    std::string name;
+    std::vector<std::string> addresses;      // "ip:port", "[ip6]:port"
+    std::optional<module_ref> transport;     // e.g. tls
+    bool is_http = true;                     // false: L4 chain ending in `stream`
+    std::optional<module_ref> stream;        // the L4 terminal when !is_http
+    std::vector<route> routes;               // http only, in declaration order
+    http_limits limits;
+    uint32_t max_connections = 0;            // 0 = unlimited (per worker share is computed)
+    std::string key;                         // "listener.web"
+};
+
+struct upstream_server {
+    std::string address;                     // "host:port" as written
+    uint32_t weight = 1;
+};
+
+struct upstream {
+    std::string name;
+    module_ref lb;                           // lb = "round_robin" -> mod_lb_round_robin.so
+    std::vector<upstream_server> servers;
+    uint32_t keepalive_idle_per_worker = 32;
+    duration keepalive_idle_timeout{60000};
+    duration connect_timeout{5000};
+    duration read_timeout{30000};
+    duration write_timeout{30000};
+    std::string health_json;                 // raw `health` table as JSON ("" if absent)
+    std::string key;                         // "upstream.api"
+};
+
+struct server_settings {
+    uint32_t workers = 0;                    // 0 = one per CPU
+    std::string module_dir;                  // empty = built-in default
+    duration drain_timeout{30000};
+    std::string pid_file;                    // empty = none
+};
+
+struct admin_settings {
+    std::string listen = "127.0.0.1:9901";
+    bool enabled = false;                    // true when an [admin] table is present
+};
+
+struct snapshot {
+    server_settings server;
+    admin_settings admin;
+    std::vector<listener> listeners;
+    std::vector<upstream> upstreams;
+    std::vector<std::string> files;          // every file read, in order
+    std::string effective_json;              // the merged TOML as JSON (admin GET /config)
+};
+
+}  // namespace atlas::config

@@ -1,0 +1,85 @@
+// The io_uring seam: the only place in atlasd that includes liburing.
+// One ring per worker thread; everything else talks to it through this class.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+struct io_uring;
+struct io_uring_sqe;
+struct io_uring_buf_ring;
+struct msghdr;
+struct sockaddr;
+
+namespace atlas::event {
+
+// user_data = object pointer | op tag (objects are at least 8-byte aligned).
+enum class op : uint8_t { ignore = 0, accept = 1, recv = 2, send = 3, poll_out = 4, wake = 5 };
+
+inline uint64_t make_user_data(const void *obj, op o) {
+    return reinterpret_cast<uint64_t>(obj) | static_cast<uint64_t>(o);
+}
+inline op user_data_op(uint64_t ud) { return static_cast<op>(ud & 7u); }
+template <class T>
+T *user_data_ptr(uint64_t ud) {
+    return reinterpret_cast<T *>(ud & ~uint64_t{7});
+}
+
+struct completion {
+    uint64_t user_data;
+    int32_t res;
+    uint32_t flags;
+    bool more() const;            // multishot op stays armed
+    bool has_buffer() const;      // a provided buffer was consumed
+    uint16_t buffer_id() const;
+};
+
+class ring {
+public:
+    ring() = default;
+    ring(const ring &) = delete;
+    ring &operator=(const ring &) = delete;
+    ~ring();
+
+    // Sets up the ring (SINGLE_ISSUER + DEFER_TASKRUN when the kernel allows it, plain
+    // otherwise) and a provided-buffer ring of `buffers` x `buffer_size` bytes.
+    bool init(unsigned entries, unsigned buffers, unsigned buffer_size, std::string &err);
+    const char *mode() const { return mode_; }
+
+    // Submission helpers; they never fail (a full SQ is flushed first).
+    void multishot_accept(int fd, uint64_t ud);
+    void recv_multishot(int fd, uint64_t ud);
+    void sendmsg(int fd, const msghdr *msg, unsigned flags, uint64_t ud);
+    void poll_add(int fd, unsigned events, uint64_t ud);
+    void read(int fd, void *buf, unsigned len, uint64_t ud);
+    void cancel(uint64_t target_ud);
+
+    // Provided receive buffers.
+    char *buffer(uint16_t id) const;
+    unsigned buffer_size() const { return buffer_size_; }
+    void recycle(uint16_t id);  // give a buffer back (published at the next wait)
+
+    // Submits pending SQEs, waits up to timeout_ms for one completion (0 = poll), then
+    // calls fn(ctx, completion) for every ready CQE. Returns completions handled.
+    using handler_fn = void (*)(void *ctx, const completion &c);
+    unsigned run_once(int64_t timeout_ms, handler_fn fn, void *ctx);
+
+private:
+    io_uring_sqe *get_sqe();
+    void publish_buffers();
+
+    io_uring *ring_ = nullptr;
+    io_uring_buf_ring *buf_ring_ = nullptr;
+    char *buffers_ = nullptr;
+    size_t buf_ring_bytes_ = 0;
+    unsigned buffer_count_ = 0;
+    unsigned buffer_size_ = 0;
+    unsigned pending_recycles_ = 0;
+    bool buf_ring_registered_ = false;
+    const char *mode_ = "none";
+};
+
+constexpr uint16_t buffer_group = 0;
+
+}  // namespace atlas::event

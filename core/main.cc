@@ -1,0 +1,165 @@
+// atlasd: command line, config check, worker start-up and signal handling.
+// The main thread owns configuration and modules; it never touches a worker's
+// connections (it only posts messages to workers).
+#include <signal.h>
+#include <unistd.h>
+
+#include <atlas/module.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "chain/host_api.hh"
+#include "chain/log.hh"
+#include "chain/runtime.hh"
+#include "chain/worker.hh"
+#include "config/loader.hh"
+#include "module/loader.hh"
+
+namespace {
+
+using namespace atlas;
+
+constexpr const char *usage_text =
+    "usage: atlasd [-c DIR|FILE] [-t] [-v] [FILE]\n"
+    "  -c PATH  configuration: a directory (atlas.toml + conf.d/*.toml) or one file\n"
+    "           (default /etc/atlas)\n"
+    "  -t       check the configuration and modules, then exit\n"
+    "  -v       print the version and module ABI, then exit\n"
+    "signals: TERM/INT drain and exit, QUIT stops at once\n";
+
+struct options {
+    std::string config = "/etc/atlas";
+    bool check = false;
+    bool version = false;
+};
+
+// Returns 0 to go on, or an exit status + 1.
+int parse_args(int argc, char **argv, options &o) {
+    bool have_config = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "-t") o.check = true;
+        else if (a == "-v" || a == "--version") o.version = true;
+        else if (a == "-h" || a == "--help") {
+            std::fputs(usage_text, stdout);
+            return 1;
+        } else if (a == "-c") {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "atlasd: -c needs a directory or file\n");
+                return 3;
+            }
+            o.config = argv[++i];
+            have_config = true;
+        } else if (!a.empty() && a[0] != '-' && !have_config) {
+            o.config = a;  // the seed's `atlas config.toml` habit
+            have_config = true;
+        } else {
+            std::fprintf(stderr, "atlasd: unknown argument '%s'\n%s", a.c_str(), usage_text);
+            return 3;
+        }
+    }
+    return 0;
+}
+
+bool all_finished(const std::vector<std::unique_ptr<chain::worker>> &ws) {
+    for (auto &w : ws)
+        if (!w->finished_.load()) return false;
+    return true;
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    options opt;
+    if (int r = parse_args(argc, argv, opt)) return r - 1;
+    if (opt.version) {
+        std::printf("atlasd %s (module ABI %u.%u)\n", ATLAS_VERSION, ATLAS_ABI_MAJOR, ATLAS_ABI_MINOR);
+        return 0;
+    }
+
+    std::vector<std::string> errors;
+    config::load_result loaded = config::load(opt.config);
+    for (auto &d : loaded.errors) errors.push_back(d.message);
+    module::loader loader(chain::host_api());
+    std::unique_ptr<chain::runtime> rt;
+    if (loaded.ok()) {
+        auto snap = std::make_shared<const config::snapshot>(std::move(loaded.snap));
+        rt = chain::build_runtime(snap, loader, errors);
+        if (rt && rt->listeners.empty()) errors.push_back(opt.config + ": no listener configured");
+    }
+    if (!errors.empty()) {
+        for (auto &e : errors) std::fprintf(stderr, "atlasd: %s\n", e.c_str());
+        return 1;
+    }
+    if (opt.check) {
+        std::printf("atlasd: configuration OK (%zu listener%s, %zu module%s loaded from %s)\n",
+                    rt->listeners.size(), rt->listeners.size() == 1 ? "" : "s", loader.modules().size(),
+                    loader.modules().size() == 1 ? "" : "s", rt->module_dir.c_str());
+        return 0;
+    }
+
+    // Signals are taken synchronously by the main thread only: block them before
+    // any worker exists so every thread inherits the mask.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP}) sigaddset(&sigs, s);
+    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+
+    std::shared_ptr<chain::runtime> shared_rt(std::move(rt));
+    std::vector<std::unique_ptr<chain::worker>> workers;
+    for (uint32_t i = 0; i < shared_rt->workers; ++i) {
+        auto w = std::make_unique<chain::worker>(i, shared_rt->workers, shared_rt);
+        std::string err;
+        if (!w->start(err)) {
+            chain::log::error("%s", err.c_str());
+            for (auto &started : workers) started->stop_now();
+            workers.clear();
+            return 1;
+        }
+        workers.push_back(std::move(w));
+    }
+    for (const chain::listener_rt &l : shared_rt->listeners)
+        for (const net::address &a : l.addresses)
+            chain::log::info("listening on %s (%s)", net::to_string(a).c_str(), l.cfg->name.c_str());
+    chain::log::info("atlasd %s started: %u worker%s, io_uring %s", ATLAS_VERSION, shared_rt->workers,
+                     shared_rt->workers == 1 ? "" : "s", workers[0]->ring_.mode());
+
+    bool draining = false;
+    auto drain_deadline = std::chrono::steady_clock::time_point::max();
+    for (;;) {
+        if (draining && all_finished(workers)) break;
+        timespec ts{0, 50 * 1000 * 1000};
+        siginfo_t info;
+        int sig = sigtimedwait(&sigs, &info, draining ? &ts : nullptr);
+        if (sig == SIGTERM || sig == SIGINT) {
+            if (!draining) {
+                chain::log::info("%s: stopping accepting, finishing in-flight requests",
+                                 sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                draining = true;
+                drain_deadline = std::chrono::steady_clock::now() + shared_rt->snap->server.drain_timeout;
+                for (auto &w : workers) w->drain();
+            }
+        } else if (sig == SIGQUIT) {
+            chain::log::info("SIGQUIT: stopping now");
+            draining = true;
+            for (auto &w : workers) w->stop_now();
+        } else if (sig == SIGHUP) {
+            chain::log::warn("SIGHUP: configuration reload is not available in this version; ignored");
+        }
+        if (draining && std::chrono::steady_clock::now() > drain_deadline) {
+            chain::log::warn("drain_timeout reached: closing the remaining connections");
+            for (auto &w : workers) w->stop_now();
+            drain_deadline = std::chrono::steady_clock::time_point::max();
+        }
+    }
+    for (auto &w : workers) w->join();
+    workers.clear();
+    chain::log::info("stopped");
+    return 0;
+}

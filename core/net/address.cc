@@ -1,0 +1,110 @@
+#include "net/address.hh"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+
+namespace atlas::net {
+
+bool parse_address(std::string_view text, address &out, std::string &err) {
+    std::string host;
+    std::string_view port_text;
+    if (!text.empty() && text[0] == '[') {
+        size_t close = text.find(']');
+        if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+            err = "expected [ipv6]:port";
+            return false;
+        }
+        host = std::string(text.substr(1, close - 1));
+        port_text = text.substr(close + 2);
+    } else {
+        size_t colon = text.rfind(':');
+        if (colon == std::string_view::npos) {
+            err = "expected ip:port";
+            return false;
+        }
+        host = std::string(text.substr(0, colon));
+        port_text = text.substr(colon + 1);
+    }
+    unsigned port = 0;
+    auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (ec != std::errc() || p != port_text.data() + port_text.size() || port > 65535 || port_text.empty()) {
+        err = "bad port '" + std::string(port_text) + "'";
+        return false;
+    }
+    out = address{};
+    auto *v4 = reinterpret_cast<sockaddr_in *>(&out.storage);
+    auto *v6 = reinterpret_cast<sockaddr_in6 *>(&out.storage);
+    if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(uint16_t(port));
+        out.length = sizeof(sockaddr_in);
+        return true;
+    }
+    if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(uint16_t(port));
+        out.length = sizeof(sockaddr_in6);
+        return true;
+    }
+    err = "'" + host + "' is not an IP address";
+    return false;
+}
+
+size_t format_address(const sockaddr *sa, char *out, size_t cap) {
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int n = 0;
+    if (sa->sa_family == AF_INET) {
+        auto *v4 = reinterpret_cast<const sockaddr_in *>(sa);
+        inet_ntop(AF_INET, &v4->sin_addr, ip, sizeof ip);
+        n = std::snprintf(out, cap, "%s:%u", ip, unsigned(ntohs(v4->sin_port)));
+    } else if (sa->sa_family == AF_INET6) {
+        auto *v6 = reinterpret_cast<const sockaddr_in6 *>(sa);
+        inet_ntop(AF_INET6, &v6->sin6_addr, ip, sizeof ip);
+        n = std::snprintf(out, cap, "[%s]:%u", ip, unsigned(ntohs(v6->sin6_port)));
+    } else {
+        n = std::snprintf(out, cap, "unknown");
+    }
+    if (n < 0) return 0;
+    return size_t(n) < cap ? size_t(n) : cap - 1;
+}
+
+std::string to_string(const address &a) {
+    char b[80];
+    size_t n = format_address(a.sa(), b, sizeof b);
+    return std::string(b, n);
+}
+
+int listen_socket(const address &a, int backlog, std::string &err) {
+    int fd = socket(a.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        err = std::string("socket: ") + std::strerror(errno);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    // Accepted sockets inherit TCP_NODELAY on Linux: no setsockopt per connection.
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (a.family() == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, a.sa(), a.length) != 0) {
+        err = "cannot bind " + to_string(a) + ": " + std::strerror(errno);
+        close(fd);
+        return -1;
+    }
+    if (listen(fd, backlog) != 0) {
+        err = "cannot listen on " + to_string(a) + ": " + std::strerror(errno);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+}  // namespace atlas::net

@@ -1,0 +1,29 @@
+// Socket addresses: parsing "ip:port" / "[ip6]:port" and formatting peers.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <string>
+#include <string_view>
+
+namespace atlas::net {
+
+struct address {
+    sockaddr_storage storage{};
+    socklen_t length = 0;
+    int family() const { return storage.ss_family; }
+    const sockaddr *sa() const { return reinterpret_cast<const sockaddr *>(&storage); }
+};
+
+// Literal IPs only (names are resolved elsewhere). false with `err` set on failure.
+bool parse_address(std::string_view text, address &out, std::string &err);
+
+// "127.0.0.1:8080" or "[::1]:8080"; writes at most cap bytes, returns the length.
+size_t format_address(const sockaddr *sa, char *out, size_t cap);
+std::string to_string(const address &a);
+
+// A listening socket with SO_REUSEPORT (one per worker), TCP_NODELAY inherited by
+// accepted sockets. Returns the fd or -1 with `err` set.
+int listen_socket(const address &a, int backlog, std::string &err);
+
+}  // namespace atlas::net

@@ -1,0 +1,80 @@
+// atlas/module.hpp — optional header-only C++ helpers for writing Atlas modules.
+//
+// Nothing here is part of the ABI: it only wraps atlas/module.h. Every hook a
+// C++ module exposes must be noexcept; `guard` runs a callable and turns any
+// escaping exception into a logged error and a fallback value, so an exception
+// never crosses into atlasd (where it would call std::terminate).
+#pragma once
+
+#include <atlas/module.h>
+
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace atlas::module {
+
+inline std::string_view view(atlas_slice_t s) noexcept { return {s.ptr, s.len}; }
+inline atlas_slice_t slice(std::string_view s) noexcept { return {s.data(), s.size()}; }
+
+// The host table and descriptor of this module, set once by the entry point.
+struct context {
+    const atlas_host_api_t *host = nullptr;
+    const atlas_module_t *self = nullptr;
+
+    void log(atlas_log_level_t level, std::string_view msg) const noexcept {
+        if (host && host->log) host->log(self, level, slice(msg));
+    }
+};
+
+// Writes one line into a host-provided error buffer.
+inline void set_error(atlas_error_t *err, std::string_view msg) noexcept {
+    if (!err) return;
+    size_t n = msg.size() < sizeof(err->message) - 1 ? msg.size() : sizeof(err->message) - 1;
+    std::memcpy(err->message, msg.data(), n);
+    err->message[n] = '\0';
+    err->code = ATLAS_ERROR;
+}
+
+// Exception barrier: returns fn()'s result, or `fallback` if it threw.
+template <class Fn, class R>
+R guard(const context &ctx, R fallback, Fn &&fn) noexcept {
+    try {
+        return std::forward<Fn>(fn)();
+    } catch (const std::exception &e) {
+        ctx.log(ATLAS_LOG_ERROR, std::string("unhandled exception: ") + e.what());
+    } catch (...) {
+        ctx.log(ATLAS_LOG_ERROR, "unhandled non-standard exception");
+    }
+    return fallback;
+}
+
+// Barrier for hooks returning nothing.
+template <class Fn>
+void guard_void(const context &ctx, Fn &&fn) noexcept {
+    try {
+        std::forward<Fn>(fn)();
+    } catch (const std::exception &e) {
+        ctx.log(ATLAS_LOG_ERROR, std::string("unhandled exception: ") + e.what());
+    } catch (...) {
+        ctx.log(ATLAS_LOG_ERROR, "unhandled non-standard exception");
+    }
+}
+
+// Barrier for config_create: an exception becomes the error message.
+template <class Fn>
+void *guard_config(atlas_error_t *err, Fn &&fn) noexcept {
+    try {
+        return std::forward<Fn>(fn)();
+    } catch (const std::exception &e) {
+        set_error(err, e.what());
+    } catch (...) {
+        set_error(err, "unknown error while reading the module configuration");
+    }
+    return nullptr;
+}
+
+}  // namespace atlas::module
