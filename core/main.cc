@@ -87,10 +87,13 @@ int main(int argc, char **argv) {
     for (auto &d : loaded.errors) errors.push_back(d.message);
     module::loader loader(chain::host_api());
     std::unique_ptr<chain::runtime> rt;
-    if (loaded.ok()) {
+    bool config_ok = loaded.ok();
+    {
+        // Modules are checked even when the config has errors, so one `atlasd -t`
+        // run reports every problem; the parts the loader rejected are absent.
         auto snap = std::make_shared<const config::snapshot>(std::move(loaded.snap));
         rt = chain::build_runtime(snap, loader, errors);
-        if (rt && rt->listeners.empty()) errors.push_back(opt.config + ": no listener configured");
+        if (config_ok && rt && rt->listeners.empty()) errors.push_back(opt.config + ": no listener configured");
     }
     if (!errors.empty()) {
         for (auto &e : errors) std::fprintf(stderr, "atlasd: %s\n", e.c_str());

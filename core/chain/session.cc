@@ -57,6 +57,7 @@ void push_ref(worker &w, conn *c, exchange *ex, const void *p, size_t n, atlas_d
 
 // Appends "Name: value\r\n".
 char *put(char *p, std::string_view s) {
+    if (s.empty()) return p;  // memcpy from a null view is undefined even for 0 bytes
     std::memcpy(p, s.data(), s.size());
     return p + s.size();
 }
@@ -108,9 +109,13 @@ void finish_exchange(worker &w, conn *c, exchange *ex) {
 }
 
 // The core answers in place of the handler (no route, bad path, limits...).
-void core_error(exchange *ex, unsigned status) {
-    ex->keep_alive = false;
-    ex->body_done = true;  // the body, if any, is not read
+// `close`: the connection ends after it and any request body is not read;
+// otherwise the body is read and discarded and keep-alive goes on.
+void core_error(exchange *ex, unsigned status, bool close = true) {
+    if (close) {
+        ex->keep_alive = false;
+        ex->body_done = true;
+    }
     if (ex->head_sent) {
         if (!ex->complete) {
             ex->complete = true;
@@ -169,6 +174,18 @@ size_t feed_body(worker &w, conn *c, exchange *ex, std::string_view data) {
     return used;
 }
 
+void call_handler(worker &w, exchange *ex) {
+    module_instance *h = ex->route->handler;
+    conn *c = ex->c;
+    ex->discard_first = false;
+    ex->handler_called = true;
+    int32_t rc = h->handler->on_request(h->config, w.states_[h->slot], handle(ex), &ex->handler_state);
+    if (rc != ATLAS_OK && !c->closing && !ex->complete) {
+        log::warn("%s: handler failed", h->key.c_str());
+        core_error(ex, 500);
+    }
+}
+
 void run_chain(worker &w, exchange *ex) {
     const route_rt *r = ex->route;
     while (ex->filter_pos < r->filters.size()) {
@@ -192,16 +209,18 @@ void run_chain(worker &w, exchange *ex) {
     }
     module_instance *h = r->handler;
     conn *c = ex->c;
-    if (ex->body != exchange::body_mode::none && ex->head.expect_continue && h->handler->on_request_body) {
+    if (ex->body != exchange::body_mode::none && ex->head.expect_continue) {
         push_copy(w, c, nullptr, "HTTP/1.1 100 Continue\r\n\r\n");
         ex->continue_sent = true;
     }
-    ex->handler_called = true;
-    int32_t rc = h->handler->on_request(h->config, w.states_[h->slot], handle(ex), &ex->handler_state);
-    if (rc != ATLAS_OK && !c->closing && !ex->complete) {
-        log::warn("%s: handler failed", h->key.c_str());
-        core_error(ex, 500);
+    if (ex->body != exchange::body_mode::none && !h->handler->on_request_body) {
+        // A handler that takes no body answers once the body has been read and checked:
+        // a malformed body then gets its 400 (as nginx does when discarding), and the
+        // connection stays usable. consume() calls the handler when the body is done.
+        ex->discard_first = true;
+        return;
     }
+    call_handler(w, ex);
 }
 
 std::string_view relocate(std::string_view sv, const char *from, size_t from_len, const char *to) {
@@ -276,8 +295,7 @@ void start_exchange(worker &w, conn *c, std::string_view raw, const http::reques
     }
     const route_rt *route = match_route(*c->listener, ex->host, ex->path, method);
     if (!route || !route->handler) {
-        core_error(ex, 404);
-        ex->keep_alive = ex->head.keep_alive && ex->body == exchange::body_mode::none && !w.draining_;
+        core_error(ex, 404, false);
         return;
     }
     ex->route = route;
@@ -291,7 +309,7 @@ size_t consume(worker &w, conn *c, std::string_view data) {
     while (!c->closing && !c->close_after_flush) {
         if (exchange *ex = c->cur) {
             if (!ex->body_done) {
-                if (ex->body_paused || !ex->handler_called) {
+                if (ex->body_paused || (!ex->handler_called && !ex->discard_first)) {
                     // A filter is still deciding or the handler paused the body: keep bytes buffered,
                     // unless the response is already complete (then the body is discarded below).
                     if (!ex->complete) break;
@@ -310,6 +328,8 @@ size_t consume(worker &w, conn *c, std::string_view data) {
                     if (!ex->body_done) break;
                 }
             }
+            if (ex->discard_first && ex->body_done && !ex->complete) call_handler(w, ex);
+            if (c->closing) break;
             if (!ex->complete) break;  // the handler answers later
             finish_exchange(w, c, ex);
             continue;
@@ -450,7 +470,7 @@ void check_timeouts(worker &w, conn *c, uint64_t now) {
         return;
     }
     if (exchange *ex = c->cur) {
-        if (!ex->body_done && ex->handler_called && !ex->body_paused &&
+        if (!ex->body_done && (ex->handler_called || ex->discard_first) && !ex->body_paused &&
             now - c->last_body > uint64_t(lim.body_timeout.count())) {
             if (!ex->head_sent) {
                 core_error(ex, 408);

@@ -42,7 +42,7 @@ void exchange::reset() {
     body_paused = continue_sent = false;
     filter_states.clear();
     filter_pos = 0;
-    handler_called = resume_pending = in_filters = false;
+    handler_called = resume_pending = in_filters = discard_first = false;
     resume_status = ATLAS_CONTINUE;
     handler_state = nullptr;
     resp_headers.clear();
@@ -186,6 +186,7 @@ void worker::run() {
     start_cv_.notify_all();
     if (!ok) {
         close_listeners();
+        ring_.close();
         finished_ = true;
         return;
     }
@@ -194,7 +195,7 @@ void worker::run() {
     next_sweep_ = now_ms_ + sweep_interval_ms;
     while (!exit_) {
         int64_t wait = timers_.wait_ms(now_ms_, int64_t(next_sweep_ > now_ms_ ? next_sweep_ - now_ms_ : 0));
-        ring_.run_once(dirty_.empty() ? wait : 0, &worker::on_completion, this);
+        ring_.run_once(dirty_.empty() && later_.empty() ? wait : 0, &worker::on_completion, this);
         now_ms_ = event::monotonic_ms();
         dates_.refresh();
         timers_.expire(now_ms_);
@@ -210,6 +211,7 @@ void worker::run() {
         mailbox_open_ = false;
     }
     teardown();
+    ring_.close();
     tl_worker = nullptr;
     finished_ = true;
 }
@@ -352,22 +354,24 @@ void worker::mark_dirty(conn *c) {
 }
 
 void worker::end_of_turn() {
-    // Work done here may mark more connections dirty: index loop, not iterators.
+    // Work done here may mark connections dirty again (they are then visited again
+    // in this same loop): index loop, not iterators. Freeing happens only in the
+    // closing branch, so nothing below can see its connection vanish.
     for (size_t i = 0; i < dirty_.size(); ++i) {
         conn *c = dirty_[i];
+        c->dirty = false;
         if (c->closing) {
-            c->dirty = false;
             if (!c->recv_armed && !c->send_inflight && !c->poll_inflight) free_conn(c);
             continue;
         }
         if (c->need_process) session::process(*this, c);
         if (!c->closing) flush(c);
         if (!c->closing && !c->recv_armed && !c->peer_eof && !c->read_paused) arm_recv(c);
-        c->dirty = false;
-        if (c->closing) maybe_free(c);
-        else if (c->need_process) mark_dirty(c);
     }
     dirty_.clear();
+    // Connections that used up their file-sending budget continue next turn.
+    for (conn *c : later_) mark_dirty(c);
+    later_.clear();
 }
 
 void worker::flush(conn *c) {
@@ -458,7 +462,7 @@ void worker::send_file_segment(conn *c) {
                 c->out.consumed(uint64_t(r));
                 c->last_send = now_ms_;
                 if (uint64_t(r) >= budget) {
-                    mark_dirty(c);  // let other connections run; continue next turn
+                    later_.push_back(c);  // let other connections run; continue next turn
                     return;
                 }
                 budget -= uint64_t(r);
@@ -538,7 +542,9 @@ void worker::maybe_free(conn *c) {
     if (c->closing && !c->recv_armed && !c->send_inflight && !c->poll_inflight) mark_dirty(c);
 }
 
+
 void worker::free_conn(conn *c) {
+    std::erase(later_, c);
     fail_output(c);
     session::abort_all(*this, c);
     close(c->fd);

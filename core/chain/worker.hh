@@ -55,6 +55,7 @@ struct exchange {
     std::vector<void *> filter_states;
     size_t filter_pos = 0;  // next filter to run
     bool handler_called = false;
+    bool discard_first = false;  // read the body, then call a body-less handler
     bool resume_pending = false;
     int32_t resume_status = ATLAS_CONTINUE;
     bool in_filters = false;
@@ -167,6 +168,7 @@ public:
     std::vector<std::unique_ptr<listen_socket>> listens_;
     std::vector<void *> states_;  // per module instance slot
     std::vector<conn *> dirty_;
+    std::vector<conn *> later_;  // continue sending next turn (fairness)
     conn *conns_ = nullptr;
     size_t conn_count_ = 0;
     std::vector<conn *> conn_pool_;

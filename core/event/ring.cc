@@ -13,14 +13,19 @@ bool completion::more() const { return flags & IORING_CQE_F_MORE; }
 bool completion::has_buffer() const { return flags & IORING_CQE_F_BUFFER; }
 uint16_t completion::buffer_id() const { return uint16_t(flags >> IORING_CQE_BUFFER_SHIFT); }
 
-ring::~ring() {
+ring::~ring() { close(); }
+
+void ring::close() {
     if (ring_) {
         if (buf_ring_registered_) io_uring_unregister_buf_ring(ring_, buffer_group);
         io_uring_queue_exit(ring_);
         delete ring_;
+        ring_ = nullptr;
     }
     if (buf_ring_) munmap(buf_ring_, buf_ring_bytes_);
+    buf_ring_ = nullptr;
     std::free(buffers_);
+    buffers_ = nullptr;
 }
 
 bool ring::init(unsigned entries, unsigned buffers, unsigned buffer_size, std::string &err) {

@@ -46,6 +46,9 @@ public:
     // otherwise) and a provided-buffer ring of `buffers` x `buffer_size` bytes.
     bool init(unsigned entries, unsigned buffers, unsigned buffer_size, std::string &err);
     const char *mode() const { return mode_; }
+    // Tears the ring down now: every operation still in the kernel is dropped and the
+    // files it held (listening sockets!) are released.
+    void close();
 
     // Submission helpers; they never fail (a full SQ is flushed first).
     void multishot_accept(int fd, uint64_t ud);

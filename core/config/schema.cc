@@ -1,0 +1,375 @@
+// The new config format (DESIGN §5) -> snapshot, plus the sections both formats share.
+#include <cctype>
+#include <cstdint>
+#include <map>
+
+#include "config/address.hh"
+#include "config/build.hh"
+
+namespace atlas::config::detail {
+
+namespace {
+
+constexpr int64_t u32_max = UINT32_MAX;
+constexpr int64_t max_workers = 4096;
+
+const std::string listen_hint = " (use \"ip:port\" or \"[ip6]:port\" with a literal IP, port 0-65535)";
+const std::string server_hint = " (use \"host:port\" or \"[ip6]:port\", port 1-65535)";
+
+// Listener and upstream names appear in key paths and the admin API.
+bool valid_name(std::string_view n) {
+    if (n.empty()) return false;
+    for (char c : n)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return false;
+    return true;
+}
+
+// RFC 9110 token characters, for methods.
+bool valid_token(std::string_view t) {
+    if (t.empty()) return false;
+    for (char c : t) {
+        if (std::isalnum(static_cast<unsigned char>(c))) continue;
+        if (std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) return false;
+    }
+    return true;
+}
+
+void read_upstream(checker &ck, const std::string &name, const node &t, snapshot &snap) {
+    upstream up;
+    up.name = name;
+    up.key = "upstream." + name;
+    if (!valid_name(name)) ck.fail(t, up.key, "bad upstream name (use letters, digits, '_' and '-')");
+    if (!ck.table(t, up.key)) return;
+    scope s(ck, t, up.key);
+    s.allow_only({"lb", "servers", "keepalive", "timeouts", "health"});
+
+    up.lb = lb_module("round_robin", nlohmann::json::object(), t, s.key("lb"));
+    if (const node *lb = s.get("lb")) {
+        if (lb->is(node::kind::string)) {
+            if (valid_module_name(lb->text))
+                up.lb = lb_module(lb->text, nlohmann::json::object(), *lb, s.key("lb"));
+            else
+                ck.fail(*lb, s.key("lb"), "bad policy name \"" + lb->text + "\" (use [a-z0-9_]+, e.g. \"round_robin\")");
+        } else if (lb->is(node::kind::table)) {
+            if (auto ref = ck.module(*lb, s.key("lb")))
+                up.lb = lb_module(ref->name, nlohmann::json::parse(ref->config_json), *lb, s.key("lb"));
+        } else {
+            ck.fail(*lb, s.key("lb"), std::string("expected a policy name or { module = \"...\", ... }, got ") +
+                                          kind_name(lb->type));
+        }
+    }
+
+    if (const node *servers = s.array("servers")) {
+        for (std::size_t i = 0; i < servers->items.size(); ++i) {
+            const node &item = servers->items[i];
+            std::string key = index_key(s.key("servers"), i);
+            if (!item.is(node::kind::table) && !item.is(node::kind::string)) {
+                ck.fail(item, key, std::string("expected \"host:port\" or { address = \"host:port\", weight = N }, got ") +
+                                       kind_name(item.type));
+                continue;
+            }
+            // Either "host:port" or { address = "host:port", weight = N }.
+            const bool is_table = item.is(node::kind::table);
+            scope ss(ck, item, key);
+            if (is_table) ss.allow_only({"address", "weight"});
+            const node *addr = is_table ? ss.get("address") : &item;
+            const std::string addr_key = is_table ? ss.key("address") : key;
+            upstream_server srv;
+            bool ok = true;
+            if (!addr) {
+                ck.fail(item, addr_key, "required (\"host:port\")");
+                ok = false;
+            } else if (auto text = ck.string(*addr, addr_key); !text) {
+                ok = false;
+            } else if (!valid_server_address(*text)) {
+                ck.fail(*addr, addr_key, "bad address \"" + *text + "\"" + server_hint);
+                ok = false;
+            } else {
+                srv.address = *text;
+            }
+            if (is_table && ss.get("weight")) {
+                if (auto w = ss.integer("weight", 1, u32_max))
+                    srv.weight = static_cast<uint32_t>(*w);
+                else
+                    ok = false;
+            }
+            if (ok) up.servers.push_back(std::move(srv));
+        }
+    }
+
+    if (const node *ka = s.table("keepalive")) {
+        scope ks(ck, *ka, s.key("keepalive"));
+        ks.allow_only({"idle_per_worker", "idle_timeout"});
+        if (auto n = ks.integer("idle_per_worker", 0, u32_max)) up.keepalive_idle_per_worker = static_cast<uint32_t>(*n);
+        if (auto d = ks.dur("idle_timeout")) up.keepalive_idle_timeout = *d;
+    }
+    if (const node *to = s.table("timeouts")) {
+        scope ts(ck, *to, s.key("timeouts"));
+        ts.allow_only({"connect", "read", "write"});
+        if (auto d = ts.dur("connect")) up.connect_timeout = *d;
+        if (auto d = ts.dur("read")) up.read_timeout = *d;
+        if (auto d = ts.dur("write")) up.write_timeout = *d;
+    }
+    // Health checks belong to the upstream registry, which validates its own table.
+    if (const node *h = s.table("health")) up.health_json = to_json<nlohmann::json>(*h).dump();
+
+    snap.upstreams.push_back(std::move(up));
+}
+
+void read_limits(checker &ck, const node &t, const std::string &key, http_limits &lim) {
+    scope s(ck, t, key);
+    s.allow_only({"max_request_line", "max_header_bytes", "max_headers", "max_body", "header_timeout",
+                  "idle_timeout", "body_timeout", "send_timeout", "max_requests"});
+    if (auto n = s.size("max_request_line", 1, u32_max)) lim.max_request_line = static_cast<uint32_t>(*n);
+    if (auto n = s.size("max_header_bytes", 1, u32_max)) lim.max_header_bytes = static_cast<uint32_t>(*n);
+    if (auto n = s.integer("max_headers", 1, u32_max)) lim.max_headers = static_cast<uint32_t>(*n);
+    if (auto n = s.size("max_body")) lim.max_body_bytes = *n;
+    if (auto d = s.dur("header_timeout")) lim.header_timeout = *d;
+    if (auto d = s.dur("idle_timeout")) lim.idle_timeout = *d;
+    if (auto d = s.dur("body_timeout")) lim.body_timeout = *d;
+    if (auto d = s.dur("send_timeout")) lim.send_timeout = *d;
+    if (auto n = s.integer("max_requests", 0, u32_max)) lim.max_requests_per_conn = static_cast<uint32_t>(*n);
+}
+
+// The chain: [transport,] terminal. Returns false when it is unusable, so the
+// caller does not pile route errors on top of a broken chain.
+bool read_chain(checker &ck, const node *chain, listener &l) {
+    if (!chain) return true;  // default: [{ module = "http" }]
+    std::string key = join_key(l.key, "chain");
+    if (!ck.array(*chain, key)) return false;
+    const auto &items = chain->items;
+    if (items.empty()) {
+        ck.fail(*chain, key, "must not be empty (end it with { module = \"http\" } or an L4 terminal like { module = \"tcp\" })");
+        return false;
+    }
+    std::vector<module_ref> refs;
+    for (std::size_t j = 0; j < items.size(); ++j)
+        if (auto r = ck.module(items[j], index_key(key, j))) refs.push_back(std::move(*r));
+    if (refs.size() != items.size()) return false;
+
+    bool ok = true;
+    const std::size_t last = items.size() - 1;
+    for (std::size_t j = 0; j < last; ++j) {
+        if (refs[j].name == "http") {
+            ck.fail(items[j], index_key(key, j), "\"http\" must be the last element of the chain");
+            ok = false;
+        }
+    }
+    if (last > 1) {
+        ck.fail(items[1], index_key(key, 1),
+                "at most one transport may precede the terminal (this chain has " + std::to_string(last) + ")");
+        ok = false;
+    }
+    if (!ok) return false;
+
+    if (refs[last].name == "http") {
+        // The core's codec takes no options here: its settings are the listener's `limits`.
+        ck.allow_only(items[last], index_key(key, last), {"module"});
+        l.is_http = true;
+    } else {
+        l.is_http = false;
+        l.stream = std::move(refs[last]);
+    }
+    if (last == 1) l.transport = std::move(refs[0]);
+    return true;
+}
+
+// Adds the route to `l` only when it is sound: the snapshot never holds a half-read part.
+void read_route(checker &ck, const node &t, const std::string &key, listener &l) {
+    const std::size_t errors_before = ck.count();
+    if (!ck.table(t, key)) return;
+    scope s(ck, t, key);
+    s.allow_only({"host", "path_prefix", "methods", "filters", "handler"});
+    route r;
+    r.key = key;
+
+    if (auto host = s.string("host")) {
+        std::string h = *host;
+        for (char &c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        std::string_view name = h;
+        if (name.starts_with("*.")) name.remove_prefix(2);
+        if (valid_hostname(name))
+            r.host = h;
+        else
+            s.fail("host", "bad host \"" + *host + "\" (use a name like \"api.example.com\" or a wildcard like \"*.example.com\")");
+    }
+    if (auto prefix = s.string("path_prefix")) {
+        bool clean = true;
+        for (char c : *prefix)
+            clean = clean && static_cast<unsigned char>(c) > 0x20 && c != 0x7f && c != '?' && c != '#';
+        if (!prefix->starts_with('/'))
+            s.fail("path_prefix", "must start with '/' (got \"" + *prefix + "\")");
+        else if (!clean)
+            s.fail("path_prefix", "must not contain spaces, control characters, '?' or '#'");
+        else
+            r.path_prefix = *prefix;
+    }
+    if (const node *methods = s.array("methods")) {
+        for (std::size_t i = 0; i < methods->items.size(); ++i) {
+            std::string mkey = index_key(s.key("methods"), i);
+            auto m = ck.string(methods->items[i], mkey);
+            if (!m) continue;
+            if (valid_token(*m))
+                r.methods.push_back(*m);
+            else
+                ck.fail(methods->items[i], mkey, "bad method \"" + *m + "\" (an HTTP token like \"GET\")");
+        }
+    }
+    if (const node *filters = s.array("filters")) {
+        for (std::size_t i = 0; i < filters->items.size(); ++i)
+            if (auto f = ck.module(filters->items[i], index_key(s.key("filters"), i))) r.filters.push_back(std::move(*f));
+    }
+    if (!s.get("handler"))
+        ck.fail(t, s.key("handler"), "required (e.g. handler = { module = \"proxy\", upstream = \"api\" })");
+    else if (auto h = s.module("handler"))
+        r.handler = std::move(*h);
+
+    if (ck.count() == errors_before) l.routes.push_back(std::move(r));
+}
+
+void read_listeners(checker &ck, const node &arr, snapshot &snap) {
+    std::map<std::string, std::string> names;  // name -> where first defined
+    std::map<std::string, std::string> bound;  // canonical address -> "listener.x (file:line)"
+    for (std::size_t i = 0; i < arr.items.size(); ++i) {
+        const node &t = arr.items[i];
+        const std::size_t errors_before = ck.count();
+        std::size_t route_errors = 0;
+        std::string fallback = index_key("listener", i);
+        if (!ck.table(t, fallback)) continue;
+        listener l;
+        l.name = "listener" + std::to_string(i);
+        if (const node *n = t.find("name")) {
+            if (auto name = ck.string(*n, fallback + ".name")) {
+                if (valid_name(*name))
+                    l.name = *name;
+                else
+                    ck.fail(*n, fallback + ".name", "bad listener name \"" + *name + "\" (use letters, digits, '_' and '-')");
+            }
+        }
+        l.key = "listener." + l.name;
+        if (auto [it, fresh] = names.emplace(l.name, t.where()); !fresh)
+            ck.fail(t, l.key, "duplicate listener name (first defined at " + it->second + ")");
+
+        scope s(ck, t, l.key);
+        s.allow_only({"name", "listen", "chain", "max_connections", "limits", "route"});
+
+        const node *listen = s.get("listen");
+        std::vector<std::pair<const node *, std::string>> addrs;
+        if (!listen) {
+            ck.fail(t, s.key("listen"), "required (e.g. listen = \"0.0.0.0:8080\")");
+        } else if (listen->is(node::kind::string)) {
+            addrs.emplace_back(listen, s.key("listen"));
+        } else if (listen->is(node::kind::array)) {
+            if (listen->items.empty()) ck.fail(*listen, s.key("listen"), "needs at least one address");
+            for (std::size_t j = 0; j < listen->items.size(); ++j)
+                addrs.emplace_back(&listen->items[j], index_key(s.key("listen"), j));
+        } else {
+            ck.fail(*listen, s.key("listen"),
+                    std::string("expected an address string or an array of them, got ") + kind_name(listen->type));
+        }
+        for (const auto &[v, key] : addrs) {
+            auto text = ck.string(*v, key);
+            if (!text) continue;
+            auto canon = canonical_listen_address(*text);
+            if (!canon) {
+                ck.fail(*v, key, "bad address \"" + *text + "\"" + listen_hint);
+                continue;
+            }
+            // SO_REUSEPORT would let two listeners bind the same address and split its traffic.
+            if (!canon->ends_with(":0")) {
+                if (auto [it, fresh] = bound.emplace(*canon, l.key + " (" + v->where() + ")"); !fresh)
+                    ck.fail(*v, key, "address \"" + *text + "\" is already used by " + it->second);
+            }
+            l.addresses.push_back(*text);
+        }
+
+        if (auto n = s.integer("max_connections", 0, u32_max)) l.max_connections = static_cast<uint32_t>(*n);
+        if (const node *lim = s.table("limits")) read_limits(ck, *lim, s.key("limits"), l.limits);
+        bool chain_ok = read_chain(ck, s.get("chain"), l);
+
+        const node *routes = s.get("route");
+        std::string rkey = s.key("route");
+        if (routes && ck.array(*routes, rkey)) {
+            if (chain_ok && !l.is_http) {
+                ck.fail(*routes, rkey, "routes need a chain ending in { module = \"http\" }; this one ends in \"" +
+                                           l.stream->name + "\"");
+            } else {
+                for (std::size_t j = 0; j < routes->items.size(); ++j) {
+                    const std::size_t before = ck.count();
+                    read_route(ck, routes->items[j], index_key(rkey, j), l);
+                    route_errors += ck.count() - before;
+                }
+            }
+        }
+        if (chain_ok && l.is_http && (!routes || (routes->is(node::kind::array) && routes->items.empty())))
+            ck.fail(t, rkey, "an http listener needs at least one [[listener.route]]");
+
+        // Only sound listeners reach the snapshot (`atlasd -t` still checks their modules
+        // when other parts failed); a bad route drops only itself unless none is left.
+        const bool sound = ck.count() - errors_before == route_errors;
+        if (sound && !(l.is_http && l.routes.empty())) snap.listeners.push_back(std::move(l));
+    }
+}
+
+}  // namespace
+
+bool is_seed_strategy(const std::string &policy) {
+    for (const char *s : {"round_robin", "weighted_round_robin", "weighted", "random", "least_connections", "ip_hash"})
+        if (policy == s) return true;
+    return false;
+}
+
+module_ref lb_module(const std::string &policy, nlohmann::json extra, const node &at, const std::string &key) {
+    std::string name = policy;
+    if (name == "weighted") name = "weighted_round_robin";  // seed alias
+    if (name == "ip_hash") {                                // seed alias: hash on the client address
+        name = "hash";
+        if (!extra.contains("key")) extra["key"] = "client_ip";
+    }
+    module_ref ref;
+    ref.name = "lb_" + name;
+    ref.config_json = extra.dump();
+    ref.key = key;
+    ref.file = at.src ? at.src->name : std::string();
+    ref.line = at.line;
+    ref.base_dir = at.src ? at.src->dir : std::string();
+    return ref;
+}
+
+void read_server(scope s, server_settings &out) {
+    s.allow_only({"workers", "module_dir", "drain_timeout", "pid_file"});
+    if (auto n = s.integer("workers", 0, max_workers)) out.workers = static_cast<uint32_t>(*n);
+    if (auto p = s.path("module_dir")) out.module_dir = *p;
+    if (auto d = s.dur("drain_timeout")) out.drain_timeout = *d;
+    if (auto p = s.path("pid_file")) out.pid_file = *p;
+}
+
+void read_admin(scope s, admin_settings &out) {
+    s.allow_only({"listen"});
+    out.enabled = true;
+    if (auto a = s.string("listen")) {
+        if (canonical_listen_address(*a))
+            out.listen = *a;
+        else
+            s.fail("listen", "bad address \"" + *a + "\"" + listen_hint);
+    }
+}
+
+void build_new(const node &root, checker &ck, snapshot &snap) {
+    scope top(ck, root, "");
+    top.allow_only({"server", "admin", "upstream", "listener", "listen"});
+    if (const node *listen = top.get("listen"))  // a table would have selected the flat format
+        ck.fail(*listen, "listen", std::string("expected a table (the seed's [listen]), got ") + kind_name(listen->type) +
+                                       "; the new format uses [[listener]]");
+    if (const node *t = top.table("server")) read_server(scope(ck, *t, "server"), snap.server);
+    if (const node *t = top.table("admin")) read_admin(scope(ck, *t, "admin"), snap.admin);
+    if (const node *ups = top.table("upstream"))
+        for (const auto &m : ups->members) read_upstream(ck, m.key, m.value, snap);
+    const node *listeners = top.get("listener");
+    if (!listeners)
+        ck.fail(root, "listener", "no [[listener]] defined");
+    else if (ck.array(*listeners, "listener"))
+        read_listeners(ck, *listeners, snap);
+}
+
+}  // namespace atlas::config::detail

@@ -1,0 +1,18 @@
+// Status lines for responses the core writes itself (errors, 100 Continue, ...).
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+namespace atlas::http {
+
+// Reason phrase for every status code registered by RFC 9110 (plus 103, 428, 429, 431, 451 and
+// 511, which servers send in practice); "Unknown" for anything else.
+std::string_view reason_phrase(unsigned status);
+
+// Writes "HTTP/1.1 <status> <reason>\r\n" into buf (which must hold at least 64 bytes) and returns
+// its length; not NUL-terminated. A status outside 100..999 cannot be written as three digits and
+// is sent as 500.
+size_t format_status_line(char *buf, unsigned status);
+
+} // namespace atlas::http

@@ -1,0 +1,655 @@
+// The new format: every section, its defaults, and the one-line errors for bad input.
+#include <doctest/doctest.h>
+
+#include "helpers.hh"
+
+using namespace atlas::config;
+using atlas::config::test::errors_of;
+using atlas::config::test::has_error;
+using atlas::config::test::json_of;
+using atlas::config::test::minimal_listener;
+using atlas::config::test::parse;
+
+namespace {
+
+// DESIGN.md §5, verbatim.
+const char *design_example = R"([server]
+workers = 0                          # 0 = one per CPU
+module_dir = "/usr/lib/atlas/modules"
+
+[admin]
+listen = "127.0.0.1:9901"            # JSON status/metrics/runtime changes; loopback by default
+
+[upstream.api]
+lb = "least_connections"             # loads mod_lb_least_connections.so
+servers = [{ address = "127.0.0.1:3001", weight = 3 }, { address = "127.0.0.1:3002" }]
+keepalive = { idle_per_worker = 32, idle_timeout = "60s" }
+timeouts = { connect = "5s", read = "30s", write = "30s" }
+health = { path = "/health", interval = "5s", timeout = "2s", rise = 2, fall = 3 }
+
+[[listener]]
+name = "web"
+listen = ["0.0.0.0:8443"]
+chain = [{ module = "tls", cert = "/etc/atlas/tls/site.pem", key = "/etc/atlas/tls/site.key" },
+         { module = "http" }]
+
+  [[listener.route]]
+  host = "api.example.com"
+  path_prefix = "/api/"
+  filters = [{ module = "headers", add = { "X-Gateway" = "atlas" }, remove = ["Server"] }]
+  handler = { module = "proxy", upstream = "api", strip_prefix = false, websocket = true }
+
+  [[listener.route]]
+  path_prefix = "/"
+  handler = { module = "static", root = "/var/www/html" }
+)";
+
+// A listener around one route body, for route tests.
+std::string with_route(const std::string &route_body) {
+    return "[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:8080\"\n[[listener.route]]\n" + route_body + "\n";
+}
+
+// A listener with the given chain and routes.
+std::string with_chain(const std::string &chain, bool route = true) {
+    std::string s = "[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:8080\"\nchain = " + chain + "\n";
+    if (route) s += "[[listener.route]]\nhandler = { module = \"static\", root = \"/srv\" }\n";
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("the DESIGN example loads into the model") {
+    auto r = parse(design_example);
+    INFO(errors_of(r));
+    REQUIRE(r.ok());
+    const auto &s = r.snap;
+    CHECK(s.server.workers == 0);
+    CHECK(s.server.module_dir == "/usr/lib/atlas/modules");
+    CHECK(s.admin.enabled);
+    CHECK(s.admin.listen == "127.0.0.1:9901");
+
+    REQUIRE(s.upstreams.size() == 1);
+    const auto &up = s.upstreams[0];
+    CHECK(up.name == "api");
+    CHECK(up.key == "upstream.api");
+    CHECK(up.lb.name == "lb_least_connections");
+    CHECK(up.lb.config_json == "{}");
+    CHECK(up.lb.key == "upstream.api.lb");
+    REQUIRE(up.servers.size() == 2);
+    CHECK(up.servers[0].address == "127.0.0.1:3001");
+    CHECK(up.servers[0].weight == 3);
+    CHECK(up.servers[1].weight == 1);
+    CHECK(up.keepalive_idle_per_worker == 32);
+    CHECK(up.keepalive_idle_timeout == duration(60000));
+    CHECK(up.connect_timeout == duration(5000));
+    CHECK(up.read_timeout == duration(30000));
+    CHECK(up.write_timeout == duration(30000));
+    CHECK(json_of(up.health_json) ==
+          nlohmann::json{{"path", "/health"}, {"interval", "5s"}, {"timeout", "2s"}, {"rise", 2}, {"fall", 3}});
+
+    REQUIRE(s.listeners.size() == 1);
+    const auto &l = s.listeners[0];
+    CHECK(l.name == "web");
+    CHECK(l.key == "listener.web");
+    CHECK(l.addresses == std::vector<std::string>{"0.0.0.0:8443"});
+    CHECK(l.is_http);
+    CHECK_FALSE(l.stream.has_value());
+    REQUIRE(l.transport.has_value());
+    CHECK(l.transport->name == "tls");
+    CHECK(l.transport->key == "listener.web.chain[0]");
+    CHECK(json_of(l.transport->config_json) ==
+          nlohmann::json{{"cert", "/etc/atlas/tls/site.pem"}, {"key", "/etc/atlas/tls/site.key"}});
+    REQUIRE(l.routes.size() == 2);
+    const auto &api = l.routes[0];
+    CHECK(api.key == "listener.web.route[0]");
+    CHECK(api.host == std::optional<std::string>("api.example.com"));
+    CHECK(api.path_prefix == "/api/");
+    REQUIRE(api.filters.size() == 1);
+    CHECK(api.filters[0].name == "headers");
+    CHECK(api.filters[0].key == "listener.web.route[0].filters[0]");
+    // Canonical JSON: keys sorted, nested tables and arrays kept, `module` removed.
+    CHECK(api.filters[0].config_json == R"({"add":{"X-Gateway":"atlas"},"remove":["Server"]})");
+    CHECK(api.handler.name == "proxy");
+    CHECK(api.handler.key == "listener.web.route[0].handler");
+    CHECK(api.handler.file == "atlas.toml");
+    CHECK(api.handler.line == 25);
+    CHECK(api.handler.base_dir == "/etc/atlas");
+    CHECK(api.handler.config_json == R"({"strip_prefix":false,"upstream":"api","websocket":true})");
+    const auto &web = l.routes[1];
+    CHECK_FALSE(web.host.has_value());
+    CHECK(web.path_prefix == "/");
+    CHECK(web.methods.empty());
+    CHECK(web.handler.name == "static");
+    CHECK(json_of(web.handler.config_json) == nlohmann::json{{"root", "/var/www/html"}});
+
+    // The effective config keeps declaration order.
+    auto j = nlohmann::ordered_json::parse(s.effective_json);
+    CHECK(j.begin().key() == "server");
+    CHECK(j["listener"][0]["chain"][0]["module"] == "tls");
+}
+
+TEST_CASE("defaults") {
+    auto r = parse(R"(
+[upstream.b]
+[[listener]]
+listen = "127.0.0.1:8080"
+  [[listener.route]]
+  handler = { module = "static" }
+)");
+    INFO(errors_of(r));
+    REQUIRE(r.ok());
+    const auto &s = r.snap;
+    CHECK_FALSE(s.admin.enabled);
+    CHECK(s.admin.listen == "127.0.0.1:9901");
+    CHECK(s.server.workers == 0);
+    CHECK(s.server.drain_timeout == duration(30000));
+    CHECK(s.server.module_dir.empty());
+    const auto &l = s.listeners.at(0);
+    CHECK(l.name == "listener0");
+    CHECK(l.key == "listener.listener0");
+    CHECK(l.is_http);  // default chain [{ module = "http" }]
+    CHECK_FALSE(l.transport.has_value());
+    CHECK(l.max_connections == 0);
+    CHECK(l.limits.max_request_line == 8192);
+    CHECK(l.limits.header_timeout == duration(10000));
+    CHECK(l.routes.at(0).path_prefix == "/");
+    CHECK(l.routes.at(0).handler.config_json == "{}");
+    const auto &up = s.upstreams.at(0);
+    CHECK(up.lb.name == "lb_round_robin");
+    CHECK(up.lb.config_json == "{}");
+    CHECK(up.servers.empty());
+    CHECK(up.keepalive_idle_per_worker == 32);
+    CHECK(up.health_json.empty());
+}
+
+TEST_CASE("server and admin settings") {
+    auto r = parse(std::string(R"([server]
+workers = 8
+module_dir = "modules"
+drain_timeout = "1m30s"
+pid_file = "/run/atlas.pid"
+[admin]
+listen = "[::1]:9000"
+)") + minimal_listener);
+    INFO(errors_of(r));
+    REQUIRE(r.ok());
+    CHECK(r.snap.server.workers == 8);
+    CHECK(r.snap.server.module_dir == "/etc/atlas/modules");  // relative to the file's directory
+    CHECK(r.snap.server.drain_timeout == duration(90000));
+    CHECK(r.snap.server.pid_file == "/run/atlas.pid");
+    CHECK(r.snap.admin.enabled);
+    CHECK(r.snap.admin.listen == "[::1]:9000");
+
+    auto empty_admin = parse(std::string("[admin]\n") + minimal_listener);
+    CHECK(empty_admin.ok());
+    CHECK(empty_admin.snap.admin.enabled);
+
+    auto bad = parse(std::string("[server]\nworkers = -1\n[admin]\nlisten = \"localhost:9901\"\n") + minimal_listener);
+    CHECK(has_error(bad, "atlas.toml:2: server.workers: must be an integer between 0 and 4096"));
+    CHECK(has_error(bad, "atlas.toml:4: admin.listen: bad address \"localhost:9901\""));
+}
+
+TEST_CASE("listener limits: sizes, durations, integers") {
+    auto r = parse(R"(
+[[listener]]
+name = "web"
+listen = ["127.0.0.1:8080", "[::1]:8080"]
+max_connections = 10000
+limits = { max_request_line = "4k", max_header_bytes = 32768, max_headers = 50, max_body = "10MiB", header_timeout = "5s", idle_timeout = 30, body_timeout = "250ms", send_timeout = "1m", max_requests = 1000 }
+  [[listener.route]]
+  handler = { module = "static" }
+)");
+    INFO(errors_of(r));
+    REQUIRE(r.ok());
+    const auto &l = r.snap.listeners.at(0);
+    CHECK(l.addresses == std::vector<std::string>{"127.0.0.1:8080", "[::1]:8080"});
+    CHECK(l.max_connections == 10000);
+    CHECK(l.limits.max_request_line == 4096);
+    CHECK(l.limits.max_header_bytes == 32768);
+    CHECK(l.limits.max_headers == 50);
+    CHECK(l.limits.max_body_bytes == 10u << 20);
+    CHECK(l.limits.header_timeout == duration(5000));
+    CHECK(l.limits.idle_timeout == duration(30000));  // bare integer = seconds
+    CHECK(l.limits.body_timeout == duration(250));
+    CHECK(l.limits.send_timeout == duration(60000));
+    CHECK(l.limits.max_requests_per_conn == 1000);
+}
+
+TEST_CASE("bad durations and sizes") {
+    auto r = parse(R"(
+[[listener]]
+name = "web"
+listen = "127.0.0.1:8080"
+  [listener.limits]
+  header_timeout = "5x"
+  idle_timeout = -5
+  body_timeout = 1.5
+  max_body = "lots"
+  max_header_bytes = "8g"
+  max_request_line = 0
+  [[listener.route]]
+  handler = { module = "static" }
+)");
+    INFO(errors_of(r));
+    CHECK(has_error(r, "atlas.toml:6: listener.web.limits.header_timeout: bad duration \"5x\" (use e.g. \"5s\" or \"250ms\")"));
+    CHECK(has_error(r, "atlas.toml:7: listener.web.limits.idle_timeout: bad duration -5"));
+    CHECK(has_error(r, "atlas.toml:8: listener.web.limits.body_timeout: expected a duration string, got a float"));
+    CHECK(has_error(r, "atlas.toml:9: listener.web.limits.max_body: bad size \"lots\""));
+    CHECK(has_error(r, "atlas.toml:10: listener.web.limits.max_header_bytes: must be at most 4294967295 bytes"));
+    CHECK(has_error(r, "atlas.toml:11: listener.web.limits.max_request_line: must be at least 1 bytes"));
+    CHECK(r.errors.size() == 6);
+}
+
+TEST_CASE("unknown keys are errors outside module tables and health") {
+    auto r = parse(R"([server]
+wrokers = 3
+[admin]
+port = 1
+[upstream.api]
+servers = [{ address = "a:1", wieght = 2 }]
+keepalive = { idle = 3 }
+timeouts = { conect = "1s" }
+health = { anything = "goes", nested = { x = 1 } }
+[[listener]]
+name = "web"
+listen = "127.0.0.1:8080"
+limit = {}
+limits = { max_body_size = 1 }
+  [[listener.route]]
+  prefix = "/"
+  handler = { module = "proxy", anything = "goes", deeper = { x = 1 } }
+  filters = [{ module = "headers", whatever = true }]
+[extra]
+)");
+    INFO(errors_of(r));
+    CHECK(has_error(r, "atlas.toml:2: server.wrokers: unknown key"));
+    CHECK(has_error(r, "atlas.toml:4: admin.port: unknown key"));
+    CHECK(has_error(r, "atlas.toml:6: upstream.api.servers[0].wieght: unknown key"));
+    CHECK(has_error(r, "atlas.toml:7: upstream.api.keepalive.idle: unknown key"));
+    CHECK(has_error(r, "atlas.toml:8: upstream.api.timeouts.conect: unknown key"));
+    CHECK(has_error(r, "atlas.toml:13: listener.web.limit: unknown key"));
+    CHECK(has_error(r, "atlas.toml:14: listener.web.limits.max_body_size: unknown key"));
+    CHECK(has_error(r, "atlas.toml:16: listener.web.route[0].prefix: unknown key"));
+    CHECK(has_error(r, "atlas.toml:19: extra: unknown key"));
+    CHECK(r.errors.size() == 9);  // nothing from health, handler or filters
+}
+
+TEST_CASE("wrong types name the expected type") {
+    auto r = parse(R"(server = 3
+[upstream.api]
+servers = "a:1"
+keepalive = { idle_per_worker = "many" }
+health = "yes"
+lb = 5
+[[listener]]
+name = 7
+listen = 8080
+chain = "http"
+max_connections = 1.5
+route = { handler = { module = "static" } }
+)");
+    INFO(errors_of(r));
+    CHECK(has_error(r, "atlas.toml:1: server: expected a table, got an integer"));
+    CHECK(has_error(r, "atlas.toml:3: upstream.api.servers: expected an array, got a string"));
+    CHECK(has_error(r, "atlas.toml:4: upstream.api.keepalive.idle_per_worker: must be an integer >= 0 (got a string)"));
+    CHECK(has_error(r, "atlas.toml:5: upstream.api.health: expected a table, got a string"));
+    CHECK(has_error(r, "atlas.toml:6: upstream.api.lb: expected a policy name or { module = \"...\", ... }, got an integer"));
+    CHECK(has_error(r, "atlas.toml:8: listener[0].name: expected a string, got an integer"));
+    CHECK(has_error(r, "atlas.toml:9: listener.listener0.listen: expected an address string or an array of them, got an integer"));
+    CHECK(has_error(r, "atlas.toml:10: listener.listener0.chain: expected an array, got a string"));
+    CHECK(has_error(r, "atlas.toml:11: listener.listener0.max_connections: must be an integer >= 0 (got a float)"));
+    CHECK(has_error(r, "atlas.toml:12: listener.listener0.route: expected an array, got a table"));
+}
+
+TEST_CASE("listener addresses") {
+    SUBCASE("accepted") {
+        for (const char *a : {"0.0.0.0:80", "127.0.0.1:0", "[::]:443", "[::1]:8080", "[fe80::1]:65535", "10.1.2.3:65535"}) {
+            CAPTURE(std::string(a));
+            auto r = parse(std::string("[[listener]]\nlisten = \"") + a +
+                           "\"\n[[listener.route]]\nhandler = { module = \"static\" }\n");
+            CHECK_MESSAGE(r.ok(), errors_of(r));
+        }
+    }
+    SUBCASE("refused") {
+        for (const char *a : {"localhost:80", "::1:80", "1.2.3.4", "1.2.3.4:65536", "1.2.3.4:-1", "1.2.3:80",
+                              "[::1]", "[::1]80", "[1.2.3.4]:80", ":80", "1.2.3.4:", "1.2.3.4:8o", "*:80", ""}) {
+            CAPTURE(std::string(a));
+            auto r = parse(std::string("[[listener]]\nlisten = \"") + a +
+                           "\"\n[[listener.route]]\nhandler = { module = \"static\" }\n");
+            REQUIRE(r.errors.size() == 1);
+            CHECK(r.errors[0].message.starts_with("atlas.toml:2: listener.listener0.listen: "));
+        }
+    }
+    SUBCASE("bad element in a list, empty list") {
+        auto r = parse("[[listener]]\nlisten = [\"127.0.0.1:1\", \"example.com:80\"]\n"
+                       "[[listener.route]]\nhandler = { module = \"static\" }\n"
+                       "[[listener]]\nlisten = []\n[[listener.route]]\nhandler = { module = \"static\" }\n");
+        CHECK(has_error(r, "atlas.toml:2: listener.listener0.listen[1]: bad address \"example.com:80\" (use \"ip:port\" or \"[ip6]:port\" with a literal IP, port 0-65535)"));
+        CHECK(has_error(r, "atlas.toml:6: listener.listener1.listen: needs at least one address"));
+    }
+    SUBCASE("missing") {
+        auto r = parse("[[listener]]\nname = \"web\"\n[[listener.route]]\nhandler = { module = \"static\" }\n");
+        CHECK(has_error(r, "listener.web.listen: required"));
+    }
+    SUBCASE("the same address twice; port 0 may repeat") {
+        auto r = parse(std::string(minimal_listener) +
+                       "[[listener]]\nname = \"b\"\nlisten = [\"127.0.0.1:8080\", \"127.0.0.1:0\"]\n"
+                       "[[listener.route]]\nhandler = { module = \"static\" }\n"
+                       "[[listener]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\n"
+                       "[[listener.route]]\nhandler = { module = \"static\" }\n");
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0].message ==
+              "atlas.toml:9: listener.b.listen[0]: address \"127.0.0.1:8080\" is already used by listener.web (atlas.toml:4)");
+    }
+}
+
+TEST_CASE("listener names") {
+    auto r = parse(std::string(minimal_listener) + minimal_listener +
+                   "[[listener]]\nname = \"bad name\"\nlisten = \"127.0.0.1:9\"\n"
+                   "[[listener.route]]\nhandler = { module = \"static\" }\n");
+    INFO(errors_of(r));
+    CHECK(has_error(r, "atlas.toml:8: listener.web: duplicate listener name (first defined at atlas.toml:2)"));
+    CHECK(has_error(r, "atlas.toml:14: listener[2].name: bad listener name \"bad name\""));
+}
+
+TEST_CASE("upstream servers") {
+    SUBCASE("plain strings and tables, hostnames and IPv6") {
+        auto r = parse(std::string(R"([upstream.api]
+servers = ["backend.internal:8080", { address = "[::1]:3000", weight = 5 }, "10.0.0.1:1", "my_host-2:65535"]
+)") + minimal_listener);
+        INFO(errors_of(r));
+        REQUIRE(r.ok());
+        const auto &sv = r.snap.upstreams.at(0).servers;
+        REQUIRE(sv.size() == 4);
+        CHECK(sv[0].address == "backend.internal:8080");
+        CHECK(sv[0].weight == 1);
+        CHECK(sv[1].address == "[::1]:3000");
+        CHECK(sv[1].weight == 5);
+    }
+    SUBCASE("bad ones") {
+        auto r = parse(std::string(R"([upstream.api]
+servers = [
+  "a:0",
+  { address = "b:1", weight = 0 },
+  "nohost",
+  "::1:80",
+  { weight = 2 },
+  "bad host:80",
+  { address = "c:1", weight = "heavy" },
+  "[zz]:80",
+  3,
+]
+)") + minimal_listener);
+        INFO(errors_of(r));
+        CHECK(has_error(r, "atlas.toml:3: upstream.api.servers[0]: bad address \"a:0\" (use \"host:port\" or \"[ip6]:port\", port 1-65535)"));
+        CHECK(has_error(r, "atlas.toml:4: upstream.api.servers[1].weight: must be an integer >= 1"));
+        CHECK(has_error(r, "atlas.toml:5: upstream.api.servers[2]: bad address \"nohost\""));
+        CHECK(has_error(r, "atlas.toml:6: upstream.api.servers[3]: bad address \"::1:80\""));
+        CHECK(has_error(r, "atlas.toml:7: upstream.api.servers[4].address: required"));
+        CHECK(has_error(r, "atlas.toml:8: upstream.api.servers[5]: bad address \"bad host:80\""));
+        CHECK(has_error(r, "atlas.toml:9: upstream.api.servers[6].weight: must be an integer >= 1 (got a string)"));
+        CHECK(has_error(r, "atlas.toml:10: upstream.api.servers[7]: bad address \"[zz]:80\""));
+        CHECK(has_error(r, "atlas.toml:11: upstream.api.servers[8]: expected \"host:port\" or { address = \"host:port\", weight = N }, got an integer"));
+        CHECK(r.errors.size() == 9);
+    }
+    SUBCASE("bad upstream name") {
+        auto r = parse(std::string("[upstream.\"a b\"]\n") + minimal_listener);
+        CHECK(has_error(r, "atlas.toml:1: upstream.a b: bad upstream name"));
+    }
+}
+
+TEST_CASE("upstream lb policies") {
+    auto lb_of = [](const std::string &lb) {
+        auto r = parse("[upstream.api]\nlb = " + lb + "\n" + minimal_listener);
+        INFO(errors_of(r));
+        REQUIRE(r.ok());
+        return r.snap.upstreams.at(0).lb;
+    };
+    CHECK(lb_of("\"round_robin\"").name == "lb_round_robin");
+    CHECK(lb_of("\"weighted_round_robin\"").name == "lb_weighted_round_robin");
+    CHECK(lb_of("\"weighted\"").name == "lb_weighted_round_robin");
+    CHECK(lb_of("\"random\"").name == "lb_random");
+    CHECK(lb_of("\"least_connections\"").name == "lb_least_connections");
+    CHECK(lb_of("\"my_policy\"").name == "lb_my_policy");  // third-party policies load by name
+    auto ip_hash = lb_of("\"ip_hash\"");
+    CHECK(ip_hash.name == "lb_hash");
+    CHECK(ip_hash.config_json == R"({"key":"client_ip"})");
+    auto table = lb_of("{ module = \"hash\", key = \"header:x-user\", replicas = 160 }");
+    CHECK(table.name == "lb_hash");
+    CHECK(table.config_json == R"({"key":"header:x-user","replicas":160})");
+    CHECK(table.key == "upstream.api.lb");
+    CHECK(table.line == 2);
+
+    auto bad = parse(std::string("[upstream.a]\nlb = \"Round-Robin\"\n[upstream.b]\nlb = { key = 1 }\n") + minimal_listener);
+    CHECK(has_error(bad, "atlas.toml:2: upstream.a.lb: bad policy name \"Round-Robin\""));
+    CHECK(has_error(bad, "atlas.toml:4: upstream.b.lb: missing `module`"));
+}
+
+TEST_CASE("routes") {
+    SUBCASE("host: exact or wildcard, lowercased") {
+        auto r = parse(with_route("host = \"API.Example.COM\"\nhandler = { module = \"static\" }") +
+                       "[[listener.route]]\nhost = \"*.Example.com\"\nhandler = { module = \"static\" }\n");
+        INFO(errors_of(r));
+        REQUIRE(r.ok());
+        CHECK(r.snap.listeners[0].routes[0].host == std::optional<std::string>("api.example.com"));
+        CHECK(r.snap.listeners[0].routes[1].host == std::optional<std::string>("*.example.com"));
+    }
+    SUBCASE("bad hosts") {
+        for (const char *h : {"", "a..b", "*", "*.", "a.*.b", "ex ample.com", "example.com:8080", "[::1]", "a.b.", "é.com"}) {
+            CAPTURE(std::string(h));
+            auto r = parse(with_route(std::string("host = \"") + h + "\"\nhandler = { module = \"static\" }"));
+            REQUIRE(r.errors.size() == 1);
+            CHECK(r.errors[0].message.starts_with("atlas.toml:5: listener.web.route[0].host: "));
+        }
+    }
+    SUBCASE("path_prefix and methods") {
+        auto r = parse(with_route("path_prefix = \"/api/v1/\"\nmethods = [\"GET\", \"HEAD\", \"PURGE\"]\n"
+                                  "handler = { module = \"static\" }"));
+        INFO(errors_of(r));
+        REQUIRE(r.ok());
+        CHECK(r.snap.listeners[0].routes[0].path_prefix == "/api/v1/");
+        CHECK(r.snap.listeners[0].routes[0].methods == std::vector<std::string>{"GET", "HEAD", "PURGE"});
+
+        auto bad = parse(with_route("path_prefix = \"api\"\nmethods = [\"GET\", \"BAD METHOD\", 3]\n"
+                                    "handler = { module = \"static\" }") +
+                         "[[listener.route]]\npath_prefix = \"/a b\"\nhandler = { module = \"static\" }\n");
+        INFO(errors_of(bad));
+        CHECK(has_error(bad, "atlas.toml:5: listener.web.route[0].path_prefix: must start with '/' (got \"api\")"));
+        CHECK(has_error(bad, "atlas.toml:6: listener.web.route[0].methods[1]: bad method \"BAD METHOD\""));
+        CHECK(has_error(bad, "atlas.toml:6: listener.web.route[0].methods[2]: expected a string, got an integer"));
+        CHECK(has_error(bad, "atlas.toml:9: listener.web.route[1].path_prefix: must not contain spaces"));
+    }
+    SUBCASE("filters in order, handler required") {
+        auto r = parse(with_route("filters = [{ module = \"a\" }, { module = \"b\", n = 1 }]\nhandler = { module = \"static\" }"));
+        INFO(errors_of(r));
+        REQUIRE(r.ok());
+        const auto &f = r.snap.listeners[0].routes[0].filters;
+        REQUIRE(f.size() == 2);
+        CHECK(f[0].name == "a");
+        CHECK(f[1].name == "b");
+        CHECK(f[1].key == "listener.web.route[0].filters[1]");
+        CHECK(f[1].config_json == R"({"n":1})");
+
+        auto missing = parse(with_route("path_prefix = \"/\""));
+        REQUIRE(missing.errors.size() == 1);
+        CHECK(missing.errors[0].message.starts_with("atlas.toml:4: listener.web.route[0].handler: required"));
+    }
+    SUBCASE("an http listener needs routes") {
+        auto r = parse("[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:8080\"\n");
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0].message ==
+              "atlas.toml:1: listener.web.route: an http listener needs at least one [[listener.route]]");
+    }
+}
+
+TEST_CASE("chains") {
+    SUBCASE("http terminal with a transport") {
+        auto r = parse(with_chain("[{ module = \"tls\", cert = \"c.pem\" }, { module = \"http\" }]"));
+        INFO(errors_of(r));
+        REQUIRE(r.ok());
+        const auto &l = r.snap.listeners[0];
+        CHECK(l.is_http);
+        REQUIRE(l.transport.has_value());
+        CHECK(l.transport->name == "tls");
+        CHECK(l.transport->config_json == R"({"cert":"c.pem"})");  // modules resolve against base_dir
+        CHECK(l.transport->base_dir == "/etc/atlas");
+        CHECK_FALSE(l.stream.has_value());
+    }
+    SUBCASE("L4 terminal, with and without transport") {
+        auto r = parse(with_chain("[{ module = \"tcp\", upstream = \"db\" }]", false) +
+                       "[[listener]]\nname = \"t\"\nlisten = \"127.0.0.1:8081\"\n"
+                       "chain = [{ module = \"tls\" }, { module = \"tcp\", upstream = \"db\" }]\n");
+        INFO(errors_of(r));
+        REQUIRE(r.ok());
+        const auto &l = r.snap.listeners[0];
+        CHECK_FALSE(l.is_http);
+        REQUIRE(l.stream.has_value());
+        CHECK(l.stream->name == "tcp");
+        CHECK(l.stream->key == "listener.web.chain[0]");
+        CHECK(l.stream->config_json == R"({"upstream":"db"})");
+        CHECK(l.routes.empty());
+        CHECK(r.snap.listeners[1].transport->name == "tls");
+        CHECK(r.snap.listeners[1].stream->name == "tcp");
+    }
+    SUBCASE("routes are not allowed on an L4 chain") {
+        auto r = parse(with_chain("[{ module = \"tcp\" }]"));
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0].message.starts_with("atlas.toml:5: listener.web.route: routes need a chain ending in"));
+    }
+    SUBCASE("broken chains") {
+        struct row {
+            const char *chain;
+            const char *error;
+        };
+        const row rows[] = {
+            {"[]", "listener.web.chain: must not be empty"},
+            {"[{ module = \"http\" }, { module = \"tcp\" }]", "listener.web.chain[0]: \"http\" must be the last element"},
+            {"[{ module = \"tls\" }, { module = \"pp\" }, { module = \"http\" }]",
+             "listener.web.chain[1]: at most one transport may precede the terminal"},
+            {"[{ module = \"http\", keepalive = true }]", "listener.web.chain[0].keepalive: unknown key"},
+            {"[{ cert = \"x\" }, { module = \"http\" }]", "listener.web.chain[0]: missing `module`"},
+            {"[\"http\"]", "listener.web.chain[0]: expected a module table like { module = \"name\", ... }, got a string"},
+            {"[{ module = \"TLS\" }, { module = \"http\" }]", "listener.web.chain[0].module: bad module name \"TLS\" (use [a-z0-9_]+)"},
+            {"[{ module = \"\" }, { module = \"http\" }]", "listener.web.chain[0].module: must not be empty"},
+        };
+        for (const auto &c : rows) {
+            CAPTURE(std::string(c.chain));
+            auto r = parse(with_chain(c.chain));
+            INFO(errors_of(r));
+            REQUIRE(r.errors.size() == 1);  // a broken chain adds no route errors on top
+            CHECK(r.errors[0].message.find(c.error) != std::string::npos);
+        }
+    }
+}
+
+TEST_CASE("module tables: config_json carries every TOML type") {
+    auto r = parse(with_route(R"(handler = { module = "x", s = "str", i = -3, f = 1.5, b = true, a = [1, "two", [3]], t = { u = { v = 1 } }, d = 1979-05-27T07:32:00Z, ld = 1979-05-27, lt = 07:32:00 })"));
+    INFO(errors_of(r));
+    REQUIRE(r.ok());
+    auto j = json_of(r.snap.listeners[0].routes[0].handler.config_json);
+    CHECK(j["s"] == "str");
+    CHECK(j["i"] == -3);
+    CHECK(j["f"] == 1.5);
+    CHECK(j["b"] == true);
+    CHECK(j["a"] == nlohmann::json::array({1, "two", nlohmann::json::array({3})}));
+    CHECK(j["t"]["u"]["v"] == 1);
+    CHECK(j["d"] == "1979-05-27T07:32:00Z");
+    CHECK(j["ld"] == "1979-05-27");
+    CHECK(j["lt"] == "07:32:00");
+    CHECK_FALSE(j.contains("module"));
+}
+
+TEST_CASE("module tables declared as TOML sub-tables") {
+    auto r = parse(R"(
+[[listener]]
+name = "web"
+listen = "127.0.0.1:8080"
+  [[listener.route]]
+  path_prefix = "/files/"
+    [listener.route.handler]
+    module = "static"
+    root = "/srv/files"
+    index = ["index.html"]
+)");
+    INFO(errors_of(r));
+    REQUIRE(r.ok());
+    const auto &h = r.snap.listeners[0].routes[0].handler;
+    CHECK(h.name == "static");
+    CHECK(h.line == 7);
+    CHECK(h.config_json == R"({"index":["index.html"],"root":"/srv/files"})");
+}
+
+TEST_CASE("no listener, and the seed's top-level listen written wrong") {
+    auto none = parse("[server]\nworkers = 1\n");
+    REQUIRE(none.errors.size() == 1);
+    CHECK(none.errors[0].message == "atlas.toml: listener: no [[listener]] defined");
+
+    auto wrong = parse(std::string("listen = \"0.0.0.0:80\"\n") + minimal_listener);
+    REQUIRE(wrong.errors.size() == 1);
+    CHECK(wrong.errors[0].message.starts_with("atlas.toml:1: listen: expected a table"));
+}
+
+TEST_CASE("all errors are collected, one line each") {
+    auto r = parse(R"([server]
+workers = "four"
+drain_timeout = "soon"
+[upstream.api]
+servers = ["nope"]
+[[listener]]
+name = "web"
+listen = "web:80"
+  [[listener.route]]
+  path_prefix = "x"
+  handler = { module = "Proxy" }
+)");
+    INFO(errors_of(r));
+    CHECK(r.errors.size() == 6);
+    for (const auto &e : r.errors) {
+        CHECK(e.message.starts_with("atlas.toml:"));
+        CHECK(e.message.find('\n') == std::string::npos);
+    }
+}
+
+TEST_CASE("rejected parts are left out of the snapshot") {
+    // main.cc still checks the modules of what remains, so nothing half-read may stay.
+    auto r = parse(R"(
+[[listener]]
+name = "good"
+listen = "127.0.0.1:8080"
+  [[listener.route]]
+  path_prefix = "/ok/"
+  handler = { module = "static" }
+  [[listener.route]]
+  path_prefix = "/bad/"
+  handler = { module = "Nope" }
+  [[listener.route]]
+  filters = [{ nomodule = 1 }]
+  handler = { module = "static" }
+
+[[listener]]
+name = "bad_address"
+listen = "nowhere"
+  [[listener.route]]
+  handler = { module = "static" }
+
+[[listener]]
+name = "only_bad_routes"
+listen = "127.0.0.1:8081"
+  [[listener.route]]
+  handler = { cfg = 1 }
+
+[[listener]]
+name = "bad_chain"
+listen = "127.0.0.1:8082"
+chain = [{ module = "http" }, { module = "http" }]
+)");
+    INFO(errors_of(r));
+    CHECK(r.errors.size() == 5);
+    REQUIRE(r.snap.listeners.size() == 1);
+    const auto &l = r.snap.listeners[0];
+    CHECK(l.name == "good");
+    REQUIRE(l.routes.size() == 1);
+    CHECK(l.routes[0].path_prefix == "/ok/");
+    CHECK(l.routes[0].key == "listener.good.route[0]");
+    for (const auto &rt : l.routes) CHECK_FALSE(rt.handler.name.empty());
+}
