@@ -176,7 +176,8 @@ class Atlas:
             raw(a.port, b"GET / ...")
 
     config     TOML text of atlas.toml (with {port}/{port2}/{port3} placeholders and
-               {dir} for the config dir's absolute path), or a dict
+               {dir} for the config dir's absolute path, {modules} for a module_dir
+               with the shipped and the test-only modules), or a dict
                {relpath: text} of files written into the config dir (must contain
                'atlas.toml' unless config_dir/argv say otherwise).
     www        {relpath: str|bytes} written under <dir>/www/ (or under www_dir).
@@ -226,6 +227,7 @@ class Atlas:
         self.dir = os.path.join(self.tmp, "etc")
         os.makedirs(self.dir)
         self.ports["dir"] = self.dir  # {dir}: the config dir, for absolute paths
+        self.ports["modules"] = self._module_dir()
         if isinstance(self.config, dict):
             write_tree(self.dir, {k: fill(v, self.ports) if isinstance(v, str) else v
                                   for k, v in self.config.items()})
@@ -235,6 +237,19 @@ class Atlas:
         if self.www is not None:
             os.makedirs(os.path.join(self.dir, "www"), exist_ok=True)
             write_tree(os.path.join(self.dir, "www"), self.www)
+
+    def _module_dir(self):
+        """{modules}: a module_dir holding the shipped modules and the test-only ones
+        (tests/modules), as symlinks into the build tree."""
+        d = os.path.join(self.tmp, "modules")
+        os.makedirs(d)
+        for src in (os.path.join(BUILD, "modules"), os.path.join(BUILD, "tests", "modules")):
+            if not os.path.isdir(src):
+                continue
+            for name in os.listdir(src):
+                if name.startswith("mod_") and name.endswith(".so"):
+                    os.symlink(os.path.join(src, name), os.path.join(d, name))
+        return d
 
     def _ready_ports(self):
         """self.port, plus {port2}/{port3} when the config uses them (every listener

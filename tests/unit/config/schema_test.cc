@@ -611,7 +611,9 @@ listen = "web:80"
 }
 
 TEST_CASE("rejected parts are left out of the snapshot") {
-    // main.cc still checks the modules of what remains, so nothing half-read may stay.
+    // main.cc still checks the modules of what remains, so nothing half-read may stay;
+    // a listener with a bad key of its own stays (without the bad value) so that its
+    // routes' modules are checked in the same `atlasd -t` run.
     auto r = parse(R"(
 [[listener]]
 name = "good"
@@ -645,7 +647,9 @@ chain = [{ module = "http" }, { module = "http" }]
 )");
     INFO(errors_of(r));
     CHECK(r.errors.size() == 5);
-    REQUIRE(r.snap.listeners.size() == 1);
+    REQUIRE(r.snap.listeners.size() == 2);
+    CHECK(r.snap.listeners[1].name == "bad_address");
+    CHECK(r.snap.listeners[1].addresses.empty());
     const auto &l = r.snap.listeners[0];
     CHECK(l.name == "good");
     REQUIRE(l.routes.size() == 1);

@@ -1,0 +1,158 @@
+// mod_testkit: a test-only module that exercises the parts of the host API the
+// shipped modules do not use yet, so the integration suite can drive them
+// through a real atlasd:
+//   http_filter  — adds "X-Filter: <name>" to responses (reverse order), pauses a
+//                  request for `X-Test-Delay: <ms>` with a timer + exchange_resume,
+//                  answers 403 itself for `X-Test-Deny`.
+//   http_handler — echoes the request body: streams a chunked response in pieces
+//                  from timers (response_start(-1), REF writes, done callbacks) and
+//                  ends with the body length and a checksum.
+#include <atlas/module.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace {
+
+using atlas::module::slice;
+using atlas::module::view;
+
+atlas::module::context ctx;
+
+struct filter_config {
+    std::string name;
+};
+
+void *filter_config_create(atlas_slice_t json, atlas_slice_t, atlas_error_t *err) {
+    return atlas::module::guard_config(err, [&]() -> void * {
+        auto j = nlohmann::json::parse(view(json));
+        auto c = new filter_config;
+        c->name = j.value("name", "testkit");
+        return c;
+    });
+}
+void filter_config_destroy(void *c) { delete static_cast<filter_config *>(c); }
+
+void resume_later(void *ex) { ctx.host->exchange_resume(static_cast<atlas_exchange_t *>(ex), ATLAS_CONTINUE); }
+
+int32_t on_request_head(void *, void *, atlas_exchange_t *ex, void **) {
+    atlas_slice_t v;
+    if (ctx.host->header_get(ex, ATLAS_REQUEST, slice("X-Test-Deny"), &v)) {
+        ctx.host->respond(ex, 403, slice("text/plain"), slice("denied by filter\n"));
+        return ATLAS_DONE;
+    }
+    if (ctx.host->header_get(ex, ATLAS_REQUEST, slice("X-Test-Delay"), &v)) {
+        uint64_t ms = std::strtoull(std::string(view(v)).c_str(), nullptr, 10);
+        ctx.host->timer_start(ms, resume_later, ex);
+        return ATLAS_STOP;
+    }
+    return ATLAS_CONTINUE;
+}
+
+int32_t on_response_head(void *cfg, void *, atlas_exchange_t *ex, uint32_t *) {
+    auto *c = static_cast<filter_config *>(cfg);
+    return ctx.host->header_add(ex, ATLAS_RESPONSE, slice("X-Filter"), slice(c->name));
+}
+
+const atlas_http_filter_t filter = {
+    sizeof(atlas_http_filter_t), filter_config_create, filter_config_destroy, nullptr, nullptr,
+    on_request_head, on_response_head, nullptr,
+};
+
+// ---- echo handler
+
+struct echo {
+    atlas_exchange_t *ex = nullptr;
+    uint64_t bytes = 0;
+    uint32_t sum = 0;
+    bool body_done = false;
+    bool aborted = false;
+    int pieces_sent = 0;
+    atlas_timer_t *timer = nullptr;
+    std::string piece;  // REF memory: must live until its done callback
+    bool piece_in_flight = false;
+};
+
+void send_next(void *p);
+
+void piece_done(void *p, int32_t) {
+    auto *e = static_cast<echo *>(p);
+    e->piece_in_flight = false;
+}
+
+void send_next(void *p) {
+    auto *e = static_cast<echo *>(p);
+    e->timer = nullptr;
+    if (e->aborted || e->piece_in_flight) {
+        if (!e->aborted) e->timer = ctx.host->timer_start(1, send_next, e);
+        return;
+    }
+    if (e->pieces_sent < 3) {
+        e->piece = "piece " + std::to_string(e->pieces_sent) + "\n";
+        atlas_iovec_t v{e->piece.data(), e->piece.size()};
+        e->piece_in_flight = true;
+        ctx.host->response_write(e->ex, &v, 1, ATLAS_WRITE_REF, piece_done, e);
+        ++e->pieces_sent;
+        e->timer = ctx.host->timer_start(5, send_next, e);
+        return;
+    }
+    if (!e->body_done) {
+        e->timer = ctx.host->timer_start(5, send_next, e);
+        return;
+    }
+    char tail[96];
+    int n = std::snprintf(tail, sizeof tail, "bytes=%llu sum=%u\n", (unsigned long long)e->bytes, e->sum);
+    atlas_iovec_t v{tail, size_t(n)};
+    ctx.host->response_write(e->ex, &v, 1, ATLAS_WRITE_END, nullptr, nullptr);  // copied
+}
+
+int32_t on_request(void *, void *, atlas_exchange_t *ex, void **state) {
+    auto *e = new echo();
+    e->ex = ex;
+    *state = e;
+    atlas_request_info_t ri{};
+    ri.struct_size = sizeof ri;
+    ctx.host->exchange_request_info(ex, &ri);
+    e->body_done = !ri.has_body;  // on_request_body is only called when a body follows
+    ctx.host->header_set(ex, ATLAS_RESPONSE, slice("Content-Type"), slice("text/plain"));
+    int32_t rc = ctx.host->response_start(ex, 200, -1);
+    if (rc != ATLAS_OK) return rc;
+    e->timer = ctx.host->timer_start(1, send_next, e);
+    return ATLAS_OK;
+}
+
+void on_request_body(void *s, atlas_exchange_t *, atlas_slice_t data, bool last) {
+    auto *e = static_cast<echo *>(s);
+    e->bytes += data.len;
+    for (size_t i = 0; i < data.len; ++i) e->sum = e->sum * 31 + uint8_t(data.ptr[i]);
+    if (last) e->body_done = true;
+}
+
+void on_abort(void *s, atlas_exchange_t *) { static_cast<echo *>(s)->aborted = true; }
+
+void request_destroy(void *s) {
+    auto *e = static_cast<echo *>(s);
+    if (!e) return;
+    if (e->timer) ctx.host->timer_cancel(e->timer);
+    delete e;
+}
+
+const atlas_http_handler_t handler = {
+    sizeof(atlas_http_handler_t), nullptr, nullptr, nullptr, nullptr,
+    on_request, on_request_body, on_abort, request_destroy,
+};
+
+const atlas_module_t descriptor = {
+    ATLAS_MODULE_HEAD, "testkit", "0", "test-only filter and streaming echo handler",
+    &handler, &filter, nullptr, nullptr, nullptr,
+};
+
+}  // namespace
+
+extern "C" ATLAS_EXPORT const atlas_module_t *atlas_module_entry(const atlas_host_api_t *host) {
+    ctx.host = host;
+    ctx.self = &descriptor;
+    return &descriptor;
+}
