@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "chain/l4.hh"
 #include "chain/log.hh"
 #include "chain/session.hh"
 #include "chain/worker.hh"
@@ -274,17 +275,20 @@ void h_error_set(atlas_error_t *err, atlas_slice_t message) {
     err->code = ATLAS_ERROR;
 }
 
-// ---- L4 connections: stream handlers and transports run on HTTP-less chains,
-// which this core does not wire yet (see runtime.cc); the calls refuse politely.
-int32_t h_conn_send(atlas_conn_t *, const atlas_iovec_t *, size_t, uint32_t, atlas_done_fn, void *) {
-    return ATLAS_EINVAL;
+// ---- connections: stream handlers and transports
+
+conn *conn_of(atlas_conn_t *c) { return reinterpret_cast<conn *>(c); }
+
+int32_t h_conn_send(atlas_conn_t *c, const atlas_iovec_t *iov, size_t n, uint32_t flags, atlas_done_fn done,
+                    void *user) {
+    return l4::send(conn_of(c), iov, n, flags, done, user);
 }
-void h_conn_shutdown_write(atlas_conn_t *) {}
-void h_conn_close(atlas_conn_t *) {}
-void h_conn_pause_read(atlas_conn_t *, bool) {}
-atlas_slice_t h_conn_peer(atlas_conn_t *) { return {"", 0}; }
-int32_t h_transport_deliver(atlas_conn_t *, atlas_slice_t) { return ATLAS_EINVAL; }
-int32_t h_transport_emit(atlas_conn_t *, atlas_slice_t) { return ATLAS_EINVAL; }
+void h_conn_shutdown_write(atlas_conn_t *c) { l4::shutdown_write(conn_of(c)); }
+void h_conn_close(atlas_conn_t *c) { l4::close(conn_of(c)); }
+void h_conn_pause_read(atlas_conn_t *c, bool paused) { l4::pause_read(conn_of(c), paused); }
+atlas_slice_t h_conn_peer(atlas_conn_t *c) { return l4::peer(conn_of(c)); }
+int32_t h_transport_deliver(atlas_conn_t *c, atlas_slice_t plain) { return l4::transport_deliver(conn_of(c), plain); }
+int32_t h_transport_emit(atlas_conn_t *c, atlas_slice_t wire) { return l4::transport_emit(conn_of(c), wire); }
 
 atlas_slice_t h_config_dir() { return slice(g_config_dir); }
 

@@ -90,8 +90,8 @@ struct builder {
                 break;
         }
         if (!inst->handler && !inst->filter && !inst->stream && !inst->transport) {
-            errors.push_back(ref.key + ": module '" + ref.name + "' (" + m->path + ") is not an " +
-                             kind_name(k) + " (it offers " + module::describe_kinds(d) + ")");
+            errors.push_back(ref.key + ": module '" + ref.name + "' (" + m->path + ") does not offer the " +
+                             kind_name(k) + " kind this place needs (it offers " + module::describe_kinds(d) + ")");
             return nullptr;
         }
         if (create) {
@@ -142,11 +142,9 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
             }
             lr.addresses.push_back(addr);
         }
-        if (l.transport || !l.is_http) {
-            // The ABI defines transports and stream handlers; the core wires them
-            // into connections together with mod_tls and mod_tcp.
-            errors.push_back(l.key + ".chain: transport and L4 stream chains are not supported by this "
-                             "atlasd yet (only [{ module = \"http\" }])");
+        if (l.transport) lr.transport = b.instantiate(*l.transport, kind::transport);
+        if (!l.is_http) {
+            if (l.stream) lr.stream = b.instantiate(*l.stream, kind::stream);
         } else {
             for (const config::route &r : l.routes) {
                 route_rt rr;

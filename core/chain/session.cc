@@ -338,7 +338,7 @@ size_t consume(worker &w, conn *c, std::string_view data) {
             c->close_after_flush = true;
             break;
         }
-        if (c->out.bytes() > max_queued_output) {
+        if (c->output_bytes() > max_queued_output) {
             c->need_process = true;  // resumes once the client has read some output
             break;
         }
@@ -456,7 +456,9 @@ void process(worker &w, conn *c) {
     after_input(w, c);
 }
 
-bool idle(const conn *c) { return !c->cur && c->buffered() == 0 && c->out.empty() && c->retiring.empty(); }
+bool idle(const conn *c) {
+    return !c->is_stream && !c->cur && c->buffered() == 0 && !c->output_pending() && c->retiring.empty();
+}
 
 void check_timeouts(worker &w, conn *c, uint64_t now) {
     if (c->closing) return;
@@ -465,10 +467,11 @@ void check_timeouts(worker &w, conn *c, uint64_t now) {
         if (now - c->linger_start > linger_ms) w.hard_close(c);
         return;
     }
-    if (!c->out.empty()) {
+    if (c->output_pending()) {
         if (now - c->last_send > uint64_t(lim.send_timeout.count())) w.hard_close(c);
         return;
     }
+    if (c->is_stream) return;  // L4 idle timeouts belong to the stream handler
     if (exchange *ex = c->cur) {
         if (!ex->body_done && (ex->handler_called || ex->discard_first) && !ex->body_paused &&
             now - c->last_body > uint64_t(lim.body_timeout.count())) {

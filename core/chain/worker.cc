@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "chain/l4.hh"
 #include "chain/log.hh"
 #include "chain/session.hh"
 
@@ -294,7 +295,8 @@ void worker::on_accept(listen_socket *ls, const event::completion &cq) {
             c->rt = rt_;
             c->idle_since = now_ms_;
             link(c);
-            arm_recv(c);
+            if (l4::open(*this, c)) arm_recv(c);
+            else hard_close(c);
         }
     } else if (cq.res != -ECANCELED && cq.res != -EBADF && cq.res != -EINVAL) {
         // EMFILE and friends: the multishot stays armed or is re-armed below.
@@ -320,7 +322,7 @@ void worker::on_recv(conn *c, const event::completion &cq) {
     if (!more) c->recv_armed = false;
     if (cq.res > 0 && cq.has_buffer()) {
         uint16_t bid = cq.buffer_id();
-        if (!c->closing) session::on_data(*this, c, ring_.buffer(bid), size_t(cq.res));
+        if (!c->closing && !c->lingering) l4::on_wire(*this, c, ring_.buffer(bid), size_t(cq.res));
         ring_.recycle(bid);
     } else if (cq.has_buffer()) {
         ring_.recycle(cq.buffer_id());
@@ -335,7 +337,7 @@ void worker::on_recv(conn *c, const event::completion &cq) {
             hard_close(c);
             return;
         }
-        session::on_eof(*this, c);
+        l4::on_eof(*this, c);
     } else if (cq.res < 0 && cq.res != -ENOBUFS && cq.res != -ECANCELED) {
         hard_close(c);  // reset by peer and similar
         return;
@@ -376,25 +378,38 @@ void worker::end_of_turn() {
 
 void worker::flush(conn *c) {
     if (c->send_inflight || c->poll_inflight || c->closing) return;
+    if (c->has_transport) {
+        l4::pump(*this, c);
+        if (c->closing) return;
+    }
+    out_queue &q = c->socket_queue();
     // Zero-length segments only carry completions: fire them in order.
-    while (!c->out.empty() && c->out.front().remaining() == 0 && !c->out.front().is_file()) {
-        out_segment s = c->out.front();
-        c->out.pop();
+    while (!q.empty() && q.front().remaining() == 0 && !q.front().is_file()) {
+        out_segment s = q.front();
+        q.pop();
         session::segment_done(*this, s, ATLAS_OK);
         if (c->closing) return;
     }
-    if (c->out.empty()) {
-        if (!c->out.arena.empty()) c->out.arena.reset(arena_pool_);
+    if (q.empty()) {
+        if (!q.arena.empty()) q.arena.reset(arena_pool_);
+        if (c->output_pending()) {
+            mark_dirty(c);  // the chain queued more meanwhile
+            return;
+        }
+        if (l4::on_drained(*this, c)) {
+            mark_dirty(c);  // the transport queued a shutdown record: send it first
+            return;
+        }
         if (c->close_after_flush && !c->lingering) begin_graceful_close(c);
         return;
     }
-    if (c->out.front().is_file()) {
+    if (q.front().is_file()) {
         send_file_segment(c);
         return;
     }
     size_t n = 0;
-    for (size_t i = 0; i < c->out.size() && n < std::size(c->iov); ++i) {
-        out_segment &s = c->out.at(i);
+    for (size_t i = 0; i < q.size() && n < std::size(c->iov); ++i) {
+        out_segment &s = q.at(i);
         if (s.is_file()) break;
         if (s.len == 0) continue;
         c->iov[n].iov_base = const_cast<char *>(s.data);
@@ -409,9 +424,10 @@ void worker::flush(conn *c) {
 }
 
 void worker::complete_bytes(conn *c, uint64_t n) {
-    c->out.consumed(n);
-    while (!c->out.empty()) {
-        out_segment &s = c->out.front();
+    out_queue &q = c->socket_queue();
+    q.consumed(n);
+    while (!q.empty()) {
+        out_segment &s = q.front();
         if (s.is_file()) {
             if (s.file_left > 0) break;
         } else if (n < s.len || (s.len > 0 && n == 0)) {
@@ -422,7 +438,7 @@ void worker::complete_bytes(conn *c, uint64_t n) {
             n -= s.len;
         }
         out_segment done = s;
-        c->out.pop();
+        q.pop();
         session::segment_done(*this, done, ATLAS_OK);
         if (c->closing) return;
     }
@@ -450,6 +466,7 @@ void worker::on_send(conn *c, int32_t res) {
 
 void worker::send_file_segment(conn *c) {
     uint64_t budget = file_bytes_per_turn;
+    // Files reach the socket queue only without a transport (it reads them itself).
     while (!c->out.empty() && c->out.front().is_file()) {
         out_segment &s = c->out.front();
         while (s.file_left > 0) {
@@ -528,12 +545,14 @@ void worker::hard_close(conn *c) {
 }
 
 void worker::fail_output(conn *c) {
-    while (!c->out.empty()) {
-        out_segment s = c->out.front();
-        c->out.pop();
-        session::segment_done(*this, s, ATLAS_ECLOSED);
+    for (out_queue *q : {&c->out, &c->wire}) {
+        while (!q->empty()) {
+            out_segment s = q->front();
+            q->pop();
+            session::segment_done(*this, s, ATLAS_ECLOSED);
+        }
+        q->arena.reset(arena_pool_);
     }
-    c->out.arena.reset(arena_pool_);
 }
 
 // Connections are only ever freed at the end of a turn, so no call stack above
@@ -547,6 +566,7 @@ void worker::free_conn(conn *c) {
     std::erase(later_, c);
     fail_output(c);
     session::abort_all(*this, c);
+    l4::closed(*this, c);
     close(c->fd);
     c->fd = -1;
     unlink(c);
@@ -561,6 +581,8 @@ void worker::free_conn(conn *c) {
     c->recv_armed = c->read_paused = c->peer_eof = c->send_inflight = c->poll_inflight = false;
     c->closing = c->close_after_flush = c->lingering = c->dirty = c->need_process = false;
     c->head_started = false;
+    c->has_transport = c->is_stream = false;
+    c->shut_wr_after_flush = c->shut_wr_done = c->transport_shutdown_sent = false;
     c->requests = 0;
     c->peer_len = 0;
     conn_pool_.push_back(c);

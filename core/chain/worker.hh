@@ -98,7 +98,17 @@ struct conn {
 
     exchange *cur = nullptr;
     std::vector<exchange *> retiring;  // finished, waiting for their output to drain
-    out_queue out;
+    out_queue out;   // what the chain sends (plain bytes)
+    out_queue wire;  // with a transport: what the transport emitted for the socket
+
+    // L4 chains and transports (see l4.hh).
+    void *stream_state = nullptr;
+    void *transport_state = nullptr;
+    bool has_transport = false;
+    bool is_stream = false;
+    bool shut_wr_after_flush = false;  // stream asked for a half-close once output drains
+    bool shut_wr_done = false;
+    bool transport_shutdown_sent = false;
 
     // Send state: one send in flight at a time keeps bytes in order.
     iovec iov[64];
@@ -125,6 +135,10 @@ struct conn {
     conn *prev = nullptr, *next = nullptr;  // worker's live list
 
     size_t buffered() const { return in_end - in_start; }
+    // The queue the kernel reads from: the transport's output when there is one.
+    out_queue &socket_queue() { return has_transport ? wire : out; }
+    bool output_pending() const { return !out.empty() || !wire.empty(); }
+    uint64_t output_bytes() const { return out.bytes() + wire.bytes(); }
 };
 
 // Members are public on purpose: the HTTP session code and the host API are

@@ -239,17 +239,7 @@ class Atlas:
             write_tree(os.path.join(self.dir, "www"), self.www)
 
     def _module_dir(self):
-        """{modules}: a module_dir holding the shipped modules and the test-only ones
-        (tests/modules), as symlinks into the build tree."""
-        d = os.path.join(self.tmp, "modules")
-        os.makedirs(d)
-        for src in (os.path.join(BUILD, "modules"), os.path.join(BUILD, "tests", "modules")):
-            if not os.path.isdir(src):
-                continue
-            for name in os.listdir(src):
-                if name.startswith("mod_") and name.endswith(".so"):
-                    os.symlink(os.path.join(src, name), os.path.join(d, name))
-        return d
+        return make_module_dir(self.tmp)
 
     def _ready_ports(self):
         """self.port, plus {port2}/{port3} when the config uses them (every listener
@@ -449,6 +439,20 @@ class Atlas:
 # --------------------------------------------------------------------------- atlasd -t
 
 
+def make_module_dir(tmp):
+    """{modules}: a module_dir holding the shipped modules and the test-only ones
+    (tests/modules), as symlinks into the build tree."""
+    d = os.path.join(tmp, "modules")
+    os.makedirs(d)
+    for src in (os.path.join(BUILD, "modules"), os.path.join(BUILD, "tests", "modules")):
+        if not os.path.isdir(src):
+            continue
+        for name in os.listdir(src):
+            if name.startswith("mod_") and name.endswith(".so"):
+                os.symlink(os.path.join(src, name), os.path.join(d, name))
+    return d
+
+
 def run_check(config, files=None, argv=None, timeout=CHECK_TIMEOUT):
     """Write config (text or {relpath: text} dict) into a temp dir and run
     `atlasd -t -c DIR`.  Returns (exit_code, stdout, stderr) as text."""
@@ -458,6 +462,7 @@ def run_check(config, files=None, argv=None, timeout=CHECK_TIMEOUT):
         d = os.path.join(tmp, "etc")
         os.makedirs(d)
         ports["dir"] = d
+        ports["modules"] = make_module_dir(tmp)
         if isinstance(config, dict):
             write_tree(d, {k: fill(v, ports) if isinstance(v, str) else v
                            for k, v in config.items()})

@@ -7,6 +7,10 @@
 //   http_handler — echoes the request body: streams a chunked response in pieces
 //                  from timers (response_start(-1), REF writes, done callbacks) and
 //                  ends with the body length and a checksum.
+//   stream_handler — an L4 echo: optional `banner` on open, every byte back, and a
+//                  half-close answered with a half-close.
+//   transport    — a toy cipher: XOR with `key` in both directions, so a test can
+//                  see that bytes really pass through the transport.
 #include <atlas/module.hpp>
 
 #include <cstdio>
@@ -144,9 +148,99 @@ const atlas_http_handler_t handler = {
     on_request, on_request_body, on_abort, request_destroy,
 };
 
+// ---- L4 echo
+
+struct stream_config {
+    std::string banner;
+};
+
+void *stream_config_create(atlas_slice_t json, atlas_slice_t, atlas_error_t *err) {
+    return atlas::module::guard_config(err, [&]() -> void * {
+        auto j = nlohmann::json::parse(view(json));
+        auto c = new stream_config;
+        c->banner = j.value("banner", "");
+        return c;
+    });
+}
+void stream_config_destroy(void *c) { delete static_cast<stream_config *>(c); }
+
+struct stream_conn {
+    atlas_conn_t *conn;
+};
+
+void *stream_open(void *cfg, void *, atlas_conn_t *conn) {
+    auto *c = static_cast<stream_config *>(cfg);
+    if (!c->banner.empty()) {
+        atlas_iovec_t v{c->banner.data(), c->banner.size()};
+        ctx.host->conn_send(conn, &v, 1, 0, nullptr, nullptr);
+    }
+    return new stream_conn{conn};
+}
+
+void stream_data(void *, atlas_conn_t *conn, atlas_slice_t data) {
+    atlas_iovec_t v{data.ptr, data.len};
+    ctx.host->conn_send(conn, &v, 1, 0, nullptr, nullptr);  // copied: data dies after the call
+}
+
+void stream_eof(void *, atlas_conn_t *conn) { ctx.host->conn_shutdown_write(conn); }
+
+void stream_close(void *s) { delete static_cast<stream_conn *>(s); }
+
+const atlas_stream_handler_t stream = {
+    sizeof(atlas_stream_handler_t), stream_config_create, stream_config_destroy, nullptr, nullptr,
+    stream_open, stream_data, stream_eof, stream_close,
+};
+
+// ---- XOR transport
+
+struct xor_config {
+    uint8_t key = 0x5a;
+};
+
+void *xor_config_create(atlas_slice_t json, atlas_slice_t, atlas_error_t *err) {
+    return atlas::module::guard_config(err, [&]() -> void * {
+        auto j = nlohmann::json::parse(view(json));
+        auto c = new xor_config;
+        int k = j.value("key", 0x5a);
+        if (k < 1 || k > 255) throw std::runtime_error("key: must be 1..255");
+        c->key = uint8_t(k);
+        return c;
+    });
+}
+void xor_config_destroy(void *c) { delete static_cast<xor_config *>(c); }
+
+struct xor_conn {
+    uint8_t key;
+    std::string buf;
+};
+
+void *xor_open(void *cfg, void *, atlas_conn_t *) { return new xor_conn{static_cast<xor_config *>(cfg)->key, {}}; }
+
+int32_t xor_wire(void *s, atlas_conn_t *conn, atlas_slice_t wire) {
+    auto *x = static_cast<xor_conn *>(s);
+    x->buf.assign(wire.ptr, wire.len);
+    for (char &ch : x->buf) ch = char(uint8_t(ch) ^ x->key);
+    return ctx.host->transport_deliver(conn, slice(x->buf));
+}
+
+int32_t xor_plain(void *s, atlas_conn_t *conn, const atlas_iovec_t *iov, size_t n) {
+    auto *x = static_cast<xor_conn *>(s);
+    std::string out;
+    for (size_t i = 0; i < n; ++i) out.append(static_cast<const char *>(iov[i].base), iov[i].len);
+    for (char &ch : out) ch = char(uint8_t(ch) ^ x->key);
+    return ctx.host->transport_emit(conn, slice(out));
+}
+
+void xor_close(void *s) { delete static_cast<xor_conn *>(s); }
+
+const atlas_transport_t transport = {
+    sizeof(atlas_transport_t), xor_config_create, xor_config_destroy, nullptr, nullptr,
+    xor_open, xor_wire, xor_plain, nullptr, xor_close,
+};
+
 const atlas_module_t descriptor = {
-    ATLAS_MODULE_HEAD, "testkit", "0", "test-only filter and streaming echo handler",
-    &handler, &filter, nullptr, nullptr, nullptr,
+    ATLAS_MODULE_HEAD, "testkit", "0", "test-only filter, streaming handler, L4 echo and toy transport",
+    &handler, &filter, &stream, &transport, nullptr,
 };
 
 }  // namespace

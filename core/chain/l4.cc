@@ -1,0 +1,253 @@
+#include "chain/l4.hh"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "chain/log.hh"
+#include "chain/session.hh"
+#include "chain/worker.hh"
+
+namespace atlas::chain::l4 {
+
+namespace {
+
+// Transport output waiting for the socket above this stops further pumping.
+constexpr uint64_t max_wire_backlog = 256 * 1024;
+
+atlas_conn_t *handle(conn *c) { return reinterpret_cast<atlas_conn_t *>(c); }
+bool usable(const conn *c) { return c && c->fd >= 0 && !c->closing; }
+
+const atlas_transport_t *transport_of(const conn *c) { return c->listener->transport->transport; }
+const atlas_stream_handler_t *stream_of(const conn *c) { return c->listener->stream->stream; }
+
+// Plain bytes for the chain: the stream handler, or the HTTP codec.
+void deliver(worker &w, conn *c, const char *data, size_t len) {
+    if (c->is_stream) {
+        if (!c->closing) stream_of(c)->on_data(c->stream_state, handle(c), {data, len});
+    } else {
+        session::on_data(w, c, data, len);
+    }
+}
+
+}  // namespace
+
+bool open(worker &w, conn *c) {
+    const listener_rt *l = c->listener;
+    c->has_transport = l->transport != nullptr;
+    c->is_stream = l->stream != nullptr;
+    if (c->has_transport) {
+        module_instance *t = l->transport;
+        c->transport_state = t->transport->conn_open(t->config, w.states_[t->slot], handle(c));
+        if (!c->transport_state) return false;
+    }
+    if (c->is_stream) {
+        module_instance *s = l->stream;
+        c->stream_state = s->stream->conn_open(s->config, w.states_[s->slot], handle(c));
+        if (!c->stream_state) return false;
+    }
+    return true;
+}
+
+void on_wire(worker &w, conn *c, const char *data, size_t len) {
+    if (c->has_transport) {
+        if (transport_of(c)->on_wire(c->transport_state, handle(c), {data, len}) < 0) w.hard_close(c);
+        return;
+    }
+    deliver(w, c, data, len);
+}
+
+void on_eof(worker &w, conn *c) {
+    if (c->is_stream) {
+        if (stream_of(c)->on_eof) stream_of(c)->on_eof(c->stream_state, handle(c));
+        else close(c);
+        w.mark_dirty(c);  // a finished half-close on our side now ends the connection
+        return;
+    }
+    session::on_eof(w, c);
+}
+
+void pump(worker &w, conn *c) {
+    const atlas_transport_t *t = transport_of(c);
+    atlas_iovec_t iov[64];
+    while (!c->out.empty() && c->wire.bytes() < max_wire_backlog && !c->closing) {
+        out_segment &front = c->out.front();
+        if (front.is_file()) {
+            // Files cannot bypass the transport: read a piece and hand it over.
+            char buf[16384];
+            size_t want = front.file_left < sizeof buf ? size_t(front.file_left) : sizeof buf;
+            ssize_t r = want ? pread(front.fd, buf, want, off_t(front.file_off)) : 0;
+            if (want && r <= 0) {
+                log::rate_limited_warn("cannot read a file being sent: %s", r < 0 ? std::strerror(errno) : "file shrank");
+                w.hard_close(c);
+                return;
+            }
+            if (r > 0) {
+                atlas_iovec_t v{buf, size_t(r)};
+                if (t->on_plain(c->transport_state, handle(c), &v, 1) < 0) {
+                    w.hard_close(c);
+                    return;
+                }
+                // The transport may have delivered input that queued more output:
+                // the queue can have grown, so look the segment up again.
+                out_segment &f = c->out.front();
+                f.file_off += uint64_t(r);
+                f.file_left -= uint64_t(r);
+                c->out.consumed(uint64_t(r));
+            }
+            if (c->out.front().file_left == 0) {
+                out_segment done = c->out.front();
+                c->out.pop();
+                session::segment_done(w, done, ATLAS_OK);
+            }
+            continue;
+        }
+        size_t n = 0;
+        uint64_t total = 0;
+        size_t segs = 0;
+        for (; segs < c->out.size() && n < std::size(iov); ++segs) {
+            out_segment &s = c->out.at(segs);
+            if (s.is_file()) break;
+            if (s.len) iov[n++] = {s.data, s.len};
+            total += s.len;
+        }
+        if (n && t->on_plain(c->transport_state, handle(c), iov, n) < 0) {
+            w.hard_close(c);
+            return;
+        }
+        c->out.consumed(total);
+        for (size_t i = 0; i < segs && !c->closing; ++i) {
+            out_segment done = c->out.front();
+            c->out.pop();
+            session::segment_done(w, done, ATLAS_OK);
+        }
+    }
+    if (c->out.empty() && !c->out.arena.empty()) c->out.arena.reset(w.arena_pool_);
+}
+
+bool on_drained(worker &w, conn *c) {
+    bool closing_soon = c->close_after_flush || (c->shut_wr_after_flush && !c->shut_wr_done);
+    if (closing_soon && c->has_transport && !c->transport_shutdown_sent) {
+        c->transport_shutdown_sent = true;
+        const atlas_transport_t *t = transport_of(c);
+        if (t->on_shutdown) t->on_shutdown(c->transport_state, handle(c));
+        if (!c->wire.empty()) return true;
+    }
+    if (c->shut_wr_after_flush && !c->shut_wr_done && !c->close_after_flush) {
+        c->shut_wr_done = true;
+        ::shutdown(c->fd, SHUT_WR);
+    }
+    // Both directions are finished: nothing can happen on this connection any more.
+    if (c->shut_wr_done && c->peer_eof) w.hard_close(c);
+    return false;
+}
+
+void closed(worker &w, conn *c) {
+    (void)w;
+    if (c->stream_state) stream_of(c)->conn_close(c->stream_state);
+    if (c->transport_state) transport_of(c)->conn_close(c->transport_state);
+    c->stream_state = c->transport_state = nullptr;
+}
+
+// ---- host API
+
+int32_t send(conn *c, const atlas_iovec_t *iov, size_t iovcnt, uint32_t flags, atlas_done_fn done, void *user) {
+    if (!usable(c) || !c->is_stream) return usable(c) ? ATLAS_EINVAL : ATLAS_ECLOSED;
+    if (c->shut_wr_after_flush || c->close_after_flush) return ATLAS_ECLOSED;
+    if (iovcnt && !iov) return ATLAS_EINVAL;
+    worker &w = *c->w;
+    uint64_t total = 0;
+    for (size_t i = 0; i < iovcnt; ++i) total += iov[i].len;
+    if (c->out.empty()) c->last_send = w.now_ms_;
+    if (flags & ATLAS_WRITE_REF) {
+        size_t last = iovcnt;
+        while (last > 0 && iov[last - 1].len == 0) --last;
+        for (size_t i = 0; i < last; ++i) {
+            if (!iov[i].len) continue;
+            out_segment s;
+            s.data = static_cast<const char *>(iov[i].base);
+            s.len = iov[i].len;
+            if (i + 1 == last) {
+                s.done = done;
+                s.user = user;
+            }
+            c->out.push(s);
+        }
+        if (last == 0 && done) {
+            out_segment s;
+            s.done = done;
+            s.user = user;
+            c->out.push(s);
+        }
+    } else {
+        out_segment s;
+        if (total) {
+            char *p = c->out.arena.alloc(w.arena_pool_, size_t(total));
+            char *q = p;
+            for (size_t i = 0; i < iovcnt; ++i) {
+                if (iov[i].len) std::memcpy(q, iov[i].base, iov[i].len);
+                q += iov[i].len;
+            }
+            s.data = p;
+            s.len = size_t(total);
+        }
+        s.done = done;
+        s.user = user;
+        c->out.push(s);
+    }
+    w.mark_dirty(c);
+    return ATLAS_OK;
+}
+
+void shutdown_write(conn *c) {
+    if (!usable(c) || !c->is_stream) return;
+    c->shut_wr_after_flush = true;
+    c->w->mark_dirty(c);
+}
+
+void close(conn *c) {
+    if (!usable(c)) return;
+    c->close_after_flush = true;
+    c->w->mark_dirty(c);
+}
+
+void pause_read(conn *c, bool paused) {
+    if (!usable(c)) return;
+    if (paused && !c->read_paused) {
+        c->read_paused = true;
+        if (c->recv_armed) c->w->ring_.cancel(event::make_user_data(c, event::op::recv));
+    } else if (!paused && c->read_paused) {
+        c->read_paused = false;
+        c->w->mark_dirty(c);  // re-armed at the end of the turn
+    }
+}
+
+atlas_slice_t peer(conn *c) {
+    if (!c || c->fd < 0) return {"", 0};
+    const char *p = c->w->peer_of(c);
+    return {p, c->peer_len};
+}
+
+int32_t transport_deliver(conn *c, atlas_slice_t plain) {
+    if (!usable(c) || !c->has_transport) return usable(c) ? ATLAS_EINVAL : ATLAS_ECLOSED;
+    if (plain.len) deliver(*c->w, c, plain.ptr, plain.len);
+    return ATLAS_OK;
+}
+
+int32_t transport_emit(conn *c, atlas_slice_t wire) {
+    if (!usable(c) || !c->has_transport) return usable(c) ? ATLAS_EINVAL : ATLAS_ECLOSED;
+    if (!wire.len) return ATLAS_OK;
+    worker &w = *c->w;
+    if (c->wire.empty()) c->last_send = w.now_ms_;
+    char *p = c->wire.arena.alloc(w.arena_pool_, wire.len);
+    std::memcpy(p, wire.ptr, wire.len);
+    out_segment s;
+    s.data = p;
+    s.len = wire.len;
+    c->wire.push(s);
+    w.mark_dirty(c);
+    return ATLAS_OK;
+}
+
+}  // namespace atlas::chain::l4
