@@ -54,6 +54,15 @@ std::string dir_of(const std::string &file) {
     return slash == std::string::npos ? std::string(".") : file.substr(0, slash);
 }
 
+// "conf.d/x.toml:12: listener.web.route[0].handler" — where a problem is, as config
+// errors say it.
+std::string where(const config::module_ref &ref) {
+    std::string w = ref.file;
+    if (ref.line) w += ":" + std::to_string(ref.line);
+    if (!w.empty()) w += ": ";
+    return w + ref.key;
+}
+
 struct builder {
     runtime &rt;
     module::loader &loader;
@@ -63,7 +72,7 @@ struct builder {
         std::string err;
         const module::loaded_module *m = loader.load(ref.name, rt.module_dir, err);
         if (!m) {
-            errors.push_back(ref.key + ": " + err);
+            errors.push_back(where(ref) + ": " + err);
             return nullptr;
         }
         auto inst = std::make_unique<module_instance>();
@@ -90,7 +99,7 @@ struct builder {
                 break;
         }
         if (!inst->handler && !inst->filter && !inst->stream && !inst->transport) {
-            errors.push_back(ref.key + ": module '" + ref.name + "' (" + m->path + ") does not offer the " +
+            errors.push_back(where(ref) + ": module '" + ref.name + "' (" + m->path + ") does not offer the " +
                              kind_name(k) + " kind this place needs (it offers " + module::describe_kinds(d) + ")");
             return nullptr;
         }
@@ -106,11 +115,11 @@ struct builder {
                 e.message[sizeof e.message - 1] = 0;
                 std::string msg = e.message[0] ? e.message : "the module refused its configuration";
                 std::replace(msg.begin(), msg.end(), '\n', ' ');
-                errors.push_back(ref.file + ": " + ref.key + ": " + msg);
+                errors.push_back(where(ref) + ": " + msg);
                 return nullptr;
             }
         } else if (ref.config_json != "{}" && !ref.config_json.empty()) {
-            errors.push_back(ref.file + ": " + ref.key + ": module '" + ref.name + "' takes no options");
+            errors.push_back(where(ref) + ": module '" + ref.name + "' takes no options");
             return nullptr;
         }
         inst->slot = uint32_t(rt.instances.size());
