@@ -2,6 +2,7 @@
 // The main thread owns configuration and modules; it never touches a worker's
 // connections (it only posts messages to workers).
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atlas/module.h>
@@ -104,6 +105,14 @@ int main(int argc, char **argv) {
                     rt->listeners.size(), rt->listeners.size() == 1 ? "" : "s", loader.modules().size(),
                     loader.modules().size() == 1 ? "" : "s", rt->module_dir.c_str());
         return 0;
+    }
+
+    // A server holds one fd per connection: use the whole hard limit, as nginx's
+    // worker_rlimit_nofile would.
+    rlimit nofile{};
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
     }
 
     // Signals are taken synchronously by the main thread only: block them before

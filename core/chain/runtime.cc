@@ -1,5 +1,6 @@
 #include "chain/runtime.hh"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -135,7 +136,11 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
     auto rt = std::make_unique<runtime>();
     rt->snap = snap;
     rt->module_dir = snap->server.module_dir.empty() ? default_module_dir() : snap->server.module_dir;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    // workers = 0: one per CPU this process may run on (taskset/cgroups respected).
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    long cpus = sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed)
+                                                                     : sysconf(_SC_NPROCESSORS_ONLN);
     rt->workers = snap->server.workers ? snap->server.workers : uint32_t(cpus > 0 ? cpus : 1);
     builder b{*rt, loader, errors};
 

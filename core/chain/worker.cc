@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
 
@@ -120,12 +121,21 @@ void worker::stop_now() {
 
 bool worker::setup(std::string &err) {
     if (!ring_.init(ring_entries, recv_buffers, recv_buffer_size, err)) return false;
-    // Pin to one CPU: the worker's caches, its ring and its connections stay together.
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cpus > 0) {
+    // Registered slots for client sockets, as many as the fd limit allows.
+    rlimit nofile{};
+    getrlimit(RLIMIT_NOFILE, &nofile);
+    ring_.enable_fixed_files(unsigned(std::min<rlim_t>(nofile.rlim_cur, 65536)));
+    // Pin to one CPU of those the process may use (so `taskset -c 1 atlasd` keeps its
+    // workers on CPU 1): the worker's caches, ring and connections stay together.
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) > 0) {
+        std::vector<int> cpus;
+        for (int i = 0; i < CPU_SETSIZE; ++i)
+            if (CPU_ISSET(i, &allowed)) cpus.push_back(i);
         cpu_set_t set;
         CPU_ZERO(&set);
-        CPU_SET(index_ % uint32_t(cpus), &set);
+        CPU_SET(cpus[index_ % cpus.size()], &set);
         pthread_setaffinity_np(pthread_self(), sizeof set, &set);
     }
     for (const listener_rt &l : rt_->listeners) {
@@ -290,6 +300,7 @@ void worker::on_accept(listen_socket *ls, const event::completion &cq) {
                 conn_pool_.pop_back();
             }
             c->fd = cq.res;
+            c->slot = ring_.register_fd(cq.res);
             c->w = this;
             c->listener = ls->listener;
             c->rt = rt_;
@@ -313,7 +324,7 @@ void worker::on_accept(listen_socket *ls, const event::completion &cq) {
 
 void worker::arm_recv(conn *c) {
     if (c->recv_armed || c->closing || c->peer_eof || c->read_paused) return;
-    ring_.recv_multishot(c->fd, event::make_user_data(c, event::op::recv));
+    ring_.recv_multishot(c->fd, c->slot, event::make_user_data(c, event::op::recv));
     c->recv_armed = true;
 }
 
@@ -416,10 +427,16 @@ void worker::flush(conn *c) {
         c->iov[n].iov_len = s.len;
         ++n;
     }
-    c->msg = msghdr{};
-    c->msg.msg_iov = c->iov;
-    c->msg.msg_iovlen = n;
-    ring_.sendmsg(c->fd, &c->msg, 0, event::make_user_data(c, event::op::send));
+    if (n == 1) {
+        // One buffer (a cached response, most often): plain send, no msghdr to import.
+        ring_.send(c->fd, c->slot, c->iov[0].iov_base, c->iov[0].iov_len, 0,
+                   event::make_user_data(c, event::op::send));
+    } else {
+        c->msg = msghdr{};
+        c->msg.msg_iov = c->iov;
+        c->msg.msg_iovlen = n;
+        ring_.sendmsg(c->fd, c->slot, &c->msg, 0, event::make_user_data(c, event::op::send));
+    }
     c->send_inflight = true;
 }
 
@@ -486,7 +503,7 @@ void worker::send_file_segment(conn *c) {
                 continue;
             }
             if (r < 0 && errno == EAGAIN) {
-                ring_.poll_add(c->fd, POLLOUT, event::make_user_data(c, event::op::poll_out));
+                ring_.poll_add(c->fd, c->slot, POLLOUT, event::make_user_data(c, event::op::poll_out));
                 c->poll_inflight = true;
                 return;
             }
@@ -567,6 +584,8 @@ void worker::free_conn(conn *c) {
     fail_output(c);
     session::abort_all(*this, c);
     l4::closed(*this, c);
+    ring_.unregister_slot(c->slot);  // the ring's reference would keep the socket open
+    c->slot = -1;
     close(c->fd);
     c->fd = -1;
     unlink(c);

@@ -87,6 +87,7 @@ struct listen_socket {
 
 struct conn {
     int fd = -1;
+    int slot = -1;  // registered file slot in the worker's ring, -1 = plain fd
     worker *w = nullptr;
     const listener_rt *listener = nullptr;
     std::shared_ptr<runtime> rt;  // keeps the snapshot this connection started on alive

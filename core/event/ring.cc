@@ -102,29 +102,67 @@ io_uring_sqe *ring::get_sqe() {
     return sqe;
 }
 
+void ring::enable_fixed_files(unsigned count) {
+    if (count == 0 || io_uring_register_files_sparse(ring_, count) < 0) return;  // plain fds then
+    free_slots_.reserve(count);
+    for (unsigned i = count; i-- > 0;) free_slots_.push_back(int(i));
+}
+
+int ring::register_fd(int fd) {
+    if (free_slots_.empty()) return -1;
+    int slot = free_slots_.back();
+    if (io_uring_register_files_update(ring_, unsigned(slot), &fd, 1) != 1) return -1;
+    free_slots_.pop_back();
+    return slot;
+}
+
+void ring::unregister_slot(int slot) {
+    if (slot < 0) return;
+    int none = -1;
+    io_uring_register_files_update(ring_, unsigned(slot), &none, 1);
+    free_slots_.push_back(slot);
+}
+
+void ring::use_file(io_uring_sqe *sqe, int slot) {
+    if (slot >= 0) {
+        sqe->fd = slot;
+        sqe->flags |= IOSQE_FIXED_FILE;
+    }
+}
+
 void ring::multishot_accept(int fd, uint64_t ud) {
     io_uring_sqe *sqe = get_sqe();
     io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     sqe->user_data = ud;
 }
 
-void ring::recv_multishot(int fd, uint64_t ud) {
+void ring::recv_multishot(int fd, int slot, uint64_t ud) {
     io_uring_sqe *sqe = get_sqe();
     io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
+    use_file(sqe, slot);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = buffer_group;
     sqe->user_data = ud;
 }
 
-void ring::sendmsg(int fd, const msghdr *msg, unsigned flags, uint64_t ud) {
+void ring::sendmsg(int fd, int slot, const msghdr *msg, unsigned flags, uint64_t ud) {
     io_uring_sqe *sqe = get_sqe();
     io_uring_prep_sendmsg(sqe, fd, msg, flags | MSG_NOSIGNAL);
+    use_file(sqe, slot);
     sqe->user_data = ud;
 }
 
-void ring::poll_add(int fd, unsigned events, uint64_t ud) {
+void ring::send(int fd, int slot, const void *buf, size_t len, unsigned flags, uint64_t ud) {
+    io_uring_sqe *sqe = get_sqe();
+    io_uring_prep_send(sqe, fd, buf, len, int(flags | MSG_NOSIGNAL));
+    use_file(sqe, slot);
+    sqe->user_data = ud;
+}
+
+void ring::poll_add(int fd, int slot, unsigned events, uint64_t ud) {
     io_uring_sqe *sqe = get_sqe();
     io_uring_prep_poll_add(sqe, fd, events);
+    use_file(sqe, slot);
     sqe->user_data = ud;
 }
 
