@@ -368,6 +368,13 @@ entry *fresh_entry(const config &cfg, cache *c, std::string_view key) {
         c->remove(e);
         return nullptr;
     }
+    // A precompressed variant appearing or vanishing changes the answer (and Vary).
+    if (cfg.precompressed && !e->encoding &&
+        (variant_exists(cfg, e->file_rel, ".br") != e->has_br ||
+         variant_exists(cfg, e->file_rel, ".gz") != e->has_gzip)) {
+        c->remove(e);
+        return nullptr;
+    }
     e->checked_ms = now;
     return e;
 }
