@@ -216,10 +216,10 @@ int32_t h_header_add(atlas_exchange_t *e, atlas_header_side_t side, atlas_slice_
     std::string_view n = view(name), v = view(value);
     if (!is_token(n) || !is_field_value(v)) return ATLAS_EINVAL;
     if (side == ATLAS_REQUEST) {
-        ex->req_strings.emplace_back(n);
-        std::string_view ns = ex->req_strings.back();
-        ex->req_strings.emplace_back(v);
-        std::string_view vs = ex->req_strings.back();
+        ex->req_strings.emplace_front(n);
+        std::string_view ns = ex->req_strings.front();
+        ex->req_strings.emplace_front(v);
+        std::string_view vs = ex->req_strings.front();
         ex->req_headers.push_back({ns, vs});
         ex->head.headers = ex->req_headers.data();
         ex->head.header_count = uint32_t(ex->req_headers.size());

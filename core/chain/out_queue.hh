@@ -114,7 +114,7 @@ public:
 
 private:
     void grow() {
-        size_t n = ring_.empty() ? 16 : ring_.size() * 2;
+        size_t n = ring_.empty() ? 4 : ring_.size() * 2;  // small: idle connections keep it
         std::vector<out_segment> r(n);
         for (size_t i = 0; i < size(); ++i) r[i] = at(i);
         tail_ = size();

@@ -207,6 +207,7 @@ void worker::run() {
     while (!exit_) {
         int64_t wait = timers_.wait_ms(now_ms_, int64_t(next_sweep_ > now_ms_ ? next_sweep_ - now_ms_ : 0));
         ring_.run_once(dirty_.empty() && later_.empty() ? wait : 0, &worker::on_completion, this);
+        send_slots_used_ = 0;  // submitted: the kernel has its own copy of every msghdr
         now_ms_ = event::monotonic_ms();
         dates_.refresh();
         timers_.expire(now_ms_);
@@ -418,25 +419,31 @@ void worker::flush(conn *c) {
         send_file_segment(c);
         return;
     }
+    // One buffer (a cached response, most often): plain send, no msghdr to import.
+    size_t first = 0;
+    while (q.at(first).len == 0) ++first;
+    size_t more = first + 1;
+    while (more < q.size() && !q.at(more).is_file() && q.at(more).len == 0) ++more;
+    if (more == q.size() || q.at(more).is_file()) {
+        ring_.send(c->fd, c->slot, q.at(first).data, q.at(first).len, 0, event::make_user_data(c, event::op::send));
+        c->send_inflight = true;
+        return;
+    }
+    if (send_slots_used_ == send_slots_.size()) send_slots_.push_back(std::make_unique<send_slot>());
+    send_slot &ss = *send_slots_[send_slots_used_++];
     size_t n = 0;
-    for (size_t i = 0; i < q.size() && n < std::size(c->iov); ++i) {
+    for (size_t i = first; i < q.size() && n < std::size(ss.iov); ++i) {
         out_segment &s = q.at(i);
         if (s.is_file()) break;
         if (s.len == 0) continue;
-        c->iov[n].iov_base = const_cast<char *>(s.data);
-        c->iov[n].iov_len = s.len;
+        ss.iov[n].iov_base = const_cast<char *>(s.data);
+        ss.iov[n].iov_len = s.len;
         ++n;
     }
-    if (n == 1) {
-        // One buffer (a cached response, most often): plain send, no msghdr to import.
-        ring_.send(c->fd, c->slot, c->iov[0].iov_base, c->iov[0].iov_len, 0,
-                   event::make_user_data(c, event::op::send));
-    } else {
-        c->msg = msghdr{};
-        c->msg.msg_iov = c->iov;
-        c->msg.msg_iovlen = n;
-        ring_.sendmsg(c->fd, c->slot, &c->msg, 0, event::make_user_data(c, event::op::send));
-    }
+    ss.msg = msghdr{};
+    ss.msg.msg_iov = ss.iov;
+    ss.msg.msg_iovlen = n;
+    ring_.sendmsg(c->fd, c->slot, &ss.msg, 0, event::make_user_data(c, event::op::send));
     c->send_inflight = true;
 }
 
@@ -644,6 +651,12 @@ exchange *worker::alloc_exchange() {
 }
 
 void worker::free_exchange(exchange *ex) {
+    // Keep a bounded pool of small exchanges: a burst of 10k requests must not leave
+    // 10k exchanges (and their buffers) behind on an idle server.
+    if (exchange_pool_.size() >= 1024 || ex->head_buf.capacity() > 8192 || ex->req_headers.capacity() > 64) {
+        delete ex;
+        return;
+    }
     ex->reset();
     exchange_pool_.push_back(ex);
 }

@@ -9,7 +9,7 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <deque>
+#include <forward_list>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -39,7 +39,7 @@ struct exchange {
     std::vector<char> head_buf;
     http::request_head head{};
     std::vector<http::header_field> req_headers;
-    std::deque<std::string> req_strings;  // storage for headers added by filters
+    std::forward_list<std::string> req_strings;  // storage for headers added by filters (stable)
     std::string path;                     // normalised
     std::string host;                     // lowercase, without port
 
@@ -111,9 +111,6 @@ struct conn {
     bool shut_wr_done = false;
     bool transport_shutdown_sent = false;
 
-    // Send state: one send in flight at a time keeps bytes in order.
-    iovec iov[64];
-    msghdr msg{};
 
     bool recv_armed = false;
     bool read_paused = false;
@@ -140,6 +137,14 @@ struct conn {
     out_queue &socket_queue() { return has_transport ? wire : out; }
     bool output_pending() const { return !out.empty() || !wire.empty(); }
     uint64_t output_bytes() const { return out.bytes() + wire.bytes(); }
+};
+
+// The msghdr + iovecs of one gathered send. The kernel copies them when it takes
+// the submission (IORING_FEAT_SUBMIT_STABLE), so they live only until the next
+// submit instead of inside every connection.
+struct send_slot {
+    msghdr msg;
+    iovec iov[64];
 };
 
 // Members are public on purpose: the HTTP session code and the host API are
@@ -188,6 +193,8 @@ public:
     size_t conn_count_ = 0;
     std::vector<conn *> conn_pool_;
     std::vector<exchange *> exchange_pool_;
+    std::vector<std::unique_ptr<send_slot>> send_slots_;
+    size_t send_slots_used_ = 0;  // handed out since the last submit
     std::vector<http::header_field> scratch_headers_;
     out_arena_pool arena_pool_;
     bool draining_ = false;

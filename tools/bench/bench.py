@@ -1,0 +1,1176 @@
+#!/usr/bin/env python3
+"""Atlas side-by-side benchmark harness, run by `tools/dev bench` (DESIGN §6, issue 3).
+
+    tools/dev bench [static|proxy|tcp|tls|all] [--rounds N] [--duration S]
+                    [--connections C] [--servers atlas,nginx,h2o,haproxy] [--quick]
+
+Method (performance-notes §3): every server runs with one worker/thread pinned to CPU 1
+(`taskset -c 1`), wrk -t1 pinned to CPU 0, on 127.0.0.1. Each server is started once per
+case and kept running; the rounds interleave the servers (round r runs them in an order
+rotated by r), each run preceded by a warm-up. Per run it records wrk's req/s and p99, its
+error counts, the busy jiffies of CPU 1 from /proc/stat (total - idle - iowait) and the
+server processes' own utime+stime. It prints medians, Atlas/peer ratios and the peak RSS of
+each server holding 10,000 idle keep-alive connections, and writes everything, generated
+configs included, to build/bench/<case>-<timestamp>.json.
+
+python3 stdlib only. Only processes this script started are ever signalled, by PID.
+"""
+
+import argparse
+import ctypes
+import datetime
+import errno
+import json
+import os
+import platform
+import random
+import re
+import resource
+import selectors
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+PEERS = os.path.join(HERE, "peers")
+
+SERVER_CPU = 1
+CLIENT_CPU = 0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+ALL_SERVERS = ["atlas", "nginx", "h2o", "haproxy"]
+SIZES = {"1k": ("1k.bin", 1024), "64k": ("64k.bin", 64 * 1024), "1m": ("1m.bin", 1024 * 1024)}
+SEED = 3  # the docroot's random content is the same on every run
+NGINX_SENDFILE_ABOVE = 64 * 1024  # sendfile off for 1k and 64k, on for 1m
+IDLE_CONNS = 10000
+READY_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+UNIMPLEMENTED = {"proxy": 4, "tcp": 7, "tls": 6}  # case -> the issue that brings it
+
+PR_SET_PDEATHSIG = 1
+
+
+def log(msg=""):
+    print(msg, flush=True)
+
+
+class Failure(Exception):
+    """A server or tool failed in a way the report names."""
+
+
+class Stop(Exception):
+    """SIGTERM/SIGHUP: unwind through the finally blocks like Ctrl-C does."""
+
+
+def on_signal(signum, _frame):
+    raise Stop("signal %d" % signum)
+
+
+# ------------------------------------------------------------------ /proc readers
+
+
+def cpu_line(cpu):
+    """/proc/stat cpuN: dict of jiffies (user nice system idle iowait irq softirq steal)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu%d " % cpu):
+                v = [int(x) for x in line.split()[1:]]
+                names = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"]
+                d = dict(zip(names, v[:8]))
+                d["total"] = sum(v[:8])  # guest time is already inside user/nice
+                d["busy"] = d["total"] - d["idle"] - d["iowait"]
+                return d
+    raise Failure("no cpu%d line in /proc/stat" % cpu)
+
+
+def cpu_delta(a, b):
+    return {k: b[k] - a[k] for k in a}
+
+
+def proc_stat(pid):
+    """(comm, ppid, utime+stime ticks, starttime) of a process (all its threads)."""
+    with open("/proc/%d/stat" % pid) as f:
+        s = f.read()
+    comm = s[s.index("(") + 1:s.rindex(")")]
+    rest = s[s.rindex(")") + 2:].split()
+    return comm, int(rest[1]), int(rest[11]) + int(rest[12]), int(rest[19])
+
+
+def cpu_ticks(pids):
+    total = 0
+    for pid in pids:
+        try:
+            total += proc_stat(pid)[2]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+def ksoftirqd_pid(cpu):
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if proc_stat(int(d))[0] == "ksoftirqd/%d" % cpu:
+                    return int(d)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return None
+
+
+def children_of(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if proc_stat(int(d))[1] == pid:
+                    out.append(int(d))
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                pass
+    return out
+
+
+def process_tree(pid):
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children_of(p))
+    return tree
+
+
+def status_fields(pid, names):
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in names:
+                out[k] = v.strip()
+    return out
+
+
+def mem_of(pid):
+    """kB figures of one process: VmHWM (peak RSS), VmRSS, RssAnon, Pss."""
+    st = status_fields(pid, {"VmHWM", "VmRSS", "RssAnon"})
+    m = {k: int(v.split()[0]) for k, v in st.items()}
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    m["Pss"] = int(line.split()[1])
+    except OSError:
+        pass
+    return m
+
+
+def thread_placement(pid):
+    """[(tid, comm, Cpus_allowed_list)] of every thread of a process."""
+    out = []
+    for tid in sorted(os.listdir("/proc/%d/task" % pid), key=int):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                comm = f.read().strip()
+            allowed = status_fields(int(tid), {"Cpus_allowed_list"}).get("Cpus_allowed_list", "?")
+            out.append((int(tid), comm, allowed))
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def established_on(port):
+    """Server-side ESTABLISHED TCP sockets on 127.0.0.1:port (from /proc/net/tcp)."""
+    want = "0100007F:%04X" % port
+    peers = set()  # /proc/net/tcp is read in chunks, not a snapshot: an entry can repeat
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            if parts[1] == want and parts[3] == "01":
+                peers.add(parts[2])
+    return len(peers)
+
+
+# ------------------------------------------------------------------ small helpers
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def fill_template(path, values):
+    with open(path) as f:
+        text = f.read()
+
+    def rep(m):
+        if m.group(1) not in values:
+            raise Failure("%s: no value for @%s@" % (path, m.group(1)))
+        return str(values[m.group(1)])
+
+    return re.sub(r"@([A-Z0-9_]+)@", rep, text)
+
+
+def first_line(argv):
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return (r.stdout + r.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def http_get(port, path, timeout=2.0):
+    """One HTTP/1.1 GET. Returns (status, head bytes, body) or raises OSError."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path.encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise OSError("connection closed before the response head")
+            buf += chunk
+        head, _, body = buf.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        m = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.I)
+        length = int(m.group(1)) if m else 0
+        while len(body) < length:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                raise OSError("connection closed inside the body")
+            body += chunk
+        return status, len(head) + 4, body
+
+
+def set_pdeathsig():
+    """In the child: die with the harness (survives the prlimit/taskset execs)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except OSError:
+        pass
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt_int(x):
+    return "-" if x is None else "{:,.0f}".format(x)
+
+
+def fmt_ms(x):
+    return "-" if x is None else ("%.2fms" % x if x < 100 else "%.0fms" % x)
+
+
+def fmt_ratio(x):
+    return "-" if x is None else "%.2f" % x
+
+
+def fmt_mb(kb):
+    return "-" if kb is None else "%.1f MB" % (kb / 1024.0)
+
+
+# ------------------------------------------------------------------ servers
+
+
+class Server:
+    """One server under test: config generation, start (pinned), readiness, stop."""
+
+    name = "?"
+    config_name = "?"
+
+    def __init__(self, h):
+        self.h = h  # the Harness: tmp dirs, fd limit, atlas path
+        self.proc = None
+        self.pid = None
+        self.port = None
+        self.workdir = None
+        self.argv = None
+        self.config_text = None
+        self.known = {}  # pid -> starttime of every process seen in its tree
+        self.notes = []
+
+    # subclasses: write config under self.workdir; return argv (without the pinning prefix)
+    def configure(self, files):
+        raise NotImplementedError
+
+    def start(self, tag, files, check_name, check_body):
+        """Start for `files` [(name, size)]; ready when GET /check_name returns check_body."""
+        self.workdir = os.path.join(self.h.tmp, "%s-%s" % (self.name, tag))
+        os.makedirs(self.workdir)
+        os.chmod(self.workdir, 0o755)
+        self.port = free_port()
+        argv = self.configure(files)
+        nofile = self.h.server_nofile
+        self.argv = ["prlimit", "--nofile=%d:%d" % (nofile, nofile), "--",
+                     "taskset", "-c", str(SERVER_CPU)] + argv
+        out = open(os.path.join(self.workdir, "stdout.log"), "wb")
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=subprocess.STDOUT, cwd=self.workdir,
+                                     start_new_session=True, preexec_fn=set_pdeathsig)
+        out.close()
+        self.pid = self.proc.pid
+        self.h.running.append(self)
+        self.wait_ready(check_name, check_body)
+        comm = proc_stat(self.pid)[0]
+        self.known = {p: proc_stat(p)[3] for p in process_tree(self.pid)}
+        return comm
+
+    def log_tail(self, n=15):
+        text = []
+        for name in sorted(os.listdir(self.workdir)):
+            if name.endswith(".log"):
+                try:
+                    with open(os.path.join(self.workdir, name), errors="replace") as f:
+                        lines = f.read().strip().splitlines()[-n:]
+                    if lines:
+                        text.append("  %s:\n    %s" % (name, "\n    ".join(lines)))
+                except OSError:
+                    pass
+        return "\n".join(text)
+
+    def wait_ready(self, check_name, check_body):
+        deadline = time.monotonic() + READY_TIMEOUT
+        last = "no attempt"
+        while True:
+            if self.proc.poll() is not None:
+                raise Failure(("%s exited with status %s while starting\n%s"
+                               % (self.name, self.proc.returncode, self.log_tail())).strip())
+            try:
+                status, head, body = http_get(self.port, "/" + check_name, timeout=1.0)
+                if status == 200 and body == check_body:
+                    self.head_bytes = head
+                    return
+                last = "status %d, %d body bytes (%s)" % (
+                    status, len(body), "content differs" if len(body) == len(check_body) else "size differs")
+            except OSError as e:
+                last = str(e)
+            if time.monotonic() > deadline:
+                raise Failure("%s not serving /%s on port %d after %.0fs: %s\n%s"
+                              % (self.name, check_name, self.port, READY_TIMEOUT, last, self.log_tail()))
+            time.sleep(0.05)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def serving_pids(self):
+        """The processes that serve: the main one plus descendants of the same program
+        (nginx's worker); helpers such as h2o's perl crash handler are left out."""
+        main = proc_stat(self.pid)[0]
+        out = []
+        for p in process_tree(self.pid):
+            try:
+                if proc_stat(p)[0] == main:
+                    out.append(p)
+            except FileNotFoundError:
+                pass
+        return out
+
+    def helper_pids(self):
+        main = proc_stat(self.pid)[0]
+        return [p for p in process_tree(self.pid) if proc_stat(p)[0] != main]
+
+    def placement(self):
+        """{pid: [(tid, comm, allowed cpus)]} of the serving processes."""
+        return {p: thread_placement(p) for p in self.serving_pids()}
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                self.known.update({p: proc_stat(p)[3] for p in process_tree(self.pid)})
+            except FileNotFoundError:
+                pass
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.notes.append("did not stop within %.0fs of SIGTERM: SIGKILL" % STOP_TIMEOUT)
+                self.proc.kill()
+                self.proc.wait()
+        # Leftover descendants we saw (same PID and start time: not a reused PID).
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for p, start in self.known.items():
+            if p == self.pid:
+                continue
+            while True:
+                try:
+                    if proc_stat(p)[3] != start:
+                        break
+                except FileNotFoundError:
+                    break
+                if time.monotonic() > deadline:
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    break
+                time.sleep(0.05)
+        if self in self.h.running:
+            self.h.running.remove(self)
+        self.proc = None
+
+    def write(self, name, text):
+        path = os.path.join(self.workdir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        self.config_text = text
+        return path
+
+
+class Atlas(Server):
+    name = "atlas"
+
+    def configure(self, files):
+        values = {"PORT": self.port, "DOCROOT": self.h.docroot, "SERVER_CPU": SERVER_CPU,
+                  "SERVER_EXTRA": self.h.atlas_server_extra()}
+        self.write("atlas.toml", fill_template(os.path.join(HERE, "atlas.toml.in"), values))
+        return [self.h.atlas, "-c", self.workdir]
+
+
+class Nginx(Server):
+    name = "nginx"
+
+    def configure(self, files):
+        big = max(size for _, size in files)
+        values = {"PORT": self.port, "DOCROOT": self.h.docroot, "WORKDIR": self.workdir,
+                  "SERVER_CPU": SERVER_CPU, "CPU_MASK": bin(1 << SERVER_CPU)[2:],
+                  "NOFILE": self.h.server_nofile,
+                  "SENDFILE": "on" if big > NGINX_SENDFILE_ABOVE else "off"}
+        conf = self.write("nginx.conf", fill_template(os.path.join(PEERS, "nginx.conf.in"), values))
+        return ["nginx", "-p", self.workdir, "-c", conf,
+                "-e", os.path.join(self.workdir, "nginx-error.log")]
+
+
+class H2o(Server):
+    name = "h2o"
+
+    def configure(self, files):
+        values = {"PORT": self.port, "DOCROOT": self.h.docroot, "WORKDIR": self.workdir,
+                  "SERVER_CPU": SERVER_CPU}
+        conf = self.write("h2o.conf", fill_template(os.path.join(PEERS, "h2o.conf.in"), values))
+        # As root, h2o drops to `nobody` after binding: its error log must be writable.
+        os.chmod(self.workdir, 0o777)
+        return ["h2o", "-c", conf]
+
+
+class Haproxy(Server):
+    name = "haproxy"
+
+    def configure(self, files):
+        rules = []
+        for name, _ in files:
+            rules.append("    http-request return status 200 content-type application/octet-stream"
+                         " file %s if { path /%s }" % (os.path.join(self.h.docroot, name), name))
+        big = max(size for _, size in files)
+        extra = ""
+        if big + 1024 > 16384:
+            # `return ... file` must fit one buffer (tune.bufsize, default 16384).
+            bufsize = 16384
+            while bufsize < big + 1024:
+                bufsize *= 2
+            extra = ("    # `return file` needs the whole response in one buffer (default 16384)\n"
+                     "    tune.bufsize %d" % bufsize)
+            self.notes.append("tune.bufsize %d (default 16384) so that `return file` can hold %d bytes"
+                              % (bufsize, big))
+        values = {"PORT": self.port, "SERVER_CPU": SERVER_CPU, "NOFILE": self.h.server_nofile,
+                  "GLOBAL_EXTRA": extra, "RETURN_RULES": "\n".join(rules)}
+        conf = self.write("haproxy.cfg", fill_template(os.path.join(PEERS, "haproxy.cfg.in"), values))
+        return ["haproxy", "-f", conf, "-db"]
+
+
+SERVER_CLASSES = {"atlas": Atlas, "nginx": Nginx, "h2o": H2o, "haproxy": Haproxy}
+
+# ------------------------------------------------------------------ wrk
+
+
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+
+
+def parse_wrk(text):
+    r = {"rps": None, "requests": None, "latency_ms": {}, "non2xx": 0,
+         "socket_errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}}
+    m = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
+    if m:
+        r["rps"] = float(m.group(1))
+    m = re.search(r"^\s*(\d+) requests in ([\d.]+)(\w+), ([\d.]+)(\w+) read", text, re.M)
+    if m:
+        r["requests"] = int(m.group(1))
+        r["wrk_elapsed_s"] = float(m.group(2)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}.get(m.group(3), 1.0)
+        r["read"] = m.group(4) + m.group(5)
+    for pct, val, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M):
+        r["latency_ms"][pct] = float(val) * UNIT_MS[unit]
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    if m:
+        r["non2xx"] = int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        r["socket_errors"] = dict(zip(["connect", "read", "write", "timeout"], map(int, m.groups())))
+    return r
+
+
+class Harness:
+    def __init__(self, args):
+        self.args = args
+        self.atlas = args.atlas
+        self.tmp = None
+        self.docroot = None
+        self.running = []
+        self.wrk_proc = None
+        self._atlas_extra = None
+        self.notes = []
+        self.ksoftirqd = ksoftirqd_pid(SERVER_CPU)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want if hard != resource.RLIM_INFINITY else hard))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            want = hard
+        self.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        # Servers get the same limit (the hard limit caps both; no CAP_SYS_RESOURCE needed).
+        self.server_nofile = self.nofile
+
+    # Atlas pins worker i to a CPU of the process's mask. A config key that names the
+    # CPU explicitly is used only if this atlasd accepts it (`atlasd -t`).
+    def atlas_server_extra(self):
+        if self._atlas_extra is None:
+            probe = os.path.join(self.tmp, "atlas-probe")
+            os.makedirs(probe, exist_ok=True)
+            key = "cpu_affinity = [%d]" % SERVER_CPU
+            values = {"PORT": free_port(), "DOCROOT": self.docroot, "SERVER_CPU": SERVER_CPU,
+                      "SERVER_EXTRA": key}
+            with open(os.path.join(probe, "atlas.toml"), "w") as f:
+                f.write(fill_template(os.path.join(HERE, "atlas.toml.in"), values))
+            r = subprocess.run([self.atlas, "-t", "-c", probe], capture_output=True, text=True, timeout=30)
+            if r.returncode == 0:
+                self._atlas_extra = key
+                self.notes.append("atlas: `atlasd -t` accepts [server] %s: used" % key)
+            else:
+                self._atlas_extra = "# (server.cpu_affinity: not accepted by this atlasd; pinned by taskset only)"
+                msg = (r.stdout + r.stderr).strip().splitlines()
+                self.notes.append("atlas: `atlasd -t` rejects [server] %s (%s): run under taskset -c %d only"
+                                  % (key, msg[-1] if msg else "exit %d" % r.returncode, SERVER_CPU))
+        return self._atlas_extra
+
+    def make_docroot(self):
+        self.tmp = tempfile.mkdtemp(prefix="atlas-bench-")
+        os.chmod(self.tmp, 0o755)  # nginx's worker and h2o run as nobody when started as root
+        self.docroot = os.path.join(self.tmp, "www")
+        os.makedirs(self.docroot)
+        os.chmod(self.docroot, 0o755)
+        rng = random.Random(SEED)
+        self.content = {}
+        for key, (name, size) in SIZES.items():
+            data = rng.randbytes(size)
+            path = os.path.join(self.docroot, name)
+            with open(path, "wb") as f:
+                f.write(data)
+            os.chmod(path, 0o644)
+            self.content[name] = data
+
+    def cleanup(self):
+        if self.wrk_proc is not None and self.wrk_proc.poll() is None:
+            self.wrk_proc.kill()
+            self.wrk_proc.wait()
+        for s in list(self.running):
+            try:
+                s.stop()
+            except Exception as e:  # keep stopping the others
+                log("warning: stopping %s: %s" % (s.name, e))
+        if self.tmp and not self.args.keep_tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        elif self.tmp:
+            log("kept %s" % self.tmp)
+
+    def wrk(self, server, path, duration):
+        """One wrk run against `server`; returns the run record (CPU figures included)."""
+        url = "http://127.0.0.1:%d/%s" % (server.port, path)
+        cmd = ["taskset", "-c", str(CLIENT_CPU), "wrk", "-t1", "-c%d" % self.args.connections,
+               "-d%ds" % duration, "--latency", url]
+        pids = server.serving_pids()
+        c1a, c0a = cpu_line(SERVER_CPU), cpu_line(CLIENT_CPU)
+        sa = cpu_ticks(pids)
+        ka = cpu_ticks([self.ksoftirqd]) if self.ksoftirqd else 0
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.wrk_proc = p
+        deadline = t0 + duration + 30
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                p.kill()
+                pid, status, ru = os.wait4(p.pid, 0)
+                break
+            time.sleep(0.02)
+        t1 = time.monotonic()
+        sb = cpu_ticks(pids)
+        kb = cpu_ticks([self.ksoftirqd]) if self.ksoftirqd else 0
+        c1b, c0b = cpu_line(SERVER_CPU), cpu_line(CLIENT_CPU)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out = p.stdout.read().decode(errors="replace")
+        p.stdout.close()
+        self.wrk_proc = None
+        r = parse_wrk(out)
+        r["cmd"] = cmd
+        r["exit"] = p.returncode
+        r["elapsed_s"] = t1 - t0
+        d1, d0 = cpu_delta(c1a, c1b), cpu_delta(c0a, c0b)
+        r["cpu1_jiffies"] = d1
+        r["cpu0_jiffies"] = d0
+        r["cpu1_busy_s"] = d1["busy"] / CLK_TCK
+        r["cpu0_busy_s"] = d0["busy"] / CLK_TCK
+        r["server_cpu_s"] = (sb - sa) / CLK_TCK
+        # Loopback receive work the server's sends cause runs as softirq on CPU 1: in the
+        # server's own context (charged to it) or, under load, in ksoftirqd/1.
+        r["ksoftirqd1_cpu_s"] = (kb - ka) / CLK_TCK
+        r["wrk_cpu_s"] = ru.ru_utime + ru.ru_stime
+        r["wrk_cpu_share"] = r["wrk_cpu_s"] / r["elapsed_s"] if r["elapsed_s"] else None
+        n = r["requests"]
+        r["req_per_cpu1_s"] = n / r["cpu1_busy_s"] if n and r["cpu1_busy_s"] > 0 else None
+        r["req_per_server_cpu_s"] = n / r["server_cpu_s"] if n and r["server_cpu_s"] > 0 else None
+        # CPU 1 time charged neither to the server nor to ksoftirqd/1, nor stolen by the
+        # hypervisor: other tasks (and softirq run while idle). Big values = contaminated.
+        other = d1["busy"] / CLK_TCK - r["server_cpu_s"] - r["ksoftirqd1_cpu_s"] - d1["steal"] / CLK_TCK
+        r["cpu1_other_share"] = other / r["cpu1_busy_s"] if r["cpu1_busy_s"] > 0 else None
+        flags = []
+        if r["rps"] is None or r["exit"] != 0:
+            flags.append("wrk failed (exit %d)" % r["exit"])
+        errs = sum(r["socket_errors"].values())
+        if r["non2xx"] or errs:
+            flags.append("errors: non-2xx %d, socket %s" % (
+                r["non2xx"], ", ".join("%s %d" % kv for kv in r["socket_errors"].items() if kv[1])))
+        if r["wrk_cpu_share"] is not None and r["wrk_cpu_share"] > 0.95:
+            flags.append("wrk at %.0f%% of CPU %d: client-bound" % (100 * r["wrk_cpu_share"], CLIENT_CPU))
+        if r["cpu1_busy_s"] < 0.90 * r["elapsed_s"] and r["cpu1_busy_s"] > 0:
+            flags.append("CPU %d busy only %.0f%%" % (SERVER_CPU, 100 * r["cpu1_busy_s"] / r["elapsed_s"]))
+        if r["cpu1_other_share"] is not None and r["cpu1_other_share"] > 0.10:
+            flags.append("%.0f%% of CPU %d busy time is other tasks'" % (100 * r["cpu1_other_share"], SERVER_CPU))
+        if r["cpu1_busy_s"] > 0 and r["ksoftirqd1_cpu_s"] > 0.10 * r["cpu1_busy_s"]:
+            flags.append("ksoftirqd/%d %.0f%% of CPU %d busy time" % (
+                SERVER_CPU, 100 * r["ksoftirqd1_cpu_s"] / r["cpu1_busy_s"], SERVER_CPU))
+        if d1["busy"] and d1["steal"] > 0.02 * d1["busy"]:
+            flags.append("steal %.0f%% on CPU %d" % (100.0 * d1["steal"] / d1["busy"], SERVER_CPU))
+        r["flags"] = flags
+        r["raw"] = out
+        return r
+
+
+# ------------------------------------------------------------------ idle connections
+
+
+class IdleClient:
+    """Opens n keep-alive connections, one request each, then keeps them idle."""
+
+    def __init__(self, port, path, n, in_flight=256, timeout=120.0):
+        self.port, self.n, self.in_flight, self.timeout = port, n, in_flight, timeout
+        self.request = b"GET /%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path.encode()
+        self.idle = []
+        self.failed = 0
+        self.errors = {}
+
+    def _fail(self, sel, s, why):
+        self.failed += 1
+        self.errors[why] = self.errors.get(why, 0) + 1
+        try:
+            sel.unregister(s)
+        except (KeyError, ValueError):
+            pass
+        s.close()
+
+    def open(self):
+        sel = selectors.DefaultSelector()
+        started = 0
+        pending = 0
+        deadline = time.monotonic() + self.timeout
+        while len(self.idle) + self.failed < self.n:
+            while pending < self.in_flight and started < self.n:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setblocking(False)
+                rc = s.connect_ex(("127.0.0.1", self.port))
+                started += 1
+                if rc not in (0, errno.EINPROGRESS):
+                    self.failed += 1
+                    self.errors[os.strerror(rc)] = self.errors.get(os.strerror(rc), 0) + 1
+                    s.close()
+                    continue
+                sel.register(s, selectors.EVENT_WRITE, {"buf": b"", "len": None})
+                pending += 1
+            if time.monotonic() > deadline:
+                for key in list(sel.get_map().values()):
+                    self._fail(sel, key.fileobj, "timeout")
+                break
+            for key, ev in sel.select(timeout=1.0):
+                s, st = key.fileobj, key.data
+                if ev & selectors.EVENT_WRITE:
+                    err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if err:
+                        self._fail(sel, s, os.strerror(err))
+                        pending -= 1
+                        continue
+                    try:
+                        s.send(self.request)
+                    except OSError as e:
+                        self._fail(sel, s, e.strerror or str(e))
+                        pending -= 1
+                        continue
+                    sel.modify(s, selectors.EVENT_READ, st)
+                    continue
+                try:
+                    chunk = s.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError as e:
+                    self._fail(sel, s, e.strerror or str(e))
+                    pending -= 1
+                    continue
+                if not chunk:
+                    self._fail(sel, s, "closed by server")
+                    pending -= 1
+                    continue
+                st["buf"] += chunk
+                if st["len"] is None and b"\r\n\r\n" in st["buf"]:
+                    head, _, _ = st["buf"].partition(b"\r\n\r\n")
+                    m = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.I)
+                    st["len"] = len(head) + 4 + (int(m.group(1)) if m else 0)
+                    if not head.startswith(b"HTTP/1.1 200"):
+                        self._fail(sel, s, "status " + head.split(b"\r\n")[0].decode(errors="replace"))
+                        pending -= 1
+                        continue
+                if st["len"] is not None and len(st["buf"]) >= st["len"]:
+                    sel.unregister(s)
+                    st["buf"] = b""
+                    self.idle.append(s)
+                    pending -= 1
+        sel.close()
+
+    def still_open(self):
+        """How many idle connections the server has not closed (EOF or reset = closed)."""
+        sel = selectors.DefaultSelector()
+        for s in self.idle:
+            sel.register(s, selectors.EVENT_READ)
+        closed = 0
+        for key, _ in sel.select(timeout=0):
+            try:
+                if key.fileobj.recv(1, socket.MSG_PEEK) == b"":
+                    closed += 1
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed += 1
+        sel.close()
+        return len(self.idle) - closed
+
+    def close(self):
+        linger = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # SO_LINGER {on, 0}: RST, no TIME_WAIT
+        for s in self.idle:
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            except OSError:
+                pass
+            s.close()
+        self.idle = []
+
+
+def mem_snapshot(server):
+    procs = {}
+    for p in server.serving_pids():
+        procs[p] = dict(mem_of(p), comm=proc_stat(p)[0],
+                        role="master" if (server.name == "nginx" and p == server.pid)
+                        else ("worker" if server.name == "nginx" else "main"))
+    total = {k: sum(v.get(k, 0) for v in procs.values()) for k in ("VmHWM", "VmRSS", "RssAnon", "Pss")}
+    helpers = {}
+    for p in server.helper_pids():
+        try:
+            helpers[p] = dict(mem_of(p), comm=proc_stat(p)[0])
+        except FileNotFoundError:
+            pass
+    return {"processes": procs, "total": total, "helpers": helpers}
+
+
+def idle_test(h, name, n):
+    """Fresh server (1k config), n idle keep-alive connections after one request each."""
+    fname, fsize = SIZES["1k"]
+    s = SERVER_CLASSES[name](h)
+    rec = {"server": name, "connections_wanted": n}
+    try:
+        s.start("idle", [(fname, fsize)], fname, h.content[fname])
+        rec["before"] = mem_snapshot(s)
+        c = IdleClient(s.port, fname, n)
+        t0 = time.monotonic()
+        try:
+            c.open()
+            rec["open_s"] = time.monotonic() - t0
+            rec["opened"] = len(c.idle)
+            rec["failed"] = c.failed
+            rec["errors"] = c.errors
+            # Give the server a moment with all of them idle, then check none was closed.
+            time.sleep(1.0)
+            rec["still_open"] = c.still_open()
+            rec["server_established"] = established_on(s.port)
+            rec["during"] = mem_snapshot(s)
+            rec["alive"] = s.alive()
+        finally:
+            c.close()
+        deadline = time.monotonic() + 15
+        while established_on(s.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        rec["established_after_close"] = established_on(s.port)
+        rec["after"] = mem_snapshot(s) if s.alive() else None
+        rec["config"] = s.config_text
+        rec["argv"] = s.argv
+    except (Failure, OSError) as e:
+        rec["error"] = str(e)
+    finally:
+        s.stop()
+    return rec
+
+
+# ------------------------------------------------------------------ the static case
+
+
+def static_case(h, args, servers, sizes):
+    results = {"sizes": {}, "failures": []}
+    for key in sizes:
+        fname, fsize = SIZES[key]
+        log("")
+        log("== static %s (%d bytes): %d round(s) x %ds, %d connections, warm-up %ds ==" % (
+            fname, fsize, args.rounds, args.duration, args.connections, args.warmup))
+        started = {}
+        size_rec = {"file": fname, "bytes": fsize, "servers": {}, "runs": []}
+        results["sizes"][key] = size_rec
+        try:
+            for name in servers:
+                s = SERVER_CLASSES[name](h)
+                try:
+                    comm = s.start(key, [(fname, fsize)], fname, h.content[fname])
+                except Failure as e:
+                    log("  %-8s FAILED TO START: %s" % (name, e))
+                    results["failures"].append("%s %s: %s" % (key, name, e))
+                    size_rec["servers"][name] = {"error": str(e), "argv": s.argv, "config": s.config_text}
+                    s.stop()
+                    continue
+                placement = s.placement()
+                pinned = all(a == str(SERVER_CPU) for ts in placement.values() for _, _, a in ts)
+                size_rec["servers"][name] = {
+                    "argv": s.argv, "config": s.config_text, "port": s.port, "comm": comm,
+                    "serving_pids": s.serving_pids(), "helper_pids": s.helper_pids(),
+                    "threads": {str(p): ts for p, ts in placement.items()}, "pinned": pinned,
+                    "response_head_bytes": s.head_bytes, "notes": s.notes}
+                started[name] = s
+                desc = "; ".join("pid %d: %s" % (p, ", ".join("%s/%d cpus %s" % (c, t, a) for t, c, a in ts))
+                                 for p, ts in placement.items())
+                log("  %-8s port %d, head %d bytes, %s%s" % (
+                    name, s.port, s.head_bytes, desc, "" if pinned else "  <-- NOT PINNED TO CPU %d" % SERVER_CPU))
+                log("           $ %s" % shlex.join(s.argv))
+                for note in s.notes:
+                    log("           note: %s" % note)
+            order = [n for n in servers if n in started]
+            for r in range(args.rounds):
+                k = r % len(order) if order else 0
+                for name in order[k:] + order[:k]:
+                    s = started[name]
+                    if not s.alive():
+                        msg = "%s %s: exited (status %s) before round %d\n%s" % (
+                            key, name, s.proc.returncode, r + 1, s.log_tail())
+                        log("  " + msg)
+                        results["failures"].append(msg)
+                        order.remove(name)  # stays in `started`: stop() reaps it and its children
+                        continue
+                    if args.warmup > 0:
+                        h.wrk(s, fname, args.warmup)
+                    run = h.wrk(s, fname, args.duration)
+                    run.update(server=name, round=r + 1)
+                    size_rec["runs"].append(run)
+                    log("  [%s r%d/%d] %-8s %10s req/s  p99 %8s  %10s req/CPU1-s  %10s req/srv-CPU-s  wrk %3.0f%%%s" % (
+                        key, r + 1, args.rounds, name, fmt_int(run["rps"]),
+                        fmt_ms(run["latency_ms"].get("99")), fmt_int(run["req_per_cpu1_s"]),
+                        fmt_int(run["req_per_server_cpu_s"]), 100 * (run["wrk_cpu_share"] or 0),
+                        ("  FLAGS: " + "; ".join(run["flags"])) if run["flags"] else ""))
+        finally:
+            for s in list(started.values()):
+                s.stop()
+                if s.notes and s.name in size_rec["servers"]:
+                    size_rec["servers"][s.name]["notes"] = s.notes
+        size_rec["summary"] = summarize(size_rec, servers)
+        print_summary(size_rec, servers, args)
+    return results
+
+
+def summarize(size_rec, servers):
+    summ = {"servers": {}, "ratios": {}}
+    by = {n: [r for r in size_rec["runs"] if r["server"] == n and r["rps"] is not None] for n in servers}
+    for n, runs in by.items():
+        if not runs:
+            continue
+        rps = [r["rps"] for r in runs]
+        summ["servers"][n] = {
+            "rounds": len(runs),
+            "rps": median(rps),
+            "rps_min": min(rps), "rps_max": max(rps),
+            "spread": (max(rps) - min(rps)) / median(rps) if median(rps) else None,
+            "p99_ms": median([r["latency_ms"].get("99") for r in runs]),
+            "req_per_cpu1_s": median([r["req_per_cpu1_s"] for r in runs]),
+            "req_per_server_cpu_s": median([r["req_per_server_cpu_s"] for r in runs]),
+            "cpu1_busy_share": median([r["cpu1_busy_s"] / r["elapsed_s"] for r in runs]),
+            "wrk_cpu_share": median([r["wrk_cpu_share"] for r in runs]),
+            "flagged_runs": sum(1 for r in runs if r["flags"]),
+            "error_runs": sum(1 for r in runs if r["non2xx"] or sum(r["socket_errors"].values())),
+        }
+    a = summ["servers"].get("atlas")
+    if a:
+        for n in servers:
+            p = summ["servers"].get(n)
+            if n == "atlas" or not p:
+                continue
+            ratio = {}
+            for metric in ("rps", "req_per_cpu1_s", "req_per_server_cpu_s"):
+                ratio[metric + "_of_medians"] = a[metric] / p[metric] if a[metric] and p[metric] else None
+                per_round = []
+                for rnd in set(r["round"] for r in by["atlas"]):
+                    ra = [r[metric] for r in by["atlas"] if r["round"] == rnd]
+                    rp = [r[metric] for r in by[n] if r["round"] == rnd]
+                    if ra and rp and ra[0] and rp[0]:
+                        per_round.append(ra[0] / rp[0])
+                ratio[metric + "_median_of_rounds"] = median(per_round)
+            summ["ratios"][n] = ratio
+    return summ
+
+
+def print_summary(size_rec, servers, args):
+    summ = size_rec["summary"]
+    log("")
+    log("static %s: medians of %d round(s) x %ds, %d connections (wrk -t1 on CPU %d, server on CPU %d)" % (
+        size_rec["file"], args.rounds, args.duration, args.connections, CLIENT_CPU, SERVER_CPU))
+    log("  %-8s %11s %8s %9s %13s %13s %6s %6s  %s" % (
+        "server", "req/s", "spread", "p99", "req/CPU1-s", "req/srv-CPU-s", "CPU1", "wrk", "flagged runs"))
+    for n in servers:
+        s = summ["servers"].get(n)
+        if not s:
+            log("  %-8s %11s" % (n, "no data"))
+            continue
+        log("  %-8s %11s %7.1f%% %9s %13s %13s %5.0f%% %5.0f%%  %d/%d%s" % (
+            n, fmt_int(s["rps"]), 100 * (s["spread"] or 0), fmt_ms(s["p99_ms"]), fmt_int(s["req_per_cpu1_s"]),
+            fmt_int(s["req_per_server_cpu_s"]), 100 * (s["cpu1_busy_share"] or 0),
+            100 * (s["wrk_cpu_share"] or 0), s["flagged_runs"], s["rounds"],
+            (" (%d with errors)" % s["error_runs"]) if s["error_runs"] else ""))
+    if summ["ratios"]:
+        log("  %-14s %21s %21s %21s" % ("", "req/s", "req/CPU1-s", "req/srv-CPU-s"))
+        log("  %-14s %21s %21s %21s" % ("", "medians | rounds", "medians | rounds", "medians | rounds"))
+        for n, r in summ["ratios"].items():
+            cells = ["%8s | %-10s" % (fmt_ratio(r[m + "_of_medians"]), fmt_ratio(r[m + "_median_of_rounds"]))
+                     for m in ("rps", "req_per_cpu1_s", "req_per_server_cpu_s")]
+            log("  %-14s %s" % ("atlas/" + n, " ".join(cells)))
+        log("  (medians = ratio of the medians; rounds = median of the per-round ratios)")
+
+
+def print_idle(idle, n):
+    log("")
+    log("idle keep-alive connections: %d opened per server after one GET each; memory of the serving" % n)
+    log("process(es) (nginx: master + worker); HWM = peak RSS (VmHWM), RSS/PSS with the connections open,")
+    log("RSS after = once they are closed; per conn = (HWM - RSS before) / opened")
+    log("  %-8s %7s %7s %10s %10s %10s %10s %10s %12s  %s" % (
+        "server", "opened", "open@1s", "RSS before", "HWM", "RSS", "PSS", "RSS after", "per conn", "notes"))
+    for rec in idle:
+        if "error" in rec:
+            log("  %-8s FAILED: %s" % (rec["server"], rec["error"].splitlines()[0]))
+            continue
+        b, d, a = rec["before"]["total"], rec["during"]["total"], (rec["after"] or {}).get("total", {})
+        notes = []
+        if rec["failed"]:
+            notes.append("%d failed %s" % (rec["failed"], rec["errors"]))
+        if rec["server"] == "nginx":
+            parts = ["%s %s/%s" % (v["role"], fmt_mb(v.get("VmHWM")), fmt_mb(v.get("VmRSS")))
+                     for v in rec["during"]["processes"].values()]
+            notes.append("HWM/RSS: " + ", ".join(parts))
+        if rec["during"]["helpers"]:
+            notes.append("helpers not counted: " + ", ".join(
+                "%s %s" % (v["comm"], fmt_mb(v.get("VmRSS"))) for v in rec["during"]["helpers"].values()))
+        per_conn = (d["VmHWM"] - b["VmRSS"]) * 1024.0 / rec["opened"] if rec["opened"] else None
+        log("  %-8s %7d %7d %10s %10s %10s %10s %10s %12s  %s" % (
+            rec["server"], rec["opened"], rec["still_open"], fmt_mb(b["VmRSS"]), fmt_mb(d["VmHWM"]),
+            fmt_mb(d["VmRSS"]), fmt_mb(d["Pss"]), fmt_mb(a.get("VmRSS")),
+            "-" if per_conn is None else "%.0f B/conn" % per_conn, "; ".join(notes)))
+
+
+# ------------------------------------------------------------------ main
+
+
+def preflight(h, args, servers):
+    for tool in ["wrk", "taskset", "prlimit"] + [n for n in servers if n != "atlas"]:
+        if shutil.which(tool) is None:
+            raise Failure("%s is not installed (tools/dev bench installs nginx, haproxy, h2o and wrk)" % tool)
+    if "atlas" in servers and not os.access(h.atlas, os.X_OK):
+        raise Failure("%s is missing: build it first (tools/dev bench does)" % h.atlas)
+    cpus = os.sched_getaffinity(0)
+    if not {SERVER_CPU, CLIENT_CPU} <= cpus:
+        raise Failure("needs CPUs %d and %d, this process may use %s" % (CLIENT_CPU, SERVER_CPU, sorted(cpus)))
+    if h.nofile < IDLE_CONNS + 1000 and not args.no_idle:
+        h.notes.append("RLIMIT_NOFILE is only %d: the idle test may fail" % h.nofile)
+    # Background load: a short sample of both CPUs before anything starts.
+    a0, a1 = cpu_line(CLIENT_CPU), cpu_line(SERVER_CPU)
+    time.sleep(1.0)
+    d0, d1 = cpu_delta(a0, cpu_line(CLIENT_CPU)), cpu_delta(a1, cpu_line(SERVER_CPU))
+    load = {"cpu%d_busy" % CLIENT_CPU: d0["busy"] / max(d0["total"], 1),
+            "cpu%d_busy" % SERVER_CPU: d1["busy"] / max(d1["total"], 1),
+            "loadavg": open("/proc/loadavg").read().split()[:3]}
+    return load
+
+
+def versions(servers, atlas):
+    v = {"kernel": platform.release(), "python": platform.python_version(),
+         "wrk": first_line(["wrk", "-v"])}
+    try:
+        with open("/proc/cpuinfo") as f:
+            v["cpu"] = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
+    except OSError:
+        v["cpu"] = "?"
+    cmds = {"atlas": [atlas, "-v"], "nginx": ["nginx", "-v"], "h2o": ["h2o", "-v"], "haproxy": ["haproxy", "-v"]}
+    for n in servers:
+        v[n] = first_line(cmds[n])
+    return v
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="tools/dev bench",
+                                 description="Atlas vs nginx, h2o and HAProxy, pinned, interleaved, medians.")
+    ap.add_argument("case", nargs="?", default="all", choices=["static", "proxy", "tcp", "tls", "all"])
+    ap.add_argument("--rounds", type=int, help="interleaved rounds (default 5; --quick: 1)")
+    ap.add_argument("--duration", type=int, help="seconds per measured run (default 10; --quick: 3)")
+    ap.add_argument("--connections", type=int, default=100, help="wrk -c (default 100)")
+    ap.add_argument("--warmup", type=int, default=2, help="seconds of wrk before each measured run (default 2)")
+    ap.add_argument("--servers", default=",".join(ALL_SERVERS), help="comma list (default %(default)s)")
+    ap.add_argument("--sizes", default="1k,64k,1m", help="static file sizes (default %(default)s)")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 1 round x 3 s")
+    ap.add_argument("--idle-conns", type=int, default=IDLE_CONNS,
+                    help="idle keep-alive connections for the memory test (default %(default)s)")
+    ap.add_argument("--no-idle", action="store_true", help="skip the idle-connection memory test")
+    ap.add_argument("--atlas", default=os.path.join(ROOT, "build", "core", "atlasd"), help="atlasd binary")
+    ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench"), help="where the JSON goes")
+    ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
+    args = ap.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 5
+    if args.duration is None:
+        args.duration = 3 if args.quick else 10
+    if args.rounds < 1 or args.duration < 1 or args.connections < 1 or args.warmup < 0:
+        ap.error("--rounds, --duration and --connections must be >= 1, --warmup >= 0")
+    args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
+    for s in args.server_list:
+        if s not in SERVER_CLASSES:
+            ap.error("unknown server %r (choose from %s)" % (s, ", ".join(ALL_SERVERS)))
+    if len(set(args.server_list)) != len(args.server_list) or not args.server_list:
+        ap.error("--servers: a non-empty list without repeats")
+    args.size_list = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    for s in args.size_list:
+        if s not in SIZES:
+            ap.error("unknown size %r (choose from %s)" % (s, ", ".join(SIZES)))
+    return args
+
+
+def main(argv):
+    args = parse_args(argv)
+    cases = ["static", "proxy", "tcp", "tls"] if args.case == "all" else [args.case]
+    for c in cases:
+        if c in UNIMPLEMENTED:
+            log("%s: not implemented yet (issue %d): skipped" % (c, UNIMPLEMENTED[c]))
+    if "static" not in cases:
+        return 2
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    h = Harness(args)
+    servers = args.server_list
+    # tools/dev says how it was called; run directly, the script names itself.
+    command = " ".join([os.environ.get("ATLAS_BENCH_COMMAND", "python3 tools/bench/bench.py"), shlex.join(argv)])
+    started_at = datetime.datetime.now()
+    record = {"case": "static", "command": command, "argv": sys.argv,
+              "started": started_at.isoformat(timespec="seconds"),
+              "method": {"rounds": args.rounds, "duration_s": args.duration, "warmup_s": args.warmup,
+                         "connections": args.connections, "servers": servers, "sizes": args.size_list,
+                         "server_cpu": SERVER_CPU, "client_cpu": CLIENT_CPU, "clk_tck": CLK_TCK,
+                         "wrk": "taskset -c %d wrk -t1 -c%d -d%ds --latency URL" % (
+                             CLIENT_CPU, args.connections, args.duration),
+                         "cpu1_busy": "total - idle - iowait jiffies of /proc/stat cpu%d around each run" % SERVER_CPU,
+                         "server_cpu_time": "utime+stime of the serving processes (/proc/PID/stat) around each run",
+                         "seed": SEED, "nofile": h.nofile}}
+    rc = 0
+    try:
+        log("command: %s" % command)
+        record["preflight_load"] = preflight(h, args, servers)
+        record["versions"] = versions(servers, h.atlas)
+        for k in ["kernel", "cpu", "wrk"] + servers:
+            log("  %-8s %s" % (k, record["versions"][k]))
+        pl = record["preflight_load"]
+        log("  background load before start: CPU %d %.0f%% busy, CPU %d %.0f%% busy, loadavg %s" % (
+            CLIENT_CPU, 100 * pl["cpu%d_busy" % CLIENT_CPU], SERVER_CPU, 100 * pl["cpu%d_busy" % SERVER_CPU],
+            " ".join(pl["loadavg"])))
+        if max(pl["cpu%d_busy" % CLIENT_CPU], pl["cpu%d_busy" % SERVER_CPU]) > 0.10:
+            log("  WARNING: the machine is not idle: results are noisy (see the per-run flags)")
+        h.make_docroot()
+        if "atlas" in servers:
+            h.atlas_server_extra()
+        for note in h.notes:
+            log("  note: %s" % note)
+        res = static_case(h, args, servers, args.size_list)
+        record.update(res)
+        if not args.no_idle:
+            log("")
+            log("== idle keep-alive connections: %d per server ==" % args.idle_conns)
+            idle = []
+            for name in servers:
+                rec = idle_test(h, name, args.idle_conns)
+                idle.append(rec)
+                if "error" in rec:
+                    log("  %-8s FAILED: %s" % (name, rec["error"]))
+                    record["failures"].append("idle %s: %s" % (name, rec["error"]))
+                else:
+                    log("  %-8s %d opened (%d failed) in %.1fs, %d still open after 1s, %d established server-side" % (
+                        name, rec["opened"], rec["failed"], rec["open_s"], rec["still_open"],
+                        rec["server_established"]))
+            record["idle"] = idle
+            print_idle(idle, args.idle_conns)
+        record["notes"] = h.notes
+        if record["failures"]:
+            log("")
+            log("FAILURES:")
+            for f in record["failures"]:
+                log("  " + f.splitlines()[0])
+            rc = 1
+    except Failure as e:
+        log("error: %s" % e)
+        record["error"] = str(e)
+        rc = 1
+    except (KeyboardInterrupt, Stop) as e:
+        log("interrupted (%s): stopping the servers" % (e or "Ctrl-C"))
+        record["error"] = "interrupted"
+        rc = 130
+    finally:
+        h.cleanup()
+        record["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+        try:
+            os.makedirs(args.out, exist_ok=True)
+            path = os.path.join(args.out, "static-%s.json" % started_at.strftime("%Y%m%d-%H%M%S"))
+            with open(path, "w") as f:
+                json.dump(record, f, indent=1, default=str)
+            log("")
+            log("results: %s" % (os.path.relpath(path, ROOT) if path.startswith(ROOT + "/") else path))
+        except OSError as e:
+            log("warning: could not write the results JSON: %s" % e)
+        log("command: %s" % command)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
