@@ -38,6 +38,7 @@ bool open(worker &w, conn *c) {
     c->has_transport = l->transport != nullptr;
     c->is_stream = l->stream != nullptr;
     if (c->has_transport) {
+        if (!c->wire_) c->wire_ = std::make_unique<out_queue>();
         module_instance *t = l->transport;
         c->transport_state = t->transport->conn_open(t->config, w.states_[t->slot], handle(c));
         if (!c->transport_state) return false;
@@ -71,7 +72,7 @@ void on_eof(worker &w, conn *c) {
 void pump(worker &w, conn *c) {
     const atlas_transport_t *t = transport_of(c);
     atlas_iovec_t iov[64];
-    while (!c->out.empty() && c->wire.bytes() < max_wire_backlog && !c->closing) {
+    while (!c->out.empty() && c->wire().bytes() < max_wire_backlog && !c->closing) {
         out_segment &front = c->out.front();
         if (front.is_file()) {
             // Files cannot bypass the transport: read a piece and hand it over.
@@ -132,7 +133,7 @@ bool on_drained(worker &w, conn *c) {
         c->transport_shutdown_sent = true;
         const atlas_transport_t *t = transport_of(c);
         if (t->on_shutdown) t->on_shutdown(c->transport_state, handle(c));
-        if (!c->wire.empty()) return true;
+        if (!c->wire().empty()) return true;
     }
     if (c->shut_wr_after_flush && !c->shut_wr_done && !c->close_after_flush) {
         c->shut_wr_done = true;
@@ -239,13 +240,13 @@ int32_t transport_emit(conn *c, atlas_slice_t wire) {
     if (!usable(c) || !c->has_transport) return usable(c) ? ATLAS_EINVAL : ATLAS_ECLOSED;
     if (!wire.len) return ATLAS_OK;
     worker &w = *c->w;
-    if (c->wire.empty()) c->last_send = w.now_ms_;
-    char *p = c->wire.arena.alloc(w.arena_pool_, wire.len);
+    if (c->wire().empty()) c->last_send = w.now_ms_;
+    char *p = c->wire().arena.alloc(w.arena_pool_, wire.len);
     std::memcpy(p, wire.ptr, wire.len);
     out_segment s;
     s.data = p;
     s.len = wire.len;
-    c->wire.push(s);
+    c->wire().push(s);
     w.mark_dirty(c);
     return ATLAS_OK;
 }

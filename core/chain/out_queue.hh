@@ -96,7 +96,23 @@ public:
     size_t size() const { return tail_ - head_; }
     out_segment &front() { return ring_[head_ & mask_]; }
     out_segment &at(size_t i) { return ring_[(head_ + i) & mask_]; }
+    // Where empty queues return their segment storage and new ones take it from
+    // (per worker), so idle connections hold none and busy ones do not malloc.
+    void set_storage_pool(std::vector<std::vector<out_segment>> *pool) { pool_ = pool; }
+    void give_storage(std::vector<std::vector<out_segment>> &pool) {
+        if (!empty() || ring_.empty()) return;
+        if (ring_.size() == 4 && pool.size() < 4096) pool.push_back(std::move(ring_));
+        ring_ = {};
+        mask_ = 0;
+        head_ = tail_ = 0;
+    }
+
     void push(const out_segment &s) {
+        if (ring_.empty() && pool_ && !pool_->empty()) {
+            ring_ = std::move(pool_->back());
+            pool_->pop_back();
+            mask_ = ring_.size() - 1;
+        }
         if (size() == ring_.size()) grow();
         ring_[tail_ & mask_] = s;
         ++tail_;
@@ -123,6 +139,7 @@ private:
         mask_ = n - 1;
     }
     std::vector<out_segment> ring_;
+    std::vector<std::vector<out_segment>> *pool_ = nullptr;
     size_t head_ = 0, tail_ = 0, mask_ = 0;
     uint64_t bytes_ = 0;
 };

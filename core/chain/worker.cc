@@ -302,6 +302,7 @@ void worker::on_accept(listen_socket *ls, const event::completion &cq) {
             }
             c->fd = cq.res;
             c->slot = ring_.register_fd(cq.res);
+            c->out.set_storage_pool(&ring_pool_);
             c->w = this;
             c->listener = ls->listener;
             c->rt = rt_;
@@ -404,6 +405,8 @@ void worker::flush(conn *c) {
     }
     if (q.empty()) {
         if (!q.arena.empty()) q.arena.reset(arena_pool_);
+        // An idle keep-alive connection keeps no segment storage.
+        if (!c->cur && c->retiring.empty() && !c->output_pending()) q.give_storage(ring_pool_);
         if (c->output_pending()) {
             mark_dirty(c);  // the chain queued more meanwhile
             return;
@@ -569,7 +572,8 @@ void worker::hard_close(conn *c) {
 }
 
 void worker::fail_output(conn *c) {
-    for (out_queue *q : {&c->out, &c->wire}) {
+    for (out_queue *q : {&c->out, c->wire_.get()}) {
+        if (!q) continue;
         while (!q->empty()) {
             out_segment s = q->front();
             q->pop();
@@ -611,6 +615,12 @@ void worker::free_conn(conn *c) {
     c->shut_wr_after_flush = c->shut_wr_done = c->transport_shutdown_sent = false;
     c->requests = 0;
     c->peer_len = 0;
+    c->out.give_storage(ring_pool_);
+    c->wire_.reset();
+    if (conn_pool_.size() >= 1024) {
+        delete c;  // after a burst, do not keep every connection object forever
+        return;
+    }
     conn_pool_.push_back(c);
 }
 

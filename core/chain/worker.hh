@@ -100,7 +100,7 @@ struct conn {
     exchange *cur = nullptr;
     std::vector<exchange *> retiring;  // finished, waiting for their output to drain
     out_queue out;   // what the chain sends (plain bytes)
-    out_queue wire;  // with a transport: what the transport emitted for the socket
+    std::unique_ptr<out_queue> wire_;  // with a transport: what it emitted for the socket
 
     // L4 chains and transports (see l4.hh).
     void *stream_state = nullptr;
@@ -134,9 +134,10 @@ struct conn {
 
     size_t buffered() const { return in_end - in_start; }
     // The queue the kernel reads from: the transport's output when there is one.
-    out_queue &socket_queue() { return has_transport ? wire : out; }
-    bool output_pending() const { return !out.empty() || !wire.empty(); }
-    uint64_t output_bytes() const { return out.bytes() + wire.bytes(); }
+    out_queue &wire() { return *wire_; }
+    out_queue &socket_queue() { return has_transport ? *wire_ : out; }
+    bool output_pending() const { return !out.empty() || (wire_ && !wire_->empty()); }
+    uint64_t output_bytes() const { return out.bytes() + (wire_ ? wire_->bytes() : 0); }
 };
 
 // The msghdr + iovecs of one gathered send. The kernel copies them when it takes
@@ -192,6 +193,7 @@ public:
     conn *conns_ = nullptr;
     size_t conn_count_ = 0;
     std::vector<conn *> conn_pool_;
+    std::vector<std::vector<out_segment>> ring_pool_;  // segment storage of idle queues
     std::vector<exchange *> exchange_pool_;
     std::vector<std::unique_ptr<send_slot>> send_slots_;
     size_t send_slots_used_ = 0;  // handed out since the last submit
