@@ -246,6 +246,8 @@ void h_body_pause(atlas_exchange_t *e, bool paused) { session::request_body_paus
 
 int32_t h_respond(atlas_exchange_t *e, uint32_t status, atlas_slice_t ctype, atlas_slice_t body) {
     if (ctype.len && !is_field_value(view(ctype))) return ATLAS_EINVAL;
+    // The content type given here replaces one set earlier through header_set.
+    if (ctype.len && ex_of(e) && !ex_of(e)->head_sent) h_header_remove(e, ATLAS_RESPONSE, slice("Content-Type"));
     return session::respond(ex_of(e), status, view(ctype), view(body));
 }
 int32_t h_response_start(atlas_exchange_t *e, uint32_t status, int64_t length) {
