@@ -1108,3 +1108,49 @@ class ConfigCheck(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class WithCurl(unittest.TestCase):
+    """The same behaviours through a real client: curl's own range, conditional and
+    compression handling against the server."""
+
+    @classmethod
+    def setUpClass(cls):
+        www = {k: v for k, v in WWW.items() if k != "pre.js.br"}  # a real gzip only
+        www.update({"pre.js": PRE_ORIG, "pre.js.gz": PRE_GZ})
+        cls.atlas = Atlas(handler_config("precompressed = true"), www=www)
+        cls.atlas.__enter__()
+        cls.base = "http://127.0.0.1:%d" % cls.atlas.port
+        set_mtimes(cls.atlas.path("www"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.atlas.__exit__(None, None, None)
+
+    def curl(self, *args):
+        import subprocess
+        p = subprocess.run(["curl", "-sS", "--max-time", "20"] + list(args),
+                           capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr.decode(errors="replace"))
+        return p.stdout
+
+    def test_range_download(self):
+        body = self.curl("-r", "100-199", self.base + "/range.bin")
+        self.assertEqual(body, RANGE[100:200])
+
+    def test_conditional_time(self):
+        # -z DATE sends If-Modified-Since; the file is older, so curl gets 304 and no body.
+        code = self.curl("-z", httpdate(MTIME + DAY), "-o", "/dev/null", "-w", "%{http_code}",
+                         self.base + "/hello.txt")
+        self.assertEqual(code, b"304")
+        body = self.curl("-z", httpdate(MTIME - DAY), self.base + "/hello.txt")
+        self.assertEqual(body, b"hello, static\n")
+
+    def test_compressed_variant_is_decoded_by_curl(self):
+        head = self.curl("--compressed", "-D", "-", "-o", "/dev/null", self.base + "/pre.js")
+        self.assertIn(b"content-encoding: gzip", head.lower())
+        self.assertEqual(self.curl("--compressed", self.base + "/pre.js"), PRE_ORIG)
+
+    def test_large_file_intact(self):
+        body = self.curl(self.base + "/large.bin")
+        self.assertEqual(hashlib.sha256(body).hexdigest(), hashlib.sha256(LARGE).hexdigest())
