@@ -1,6 +1,12 @@
 #include "cache.hh"
 
+#include <unistd.h>
+
 namespace atlas::static_files {
+
+entry::~entry() {
+    if (fd >= 0) close(fd);
+}
 
 cache::~cache() {
     for (auto &[k, e] : map_) delete e;

@@ -19,10 +19,17 @@ namespace atlas::static_files {
 class cache;
 
 struct entry {
+    entry() = default;
+    entry(const entry &) = delete;
+    entry &operator=(const entry &) = delete;
+    ~entry();
+
     cache *owner = nullptr;
     std::string key;
     std::string file_rel;   // the file re-checked for changes (an index for "dir/")
-    std::string bytes;      // "HTTP/1.1 200 OK\r\n...\r\n\r\n" + body
+    std::string bytes;      // "HTTP/1.1 200 OK\r\n...\r\n\r\n" + body (memory entries)
+    int fd = -1;            // open file (large-file entries: sent with sendfile, like
+                            // nginx's open_file_cache)
     size_t head_len = 0;
     size_t date_off = 0;    // where the 29-byte Date value sits in `bytes`
     // Validators and what the headers say, for conditional and range answers.
@@ -61,6 +68,7 @@ public:
     bool fits(uint64_t body_size) const {
         return limits_.entries > 0 && body_size <= limits_.max_file_size && body_size <= limits_.total_bytes;
     }
+    bool enabled() const { return limits_.entries > 0; }
 
 private:
     struct hash {

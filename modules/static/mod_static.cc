@@ -171,7 +171,7 @@ int32_t answer(const request &r, body_source src, std::string_view ctype, std::s
                const char *last_modified, time_t mtime, const char *encoding, bool vary) {
     auto drop_source = [&] {
         if (src.e) src.e->owner->release(src.e);
-        if (src.fd >= 0) close(src.fd);
+        else if (src.fd >= 0) close(src.fd);
     };
     // RFC 9110 13.2.2: If-None-Match, else If-Modified-Since; then If-Range + Range.
     std::string_view inm = r.header("If-None-Match");
@@ -236,6 +236,11 @@ int32_t answer(const request &r, body_source src, std::string_view ctype, std::s
         drop_source();
         return ctx.host->response_write(r.ex, nullptr, 0, ATLAS_WRITE_END, nullptr, nullptr);
     }
+    if (src.e && src.e->fd >= 0) {  // a cached open file
+        rc = ctx.host->response_sendfile(r.ex, src.e->fd, offset, length, ATLAS_WRITE_END, release_entry, src.e);
+        if (rc != ATLAS_OK) src.e->owner->release(src.e);
+        return rc;
+    }
     if (src.e) {
         atlas_iovec_t v{src.e->body().data() + offset, size_t(length)};
         rc = ctx.host->response_write(r.ex, &v, 1, ATLAS_WRITE_END | ATLAS_WRITE_REF, release_entry, src.e);
@@ -253,7 +258,7 @@ int32_t answer(const request &r, body_source src, std::string_view ctype, std::s
 int32_t serve_entry(const request &r, entry *e) {
     e->owner->touch(e);
     e->owner->acquire(e);
-    bool plain = r.ri.keep_alive && r.ri.version_minor == 1 && !r.has("If-None-Match") &&
+    bool plain = e->fd < 0 && r.ri.keep_alive && r.ri.version_minor == 1 && !r.has("If-None-Match") &&
                  !r.has("If-Modified-Since") && !(r.get && r.has("Range"));
     if (plain) {
         atlas_slice_t date = ctx.host->http_date();
@@ -263,7 +268,7 @@ int32_t serve_entry(const request &r, entry *e) {
         if (rc == ATLAS_OK) return rc;
         // A response filter on the route: go the long way.
     }
-    return answer(r, body_source{e, -1, e->size}, e->content_type, e->etag, e->last_modified, e->mtime.tv_sec,
+    return answer(r, body_source{e, e->fd, e->size}, e->content_type, e->etag, e->last_modified, e->mtime.tv_sec,
                   e->encoding, e->vary);
 }
 
@@ -312,6 +317,28 @@ entry *fill_entry(const config &cfg, cache &c, const std::string &key, const std
     return c.insert(std::move(e));
 }
 
+// Keeps an open large file as a cache entry (its fd, validators and headers); the
+// entry owns fd from here on.
+entry *fd_entry(const config &cfg, cache &c, const std::string &key, const std::string &rel, int fd,
+                const struct stat &st, std::string_view ctype, const char *encoding, bool vary) {
+    auto e = std::make_unique<entry>();
+    e->key = key;
+    e->file_rel = rel;
+    e->fd = fd;
+    e->size = uint64_t(st.st_size);
+    e->mtime = st.st_mtim;
+    e->ino = st.st_ino;
+    e->dev = st.st_dev;
+    validators v = make_validators(cfg, st);
+    e->etag = v.etag;
+    std::memcpy(e->last_modified, v.last_modified, sizeof e->last_modified);
+    e->content_type = ctype;
+    e->encoding = encoding;
+    e->vary = vary;
+    e->checked_ms = ctx.host->now_ms();
+    return c.insert(std::move(e));
+}
+
 // Opens `rel` (a regular file) below the root; -1 and errno when it is not one.
 int open_regular(const config &cfg, const std::string &rel, struct stat &st) {
     int fd = open_beneath(cfg.root_fd, rel.c_str());
@@ -340,6 +367,8 @@ int32_t serve_file(const config &cfg, cache *c, const request &r, const std::str
             close(fd);
             return serve_entry(r, e);
         }
+    } else if (c && c->enabled()) {
+        return serve_entry(r, fd_entry(cfg, *c, key, rel, fd, st, ctype, encoding, vary));
     }
     validators v = make_validators(cfg, st);
     return answer(r, body_source{nullptr, fd, uint64_t(st.st_size)}, ctype, v.etag, v.last_modified,
@@ -445,24 +474,28 @@ int32_t handle(config &cfg, cache *c, const request &r) {
 
     // Cache the identity entry first: it records which variants exist.
     entry *ident = nullptr;
+    bool fd_owned = false;  // the identity entry took the fd
     if (c && c->fits(uint64_t(st.st_size))) {
         ident = fill_entry(cfg, *c, std::string(path), rel, fd, st, ctype, nullptr, vary);
-        if (ident) {
-            ident->has_br = has_br;
-            ident->has_gzip = has_gzip;
-        }
+    } else if (c && c->enabled()) {
+        ident = fd_entry(cfg, *c, std::string(path), rel, fd, st, ctype, nullptr, vary);
+        fd_owned = true;
+    }
+    if (ident) {
+        ident->has_br = has_br;
+        ident->has_gzip = has_gzip;
     }
     if (enc) {
         std::string vrel = rel + (enc[0] == 'b' ? ".br" : ".gz");
         struct stat vst;
         int vfd = open_regular(cfg, vrel, vst);
         if (vfd >= 0) {
-            close(fd);
+            if (!fd_owned) close(fd);
             return serve_file(cfg, c, r, variant_key(path, enc), vrel, vfd, vst, ctype, enc, true);
         }
     }
     if (ident) {
-        close(fd);
+        if (!fd_owned) close(fd);
         return serve_entry(r, ident);
     }
     return serve_file(cfg, nullptr, r, std::string(path), rel, fd, st, ctype, nullptr, vary);
