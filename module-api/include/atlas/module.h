@@ -207,6 +207,7 @@ typedef struct atlas_host_api {
        (or close-delimited for HTTP/1.0). Writes complete in order; `done` (may be
        NULL for copied writes) fires once the bytes are handed to the kernel or the
        exchange is aborted (status ATLAS_ECLOSED). */
+    /* `content_type` (when not empty) replaces a Content-Type set earlier. */
     int32_t (*respond)(atlas_exchange_t *ex, uint32_t status, atlas_slice_t content_type,
                        atlas_slice_t body);
     int32_t (*response_start)(atlas_exchange_t *ex, uint32_t status, int64_t content_length);
@@ -280,7 +281,8 @@ typedef struct atlas_http_handler {
     /* The client went away or the exchange failed before the response completed.
        ex is valid during the call only; pending `done` callbacks have already fired. */
     void (*on_abort)(void *request_state, atlas_exchange_t *ex);
-    /* The exchange is finished (after completion or abort): free request_state. */
+    /* The exchange is finished (after completion or abort, and after every `done` of its
+       writes has fired): free request_state. Called once for each on_request. */
     void (*request_destroy)(void *request_state);
 } atlas_http_handler_t;
 
