@@ -404,8 +404,9 @@ void after_input(worker &w, conn *c) {
         c->read_paused = false;
         w.mark_dirty(c);  // re-armed at the end of the turn
     }
-    if (c->peer_eof && !c->cur && !c->closing) {
-        // The client sent all it will: answer what is complete, then close.
+    if (c->peer_eof && !c->cur && !c->closing && !c->need_process) {
+        // The client sent all it will: answer what is complete, then close. (With
+        // need_process set, complete pipelined requests still wait for output room.)
         c->close_after_flush = true;
         w.mark_dirty(c);
     }
@@ -428,9 +429,14 @@ void on_data(worker &w, conn *c, const char *data, size_t len) {
 }
 
 void on_eof(worker &w, conn *c) {
-    if (c->cur && !c->cur->body_done && !c->cur->complete) {
-        w.hard_close(c);  // the request body will never arrive
-        return;
+    if (c->cur && !c->cur->body_done) {
+        if (!c->cur->complete) {
+            w.hard_close(c);  // the request body will never arrive
+            return;
+        }
+        // Answered already: send what is queued, then close.
+        c->cur->body_done = true;
+        c->cur->keep_alive = false;
     }
     c->need_process = true;
     w.mark_dirty(c);

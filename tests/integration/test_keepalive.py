@@ -14,6 +14,7 @@ N_FILES = 10
 BODIES = {"p%d.txt" % i: ("page %d " % i + "x" * (i * 7) + "\n") for i in range(N_FILES)}
 WWW = dict(BODIES)
 WWW["index.html"] = "<p>index</p>\n"
+WWW["big.bin"] = bytes(range(256)) * 256  # 64 KiB: a pipeline of these exceeds the output cap
 
 
 def body_of(i):
@@ -51,6 +52,21 @@ class KeepAlive(unittest.TestCase):
                 r = read_response(s, timeout=30)
                 self.assertEqual(r.status, 200, "response %d: %r" % (i, r))
                 self.assertEqual(r.body, body_of(i * 3), "response %d out of order" % i)
+
+    def test_pipeline_then_half_close_is_answered_in_full(self):
+        # 200 pipelined requests for 64 KiB each (12.5 MiB of answers) and then FIN: the
+        # server stops parsing while its output is over the cap, and must still answer
+        # every complete request the client sent before closing its side.
+        n = 200
+        with connect(self.port) as s:
+            s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n" * n)
+            s.shutdown(socket.SHUT_WR)
+            for i in range(n):
+                r = read_response(s, timeout=30)
+                self.assertEqual(r.status, 200, "response %d: %r" % (i, r))
+                self.assertEqual(r.body, WWW["big.bin"], "response %d" % i)
+            closed, _ = wait_closed(s, timeout=15)
+            self.assertTrue(closed)
 
     def test_pipelined_with_bodies(self):
         # The bodies look like requests: if the server failed to skip them it would
