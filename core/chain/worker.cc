@@ -317,11 +317,23 @@ void worker::on_accept(listen_socket *ls, const event::completion &cq) {
     }
     if (!cq.more()) {
         ls->armed = false;
-        if (!draining_ && ls->fd >= 0) {
-            ring_.multishot_accept(ls->fd, event::make_user_data(ls, event::op::accept));
-            ls->armed = true;
+        if (draining_ || ls->fd < 0) return;
+        if (cq.res == -EMFILE || cq.res == -ENFILE || cq.res == -ENOMEM || cq.res == -ENOBUFS) {
+            // Out of descriptors or memory: re-arming at once would spin; wait a little
+            // (connections closing in the meantime free what we need).
+            timers_.start(now_ms_ + 100, &worker::rearm_accept, ls);
+            return;
         }
+        rearm_accept(ls);
     }
+}
+
+void worker::rearm_accept(void *p) {
+    auto *ls = static_cast<listen_socket *>(p);
+    worker *w = ls->owner;
+    if (ls->armed || w->draining_ || ls->fd < 0) return;
+    w->ring_.multishot_accept(ls->fd, event::make_user_data(ls, event::op::accept));
+    ls->armed = true;
 }
 
 void worker::arm_recv(conn *c) {

@@ -210,6 +210,7 @@ private:
     static void on_completion(void *ctx, const event::completion &c);
     void handle(const event::completion &c);
     void on_accept(listen_socket *ls, const event::completion &c);
+    static void rearm_accept(void *listen_socket);
     void on_recv(conn *c, const event::completion &cq);
     void on_send(conn *c, int32_t res);
     void on_poll_out(conn *c, int32_t res);
