@@ -6,6 +6,7 @@
 
 #include "chain/l4.hh"
 #include "chain/log.hh"
+#include "chain/response_headers.hh"
 #include "chain/session.hh"
 #include "chain/worker.hh"
 
@@ -20,13 +21,7 @@ atlas_slice_t slice(std::string_view s) { return {s.data(), s.size()}; }
 
 exchange *ex_of(atlas_exchange_t *e) { return reinterpret_cast<exchange *>(e); }
 
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); ++i)
-        if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
-            return false;
-    return true;
-}
+using response_headers::iequals;
 
 bool is_token(std::string_view s) {
     if (s.empty()) return false;
@@ -118,26 +113,12 @@ int32_t h_request_info(atlas_exchange_t *e, atlas_request_info_t *out) {
     return ATLAS_OK;
 }
 
-// Response headers are kept serialised ("Name: value\r\n" lines); these walk them.
-template <class F>
-void each_resp_header(const std::string &buf, F &&f) {
-    size_t pos = 0, i = 0;
-    while (pos < buf.size()) {
-        size_t eol = buf.find("\r\n", pos);
-        size_t colon = buf.find(':', pos);
-        std::string_view name(buf.data() + pos, colon - pos);
-        std::string_view value(buf.data() + colon + 2, eol - colon - 2);
-        if (!f(i++, name, value, pos, eol + 2)) return;
-        pos = eol + 2;
-    }
-}
-
 size_t h_header_count(atlas_exchange_t *e, atlas_header_side_t side) {
     exchange *ex = ex_of(e);
     if (!ex) return 0;
     if (side == ATLAS_REQUEST) return ex->req_headers.size();
     size_t n = 0;
-    each_resp_header(ex->resp_headers, [&](size_t, auto, auto, size_t, size_t) { return ++n, true; });
+    response_headers::for_each(ex->resp_headers, [&](size_t, auto, auto, size_t, size_t) { return ++n, true; });
     return n;
 }
 
@@ -152,7 +133,7 @@ bool h_header_at(atlas_exchange_t *e, atlas_header_side_t side, size_t index, at
         return true;
     }
     bool found = false;
-    each_resp_header(ex->resp_headers, [&](size_t i, std::string_view n, std::string_view v, size_t, size_t) {
+    response_headers::for_each(ex->resp_headers, [&](size_t i, std::string_view n, std::string_view v, size_t, size_t) {
         if (i != index) return true;
         if (name) *name = slice(n);
         if (value) *value = slice(v);
@@ -175,7 +156,7 @@ bool h_header_get(atlas_exchange_t *e, atlas_header_side_t side, atlas_slice_t n
         return false;
     }
     bool found = false;
-    each_resp_header(ex->resp_headers, [&](size_t, std::string_view n, std::string_view v, size_t, size_t) {
+    response_headers::for_each(ex->resp_headers, [&](size_t, std::string_view n, std::string_view v, size_t, size_t) {
         if (!iequals(n, want)) return true;
         if (value) *value = slice(v);
         found = true;
@@ -199,15 +180,7 @@ size_t h_header_remove(atlas_exchange_t *e, atlas_header_side_t side, atlas_slic
         return removed;
     }
     if (ex->head_sent) return 0;
-    std::string kept;
-    kept.reserve(ex->resp_headers.size());
-    each_resp_header(ex->resp_headers, [&](size_t, std::string_view n, std::string_view, size_t b, size_t end) {
-        if (iequals(n, want)) ++removed;
-        else kept.append(ex->resp_headers, b, end - b);
-        return true;
-    });
-    if (removed) ex->resp_headers.swap(kept);
-    return removed;
+    return response_headers::remove(ex->resp_headers, want);
 }
 
 int32_t h_header_add(atlas_exchange_t *e, atlas_header_side_t side, atlas_slice_t name, atlas_slice_t value) {
@@ -246,8 +219,6 @@ void h_body_pause(atlas_exchange_t *e, bool paused) { session::request_body_paus
 
 int32_t h_respond(atlas_exchange_t *e, uint32_t status, atlas_slice_t ctype, atlas_slice_t body) {
     if (ctype.len && !is_field_value(view(ctype))) return ATLAS_EINVAL;
-    // The content type given here replaces one set earlier through header_set.
-    if (ctype.len && ex_of(e) && !ex_of(e)->head_sent) h_header_remove(e, ATLAS_RESPONSE, slice("Content-Type"));
     return session::respond(ex_of(e), status, view(ctype), view(body));
 }
 int32_t h_response_start(atlas_exchange_t *e, uint32_t status, int64_t length) {

@@ -158,45 +158,8 @@ int32_t send(conn *c, const atlas_iovec_t *iov, size_t iovcnt, uint32_t flags, a
     if (c->shut_wr_after_flush || c->close_after_flush) return ATLAS_ECLOSED;
     if (iovcnt && !iov) return ATLAS_EINVAL;
     worker &w = *c->w;
-    uint64_t total = 0;
-    for (size_t i = 0; i < iovcnt; ++i) total += iov[i].len;
     if (c->out.empty()) c->last_send = w.now_ms_;
-    if (flags & ATLAS_WRITE_REF) {
-        size_t last = iovcnt;
-        while (last > 0 && iov[last - 1].len == 0) --last;
-        for (size_t i = 0; i < last; ++i) {
-            if (!iov[i].len) continue;
-            out_segment s;
-            s.data = static_cast<const char *>(iov[i].base);
-            s.len = iov[i].len;
-            if (i + 1 == last) {
-                s.done = done;
-                s.user = user;
-            }
-            c->out.push(s);
-        }
-        if (last == 0 && done) {
-            out_segment s;
-            s.done = done;
-            s.user = user;
-            c->out.push(s);
-        }
-    } else {
-        out_segment s;
-        if (total) {
-            char *p = c->out.arena.alloc(w.arena_pool_, size_t(total));
-            char *q = p;
-            for (size_t i = 0; i < iovcnt; ++i) {
-                if (iov[i].len) std::memcpy(q, iov[i].base, iov[i].len);
-                q += iov[i].len;
-            }
-            s.data = p;
-            s.len = size_t(total);
-        }
-        s.done = done;
-        s.user = user;
-        c->out.push(s);
-    }
+    c->out.append_iov(w.arena_pool_, iov, iovcnt, flags & ATLAS_WRITE_REF, done, user, nullptr);
     w.mark_dirty(c);
     return ATLAS_OK;
 }

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 namespace atlas::chain {
@@ -122,6 +123,57 @@ public:
         ++head_;
         if (empty()) head_ = tail_ = 0;
     }
+    // Queues a module's gather list: copied into the arena as one segment, or with
+    // ATLAS_WRITE_REF referenced in place (one segment per non-empty element). `done`
+    // rides on the last segment; with nothing to send it gets a zero-length segment of
+    // its own (none at all without `done`). Returns the number of segments queued.
+    size_t append_iov(out_arena_pool &pool, const atlas_iovec_t *iov, size_t iovcnt, bool ref,
+                      atlas_done_fn done, void *user, exchange *owner) {
+        out_segment s;
+        s.ex = owner;
+        size_t pushed = 0;
+        if (ref) {
+            size_t last = iovcnt;
+            while (last > 0 && iov[last - 1].len == 0) --last;
+            for (size_t i = 0; i < last; ++i) {
+                if (!iov[i].len) continue;
+                s.data = static_cast<const char *>(iov[i].base);
+                s.len = iov[i].len;
+                if (i + 1 == last) {
+                    s.done = done;
+                    s.user = user;
+                }
+                push(s);
+                ++pushed;
+            }
+        } else {
+            size_t total = 0;
+            for (size_t i = 0; i < iovcnt; ++i) total += iov[i].len;
+            if (total) {
+                char *p = arena.alloc(pool, total);
+                s.data = p;
+                s.len = total;
+                for (size_t i = 0; i < iovcnt; ++i) {
+                    if (iov[i].len) std::memcpy(p, iov[i].base, iov[i].len);
+                    p += iov[i].len;
+                }
+                s.done = done;
+                s.user = user;
+                push(s);
+                ++pushed;
+            }
+        }
+        if (pushed == 0 && done) {
+            s = out_segment{};
+            s.ex = owner;
+            s.done = done;
+            s.user = user;
+            push(s);
+            ++pushed;
+        }
+        return pushed;
+    }
+
     // Bookkeeping of queued bytes, for backpressure.
     uint64_t bytes() const { return bytes_; }
     void consumed(uint64_t n) { bytes_ -= n; }

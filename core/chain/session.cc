@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "chain/log.hh"
+#include "chain/response_headers.hh"
 #include "chain/worker.hh"
 #include "http/path.hh"
 #include "http/response_head.hh"
@@ -625,22 +626,10 @@ int32_t response_write(exchange *ex, const atlas_iovec_t *iov, size_t iovcnt, ui
             int n = std::snprintf(hdr, sizeof hdr, "%llx\r\n", (unsigned long long)total);
             push_copy(w, c, ex, std::string_view(hdr, size_t(n)));
         }
-        if (flags & ATLAS_WRITE_REF) {
-            size_t last = iovcnt;
-            while (last > 0 && iov[last - 1].len == 0) --last;
-            for (size_t i = 0; i < last; ++i)
-                if (iov[i].len)
-                    push_ref(w, c, ex, iov[i].base, iov[i].len, i + 1 == last ? done : nullptr,
-                             i + 1 == last ? user : nullptr);
-        } else {
-            char *p = c->out.arena.alloc(w.arena_pool_, size_t(total));
-            char *q = p;
-            for (size_t i = 0; i < iovcnt; ++i) {
-                if (iov[i].len) std::memcpy(q, iov[i].base, iov[i].len);
-                q += iov[i].len;
-            }
-            push_ref(w, c, ex, p, size_t(total), done, user);
-        }
+        if (c->out.empty()) c->last_send = w.now_ms_;
+        ex->pending_segments +=
+            uint32_t(c->out.append_iov(w.arena_pool_, iov, iovcnt, flags & ATLAS_WRITE_REF, done, user, ex));
+        w.mark_dirty(c);
         if (ex->resp_chunked) push_copy(w, c, ex, "\r\n");
     }
     if (flags & ATLAS_WRITE_END) complete_response(ex);
@@ -681,6 +670,7 @@ int32_t respond(exchange *ex, uint32_t status, std::string_view content_type, st
     if (!usable(ex)) return ATLAS_ECLOSED;
     if (ex->head_sent) return ATLAS_EINVAL;
     if (!content_type.empty()) {
+        response_headers::remove(ex->resp_headers, "Content-Type");  // the one given here wins
         ex->resp_headers += "Content-Type: ";
         ex->resp_headers += content_type;
         ex->resp_headers += "\r\n";

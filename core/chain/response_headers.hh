@@ -1,0 +1,51 @@
+// Response headers set by modules are kept serialised ("Name: value\r\n" lines)
+// until the head is written, so writing the head is one copy. These walk and edit
+// that text in place.
+#pragma once
+
+#include <cctype>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace atlas::chain::response_headers {
+
+inline bool iequals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+        if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
+            return false;
+    return true;
+}
+
+// f(index, name, value, line_begin, line_end) -> false stops the walk.
+template <class F>
+void for_each(const std::string &buf, F &&f) {
+    size_t pos = 0, i = 0;
+    while (pos < buf.size()) {
+        size_t eol = buf.find("\r\n", pos);
+        size_t colon = buf.find(':', pos);
+        std::string_view name(buf.data() + pos, colon - pos);
+        std::string_view value(buf.data() + colon + 2, eol - colon - 2);
+        if (!f(i++, name, value, pos, eol + 2)) return;
+        pos = eol + 2;
+    }
+}
+
+// Removes every line named `name` (case-insensitive), in place; returns how many.
+inline size_t remove(std::string &buf, std::string_view name) {
+    size_t removed = 0, pos = 0;
+    while (pos < buf.size()) {
+        size_t eol = buf.find("\r\n", pos);
+        size_t colon = buf.find(':', pos);
+        if (iequals(std::string_view(buf.data() + pos, colon - pos), name)) {
+            buf.erase(pos, eol + 2 - pos);
+            ++removed;
+        } else {
+            pos = eol + 2;
+        }
+    }
+    return removed;
+}
+
+}  // namespace atlas::chain::response_headers
