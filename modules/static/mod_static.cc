@@ -86,15 +86,39 @@ struct request {
     atlas_exchange_t *ex;
     atlas_request_info_t ri;
     bool get;
+    // The request headers this module reads (first occurrence; empty = absent),
+    // collected in one pass instead of one lookup each.
+    std::string_view if_none_match, if_modified_since, range, if_range, accept_encoding;
 
-    std::string_view header(const char *name) const {
-        atlas_slice_t v{nullptr, 0};
-        if (!ctx.host->header_get(ex, ATLAS_REQUEST, slice(name), &v)) return {};
-        return view(v);
+    void read_headers() {
+        size_t n = ctx.host->header_count(ex, ATLAS_REQUEST);
+        for (size_t i = 0; i < n; ++i) {
+            atlas_slice_t name, value;
+            if (!ctx.host->header_at(ex, ATLAS_REQUEST, i, &name, &value)) break;
+            std::string_view *slot = field(view(name));
+            if (slot && slot->empty()) *slot = view(value);
+        }
     }
-    bool has(const char *name) const {
-        atlas_slice_t v;
-        return ctx.host->header_get(ex, ATLAS_REQUEST, slice(name), &v);
+    // Anything that makes the answer differ from the plain cached 200.
+    bool conditional() const {
+        return !if_none_match.empty() || !if_modified_since.empty() || ranged();
+    }
+    bool ranged() const { return get && !range.empty(); }
+
+private:
+    std::string_view *field(std::string_view name) {
+        auto is = [&](std::string_view want) {
+            if (name.size() != want.size()) return false;
+            for (size_t i = 0; i < name.size(); ++i)
+                if (std::tolower(static_cast<unsigned char>(name[i])) != want[i]) return false;
+            return true;
+        };
+        if (is("range")) return &range;
+        if (is("if-range")) return &if_range;
+        if (is("if-none-match")) return &if_none_match;
+        if (is("if-modified-since")) return &if_modified_since;
+        if (is("accept-encoding")) return &accept_encoding;
+        return nullptr;
     }
 };
 
@@ -174,12 +198,12 @@ int32_t answer(const request &r, body_source src, std::string_view ctype, std::s
         else if (src.fd >= 0) close(src.fd);
     };
     // RFC 9110 13.2.2: If-None-Match, else If-Modified-Since; then If-Range + Range.
-    std::string_view inm = r.header("If-None-Match");
+    std::string_view inm = r.if_none_match;
     bool not_modified = false;
     if (!inm.empty()) {
         not_modified = !etag.empty() && none_match(inm, etag);
         if (!not_modified && etag.empty()) not_modified = inm == "*";
-    } else if (std::string_view ims = r.header("If-Modified-Since"); !ims.empty()) {
+    } else if (std::string_view ims = r.if_modified_since; !ims.empty()) {
         time_t since;
         not_modified = parse_http_date(ims, since) && mtime <= since;
     }
@@ -194,10 +218,10 @@ int32_t answer(const request &r, body_source src, std::string_view ctype, std::s
     uint64_t first = 0, last = src.size ? src.size - 1 : 0;
     range_result range = range_result::none;
     if (r.get) {
-        std::string_view rh = r.header("Range");
+        std::string_view rh = r.range;
         if (!rh.empty()) {
             bool honour = true;
-            if (std::string_view ir = r.header("If-Range"); !ir.empty()) {
+            if (std::string_view ir = r.if_range; !ir.empty()) {
                 if (ir.front() == '"' || ir.substr(0, 2) == "W/") {
                     honour = !etag.empty() && strong_match(ir, etag);
                 } else {
@@ -258,8 +282,7 @@ int32_t answer(const request &r, body_source src, std::string_view ctype, std::s
 int32_t serve_entry(const request &r, entry *e) {
     e->owner->touch(e);
     e->owner->acquire(e);
-    bool plain = e->fd < 0 && r.ri.keep_alive && r.ri.version_minor == 1 && !r.has("If-None-Match") &&
-                 !r.has("If-Modified-Since") && !(r.get && r.has("Range"));
+    bool plain = e->fd < 0 && r.ri.keep_alive && r.ri.version_minor == 1 && !r.conditional();
     if (plain) {
         atlas_slice_t date = ctx.host->http_date();
         if (date.len == 29 && std::memcmp(e->bytes.data() + e->date_off, date.ptr, 29) != 0)
@@ -272,9 +295,10 @@ int32_t serve_entry(const request &r, entry *e) {
                   e->encoding, e->vary);
 }
 
-// Reads a small regular file into a new cache entry holding the whole 200 response.
-entry *fill_entry(const config &cfg, cache &c, const std::string &key, const std::string &rel, int fd,
-                  const struct stat &st, std::string_view ctype, const char *encoding, bool vary) {
+// A cache entry carrying a file's identity, validators and header values; the
+// body (bytes or fd) is the caller's to add.
+std::unique_ptr<entry> new_entry(const config &cfg, const std::string &key, const std::string &rel,
+                                 const struct stat &st, std::string_view ctype, const char *encoding, bool vary) {
     auto e = std::make_unique<entry>();
     e->key = key;
     e->file_rel = rel;
@@ -283,24 +307,32 @@ entry *fill_entry(const config &cfg, cache &c, const std::string &key, const std
     e->ino = st.st_ino;
     e->dev = st.st_dev;
     validators v = make_validators(cfg, st);
-    e->etag = v.etag;
+    e->etag = std::move(v.etag);
     std::memcpy(e->last_modified, v.last_modified, sizeof e->last_modified);
     e->content_type = ctype;
     e->encoding = encoding;
     e->vary = vary;
+    e->checked_ms = ctx.host->now_ms();
+    return e;
+}
+
+// Reads a small regular file into a new cache entry holding the whole 200 response.
+entry *fill_entry(const config &cfg, cache &c, const std::string &key, const std::string &rel, int fd,
+                  const struct stat &st, std::string_view ctype, const char *encoding, bool vary) {
+    auto e = new_entry(cfg, key, rel, st, ctype, encoding, vary);
     std::string &b = e->bytes;
     b.reserve(256 + e->size);
     b += "HTTP/1.1 200 OK\r\nServer: atlas\r\nDate: ";
     e->date_off = b.size();
     atlas_slice_t date = ctx.host->http_date();
-    b.append(date.len == 29 ? std::string_view(date.ptr, 29) : std::string_view(v.last_modified, 29));
+    b.append(date.len == 29 ? std::string_view(date.ptr, 29) : std::string_view(e->last_modified, 29));
     b += "\r\nContent-Type: ";
     b += ctype;
     b += "\r\nContent-Length: ";
     b += std::to_string(e->size);
     b += "\r\nLast-Modified: ";
-    b.append(v.last_modified, 29);
-    if (!v.etag.empty()) b += "\r\nETag: " + v.etag;
+    b.append(e->last_modified, 29);
+    if (!e->etag.empty()) b += "\r\nETag: " + e->etag;
     b += "\r\nAccept-Ranges: bytes";
     if (vary) b += "\r\nVary: Accept-Encoding";
     if (encoding) b += std::string("\r\nContent-Encoding: ") + encoding;
@@ -313,7 +345,6 @@ entry *fill_entry(const config &cfg, cache &c, const std::string &key, const std
         if (n <= 0) return nullptr;  // shrank or unreadable: serve it uncached
         got += size_t(n);
     }
-    e->checked_ms = ctx.host->now_ms();
     return c.insert(std::move(e));
 }
 
@@ -321,21 +352,8 @@ entry *fill_entry(const config &cfg, cache &c, const std::string &key, const std
 // entry owns fd from here on.
 entry *fd_entry(const config &cfg, cache &c, const std::string &key, const std::string &rel, int fd,
                 const struct stat &st, std::string_view ctype, const char *encoding, bool vary) {
-    auto e = std::make_unique<entry>();
-    e->key = key;
-    e->file_rel = rel;
+    auto e = new_entry(cfg, key, rel, st, ctype, encoding, vary);
     e->fd = fd;
-    e->size = uint64_t(st.st_size);
-    e->mtime = st.st_mtim;
-    e->ino = st.st_ino;
-    e->dev = st.st_dev;
-    validators v = make_validators(cfg, st);
-    e->etag = v.etag;
-    std::memcpy(e->last_modified, v.last_modified, sizeof e->last_modified);
-    e->content_type = ctype;
-    e->encoding = encoding;
-    e->vary = vary;
-    e->checked_ms = ctx.host->now_ms();
     return c.insert(std::move(e));
 }
 
@@ -376,8 +394,11 @@ int32_t serve_file(const config &cfg, cache *c, const request &r, const std::str
 }
 
 // Cache key of a variant: the path plus a byte no URL path contains.
-std::string variant_key(std::string_view path, const char *encoding) {
-    std::string k(path);
+// Built in a per-thread buffer (hooks run on worker threads): a cached variant hit
+// allocates nothing. Valid until the next call on the same thread.
+const std::string &variant_key(std::string_view path, const char *encoding) {
+    thread_local std::string k;
+    k.assign(path);
     k += '\0';
     k += encoding;
     return k;
@@ -410,16 +431,15 @@ entry *fresh_entry(const config &cfg, cache *c, std::string_view key) {
 
 int32_t handle(config &cfg, cache *c, const request &r) {
     std::string_view path = view(r.ri.path);
-    std::string rel = relative(path);
-    bool ranged = r.get && r.has("Range");
+    bool ranged = r.ranged();
 
     // Hot path: a cached identity entry (and, when enabled, its cached variant).
     if (entry *e = fresh_entry(cfg, c, path)) {
         const char *enc = nullptr;
         if (cfg.precompressed && (e->has_br || e->has_gzip) && !ranged)
-            enc = accepted_encoding(r.header("Accept-Encoding"), e->has_br, e->has_gzip);
+            enc = accepted_encoding(r.accept_encoding, e->has_br, e->has_gzip);
         if (!enc) return serve_entry(r, e);
-        std::string vkey = variant_key(path, enc);
+        const std::string &vkey = variant_key(path, enc);
         if (entry *ve = fresh_entry(cfg, c, vkey)) return serve_entry(r, ve);
         std::string vrel = e->file_rel + (enc[0] == 'b' ? ".br" : ".gz");
         struct stat vst;
@@ -428,6 +448,7 @@ int32_t handle(config &cfg, cache *c, const request &r) {
         c->remove(e);  // the variant vanished: look again from scratch below
     }
 
+    std::string rel = relative(path);
     int fd = open_beneath(cfg.root_fd, rel.c_str());
     if (fd < 0) {
         if (errno == EACCES) return respond_text(r, 403, "403 Forbidden\n");
@@ -470,7 +491,7 @@ int32_t handle(config &cfg, cache *c, const request &r) {
         has_gzip = variant_exists(cfg, rel, ".gz");
     }
     bool vary = has_br || has_gzip;
-    const char *enc = vary && !ranged ? accepted_encoding(r.header("Accept-Encoding"), has_br, has_gzip) : nullptr;
+    const char *enc = vary && !ranged ? accepted_encoding(r.accept_encoding, has_br, has_gzip) : nullptr;
 
     // Cache the identity entry first: it records which variants exist.
     entry *ident = nullptr;
@@ -521,9 +542,10 @@ void worker_destroy(void *, void *state) { delete static_cast<cache *>(state); }
 int32_t on_request(void *cfgp, void *state, atlas_exchange_t *ex, void **) {
     return atlas::module::guard(ctx, int32_t(ATLAS_ERROR), [&]() -> int32_t {
         auto *cfg = static_cast<config *>(cfgp);
-        request r{ex, {}, false};
+        request r{ex, {}, false, {}, {}, {}, {}, {}};
         r.ri.struct_size = sizeof r.ri;
         ctx.host->exchange_request_info(ex, &r.ri);
+        r.read_headers();
         std::string_view method = view(r.ri.method);
         r.get = method == "GET";
         if (!r.get && method != "HEAD") {
