@@ -118,7 +118,12 @@ class Signals(unittest.TestCase):
                 self.assertEqual(dl.length, BIG_SIZE)
                 dl.read_until(MiB)
                 a.send_signal(signal.SIGTERM)
-                time.sleep(0.5)  # let the signal be handled while the response is in flight
+                # Wait (with a deadline) until the drain has begun — the listeners are
+                # closed — so the rest of the body is read while atlasd is draining.
+                deadline = time.monotonic() + 15
+                while can_connect(a.port) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                self.assertFalse(can_connect(a.port), "still accepting 15s after SIGTERM")
                 dl.read_rest(pause=0.001)
                 self.assertEqual(dl.received, BIG_SIZE)
                 self.assertEqual(dl.hash.hexdigest(), want, "body corrupted during drain")
