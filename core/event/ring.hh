@@ -70,7 +70,6 @@ public:
 
     // Provided receive buffers.
     char *buffer(uint16_t id) const;
-    unsigned buffer_size() const { return buffer_size_; }
     void recycle(uint16_t id);  // give a buffer back (published at the next wait)
 
     // Submits pending SQEs, waits up to timeout_ms for one completion (0 = poll), then

@@ -24,8 +24,7 @@ public:
     ~timer_heap();
 
     timer *start(uint64_t deadline_ms, void (*fn)(void *), void *user);
-    void cancel(timer *t);  // t is released; safe on a timer that already fired? no: only on live ones
-    bool scheduled(const timer *t) const { return t->heap_index != UINT32_MAX; }
+    void cancel(timer *t);  // only on a live timer: a fired or cancelled one may be reused
 
     // Milliseconds until the earliest deadline (clamped to [0, cap]); cap when empty.
     int64_t wait_ms(uint64_t now_ms, int64_t cap) const;
