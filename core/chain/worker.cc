@@ -216,7 +216,7 @@ void worker::run() {
             next_sweep_ = now_ms_ + sweep_interval_ms;
         }
         end_of_turn();
-        if (draining_ && conn_count_ == 0) exit_ = true;
+        if (draining_ && conn_count_ == 0 && (!accept_armed() || now_ms_ >= drain_started_ + 2000)) exit_ = true;
     }
     {
         std::lock_guard lk(mailbox_mu_);
@@ -647,15 +647,26 @@ void worker::sweep() {
 void worker::close_listeners() {
     for (auto &ls : listens_) {
         if (ls->fd < 0) continue;
+        // shutdown stops the socket listening now; close alone would not while the
+        // kernel still holds it for the armed accept (until that is cancelled, or
+        // until a dead ring's teardown runs: seconds later).
+        shutdown(ls->fd, SHUT_RD);
         if (ls->armed) ring_.cancel(event::make_user_data(ls.get(), event::op::accept));
         close(ls->fd);
         ls->fd = -1;
     }
 }
 
+bool worker::accept_armed() const {
+    for (const auto &ls : listens_)
+        if (ls->armed) return true;
+    return false;
+}
+
 void worker::start_drain() {
     if (draining_) return;
     draining_ = true;
+    drain_started_ = now_ms_;
     close_listeners();
     for (conn *c = conns_; c;) {
         conn *n = c->next;

@@ -200,6 +200,7 @@ public:
     std::vector<http::header_field> scratch_headers_;
     out_arena_pool arena_pool_;
     bool draining_ = false;
+    uint64_t drain_started_ = 0;
     bool exit_ = false;
     std::atomic<bool> finished_{false};  // the thread is done (read by the main thread)
 
@@ -220,6 +221,7 @@ private:
     void end_of_turn();
     void sweep();
     void start_drain();
+    bool accept_armed() const;  // an accept is still in the kernel (its cancel not yet seen)
     void close_listeners();
     void arm_recv(conn *c);
     void send_file_segment(conn *c);

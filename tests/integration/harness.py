@@ -94,6 +94,24 @@ def can_connect(port, host="127.0.0.1", timeout=1.0):
         return False
 
 
+def listening(port):
+    """True while any socket listens on TCP `port` (read from /proc/net/tcp{,6}).
+    Unlike a connect probe this sees every SO_REUSEPORT listener at once: one refused
+    connect only proves that the socket it was hashed to has stopped listening."""
+    want = ":%04X" % port
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[1].endswith(want) and fields[3] == "0A":  # 0A: TCP_LISTEN
+                        return True
+        except FileNotFoundError:
+            pass
+    return False
+
+
 def fill(text, ports):
     """Replace {port}, {port2}, {port3}, {dir} placeholders.  Plain replace, not
     str.format, because TOML inline tables use braces too."""

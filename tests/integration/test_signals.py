@@ -7,8 +7,8 @@ import socket
 import time
 import unittest
 
-from harness import (Atlas, AtlasError, can_connect, connect, read_response, site_config,
-                     tail, wait_closed)
+from harness import (Atlas, AtlasError, can_connect, connect, listening, read_response,
+                     site_config, tail, wait_closed)
 
 MiB = 1024 * 1024
 BIG_SIZE = 64 * MiB
@@ -118,12 +118,13 @@ class Signals(unittest.TestCase):
                 self.assertEqual(dl.length, BIG_SIZE)
                 dl.read_until(MiB)
                 a.send_signal(signal.SIGTERM)
-                # Wait (with a deadline) until the drain has begun — the listeners are
-                # closed — so the rest of the body is read while atlasd is draining.
+                # Wait (with a deadline) until the drain has begun — every worker's
+                # listener is closed — so the rest of the body is read while draining.
                 deadline = time.monotonic() + 15
-                while can_connect(a.port) and time.monotonic() < deadline:
+                while listening(a.port) and time.monotonic() < deadline:
                     time.sleep(0.02)
-                self.assertFalse(can_connect(a.port), "still accepting 15s after SIGTERM")
+                self.assertFalse(listening(a.port), "still listening 15s after SIGTERM")
+                self.assertFalse(can_connect(a.port), "connection accepted after SIGTERM")
                 dl.read_rest(pause=0.001)
                 self.assertEqual(dl.received, BIG_SIZE)
                 self.assertEqual(dl.hash.hexdigest(), want, "body corrupted during drain")
