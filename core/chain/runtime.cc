@@ -12,15 +12,8 @@
 namespace atlas::chain {
 
 runtime::~runtime() {
-    for (auto &inst : instances) {
-        if (!inst->config) continue;
-        const atlas_http_handler_t *h = inst->handler;
-        if (h && h->config_destroy) h->config_destroy(inst->config);
-        else if (inst->filter && inst->filter->config_destroy) inst->filter->config_destroy(inst->config);
-        else if (inst->stream && inst->stream->config_destroy) inst->stream->config_destroy(inst->config);
-        else if (inst->transport && inst->transport->config_destroy)
-            inst->transport->config_destroy(inst->config);
-    }
+    for (auto &inst : instances)
+        if (inst->config && inst->life.config_destroy) inst->life.config_destroy(inst->config);
 }
 
 std::string default_module_dir() {
@@ -38,7 +31,7 @@ std::string default_module_dir() {
 
 namespace {
 
-enum class kind { handler, filter, stream, transport };
+enum class kind { handler, filter, stream, transport, lb };
 
 const char *kind_name(kind k) {
     switch (k) {
@@ -46,8 +39,21 @@ const char *kind_name(kind k) {
         case kind::filter: return "http_filter";
         case kind::stream: return "stream_handler";
         case kind::transport: return "transport";
+        case kind::lb: return "lb_policy";
     }
     return "?";
+}
+
+// Every kind struct begins with struct_size and ATLAS_KIND_LIFECYCLE.
+template <class kind_table>
+lifecycle lifecycle_of(const kind_table *k) {
+    lifecycle l;
+    if (!k) return l;
+    l.config_create = k->config_create;
+    l.config_destroy = k->config_destroy;
+    l.worker_init = k->worker_init;
+    l.worker_destroy = k->worker_destroy;
+    return l;
 }
 
 std::string dir_of(const std::string &file) {
@@ -80,26 +86,30 @@ struct builder {
         inst->mod = m;
         inst->key = ref.key;
         const atlas_module_t *d = m->desc;
-        void *(*create)(atlas_slice_t, atlas_slice_t, atlas_error_t *) = nullptr;
         switch (k) {
             case kind::handler:
                 inst->handler = d->http_handler;
-                if (inst->handler) create = inst->handler->config_create;
+                inst->life = lifecycle_of(inst->handler);
                 break;
             case kind::filter:
                 inst->filter = d->http_filter;
-                if (inst->filter) create = inst->filter->config_create;
+                inst->life = lifecycle_of(inst->filter);
                 break;
             case kind::stream:
                 inst->stream = d->stream_handler;
-                if (inst->stream) create = inst->stream->config_create;
+                inst->life = lifecycle_of(inst->stream);
                 break;
             case kind::transport:
                 inst->transport = d->transport;
-                if (inst->transport) create = inst->transport->config_create;
+                inst->life = lifecycle_of(inst->transport);
+                break;
+            case kind::lb:
+                inst->lb = d->lb_policy;
+                inst->life = lifecycle_of(inst->lb);
                 break;
         }
-        if (!inst->handler && !inst->filter && !inst->stream && !inst->transport) {
+        auto create = inst->life.config_create;
+        if (!inst->handler && !inst->filter && !inst->stream && !inst->transport && !inst->lb) {
             errors.push_back(where(ref) + ": module '" + ref.name + "' (" + m->path + ") does not offer the " +
                              kind_name(k) + " kind this place needs (it offers " + module::describe_kinds(d) + ")");
             return nullptr;
@@ -144,6 +154,33 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
     rt->workers = snap->server.workers ? snap->server.workers : uint32_t(cpus > 0 ? cpus : 1);
     builder b{*rt, loader, errors};
 
+    rt->upstreams.reserve(snap->upstreams.size());
+    for (const config::upstream &u : snap->upstreams) {
+        upstream_rt ur;
+        ur.cfg = &u;
+        for (size_t i = 0; i < u.servers.size(); ++i) {
+            const config::upstream_server &s = u.servers[i];
+            std::vector<net::address> addrs;
+            std::string err;
+            if (!net::resolve_address(s.address, addrs, err)) {
+                errors.push_back(u.key + ".servers[" + std::to_string(i) + "]: '" + s.address + "': " + err);
+                continue;
+            }
+            for (const net::address &a : addrs)
+                ur.servers.push_back({a, net::to_string(a), s.address, s.weight});
+        }
+        for (const upstream_server_rt &s : ur.servers) {
+            atlas_lb_endpoint_t e{};
+            e.struct_size = sizeof e;
+            e.address = {s.address.data(), s.address.size()};
+            e.weight = s.weight;
+            e.usable = true;
+            ur.endpoints.push_back(e);
+        }
+        ur.lb = b.instantiate(u.lb, kind::lb);
+        rt->upstreams.push_back(std::move(ur));
+    }
+
     for (const config::listener &l : snap->listeners) {
         listener_rt lr;
         lr.cfg = &l;
@@ -187,6 +224,12 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
         rt->listeners.push_back(std::move(lr));
     }
     return rt;
+}
+
+const upstream_rt *find_upstream(const runtime &rt, std::string_view name) {
+    for (const upstream_rt &u : rt.upstreams)
+        if (u.cfg->name == name) return &u;
+    return nullptr;
 }
 
 namespace {

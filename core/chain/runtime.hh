@@ -14,14 +14,25 @@
 
 namespace atlas::chain {
 
-// One use of a module in the config (a route's handler, a filter, a transport...),
-// with the config object the module created for it.
+// The hooks every kind begins with (ATLAS_KIND_LIFECYCLE), copied out of whichever
+// kind an instance uses so the core handles all kinds alike.
+struct lifecycle {
+    void *(*config_create)(atlas_slice_t json, atlas_slice_t key, atlas_error_t *err) = nullptr;
+    void (*config_destroy)(void *config) = nullptr;
+    void *(*worker_init)(void *config, atlas_worker_t *worker) = nullptr;
+    void (*worker_destroy)(void *config, void *worker_state) = nullptr;
+};
+
+// One use of a module in the config (a route's handler, a filter, a transport, an
+// upstream's LB policy...), with the config object the module created for it.
 struct module_instance {
     const module::loaded_module *mod = nullptr;
     const atlas_http_handler_t *handler = nullptr;
     const atlas_http_filter_t *filter = nullptr;
     const atlas_stream_handler_t *stream = nullptr;
     const atlas_transport_t *transport = nullptr;
+    const atlas_lb_policy_t *lb = nullptr;
+    lifecycle life;
     void *config = nullptr;
     std::string key;
     uint32_t slot = 0;  // index of this instance's per-worker state
@@ -45,10 +56,27 @@ struct listener_rt {
     module_instance *stream = nullptr;
 };
 
+// One server of an upstream after name resolution: a hostname that resolves to
+// several addresses gives one server per address (as nginx does).
+struct upstream_server_rt {
+    net::address addr;
+    std::string address;  // "ip:port" / "[ip6]:port", what LB policies and logs see
+    std::string written;  // as in the config, e.g. "app.internal:8080"
+    uint32_t weight = 1;
+};
+
+struct upstream_rt {
+    const config::upstream *cfg = nullptr;
+    std::vector<upstream_server_rt> servers;
+    module_instance *lb = nullptr;
+    std::vector<atlas_lb_endpoint_t> endpoints;  // what set_endpoints gets; slices into servers
+};
+
 struct runtime {
     std::shared_ptr<const config::snapshot> snap;
     std::vector<std::unique_ptr<module_instance>> instances;
     std::vector<listener_rt> listeners;
+    std::vector<upstream_rt> upstreams;
     uint32_t workers = 1;
     std::string module_dir;
 
@@ -66,6 +94,8 @@ std::string default_module_dir();
 // per problem to `errors`; the result is usable only when no error was added.
 std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> snap,
                                        module::loader &loader, std::vector<std::string> &errors);
+
+const upstream_rt *find_upstream(const runtime &rt, std::string_view name);
 
 // Route selection: longest path prefix wins; on a tie an exact host beats a
 // wildcard beats any host, then declaration order. nullptr = 404.

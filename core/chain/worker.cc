@@ -153,14 +153,12 @@ bool worker::setup(std::string &err) {
         }
     }
     states_.assign(rt_->instances.size(), nullptr);
-    for (auto &inst : rt_->instances) {
-        void *(*init)(void *, atlas_worker_t *) = nullptr;
-        if (inst->handler) init = inst->handler->worker_init;
-        else if (inst->filter) init = inst->filter->worker_init;
-        else if (inst->stream) init = inst->stream->worker_init;
-        else if (inst->transport) init = inst->transport->worker_init;
-        if (init) states_[inst->slot] = init(inst->config, reinterpret_cast<atlas_worker_t *>(this));
-    }
+    for (auto &inst : rt_->instances)
+        if (inst->life.worker_init)
+            states_[inst->slot] = inst->life.worker_init(inst->config, reinterpret_cast<atlas_worker_t *>(this));
+    for (const upstream_rt &u : rt_->upstreams)
+        if (u.lb && u.lb->lb->set_endpoints)
+            u.lb->lb->set_endpoints(states_[u.lb->slot], u.endpoints.data(), u.endpoints.size());
     uint32_t max_headers = 0;
     for (const listener_rt &l : rt_->listeners)
         max_headers = std::max(max_headers, l.cfg->limits.max_headers);
@@ -174,14 +172,9 @@ bool worker::setup(std::string &err) {
 }
 
 void worker::teardown() {
-    for (auto &inst : rt_->instances) {
-        void *st = states_.empty() ? nullptr : states_[inst->slot];
-        if (inst->handler && inst->handler->worker_destroy) inst->handler->worker_destroy(inst->config, st);
-        else if (inst->filter && inst->filter->worker_destroy) inst->filter->worker_destroy(inst->config, st);
-        else if (inst->stream && inst->stream->worker_destroy) inst->stream->worker_destroy(inst->config, st);
-        else if (inst->transport && inst->transport->worker_destroy)
-            inst->transport->worker_destroy(inst->config, st);
-    }
+    for (auto &inst : rt_->instances)
+        if (inst->life.worker_destroy)
+            inst->life.worker_destroy(inst->config, states_.empty() ? nullptr : states_[inst->slot]);
     close_listeners();
 }
 

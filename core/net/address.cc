@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <unistd.h>
@@ -56,6 +57,51 @@ bool parse_address(std::string_view text, address &out, std::string &err) {
     }
     err = "'" + host + "' is not an IP address";
     return false;
+}
+
+bool resolve_address(std::string_view text, std::vector<address> &out, std::string &err) {
+    address literal;
+    std::string literal_err;
+    if (parse_address(text, literal, literal_err)) {
+        out.push_back(literal);
+        return true;
+    }
+    bool bracketed = !text.empty() && text[0] == '[';
+    size_t colon = text.rfind(':');
+    if (bracketed || colon == std::string_view::npos) {
+        err = literal_err;
+        return false;
+    }
+    std::string host(text.substr(0, colon));
+    std::string port(text.substr(colon + 1));
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo *res = nullptr;
+    int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
+    if (rc != 0) {
+        err = "cannot resolve '" + host + "': " + gai_strerror(rc);
+        return false;
+    }
+    size_t before = out.size();
+    for (addrinfo *ai = res; ai; ai = ai->ai_next) {
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) || ai->ai_addrlen > sizeof(sockaddr_storage))
+            continue;
+        address a;
+        std::memcpy(&a.storage, ai->ai_addr, ai->ai_addrlen);
+        a.length = socklen_t(ai->ai_addrlen);
+        bool dup = false;
+        for (size_t i = before; i < out.size() && !dup; ++i)
+            dup = out[i].length == a.length && std::memcmp(&out[i].storage, &a.storage, a.length) == 0;
+        if (!dup) out.push_back(a);
+    }
+    freeaddrinfo(res);
+    if (out.size() == before) {
+        err = "'" + host + "' has no IPv4 or IPv6 address";
+        return false;
+    }
+    return true;
 }
 
 size_t format_address(const sockaddr *sa, char *out, size_t cap) {

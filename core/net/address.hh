@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace atlas::net {
 
@@ -17,6 +18,11 @@ struct address {
 
 // Literal IPs only (names are resolved elsewhere). false with `err` set on failure.
 bool parse_address(std::string_view text, address &out, std::string &err);
+
+// "host:port" with a literal IP or a name, resolved now (getaddrinfo: blocking, for the
+// main thread at config load). Every address of a name, in resolver order, duplicates
+// dropped. false with `err` set when it does not resolve.
+bool resolve_address(std::string_view text, std::vector<address> &out, std::string &err);
 
 // "127.0.0.1:8080" or "[::1]:8080"; writes at most cap bytes, returns the length.
 size_t format_address(const sockaddr *sa, char *out, size_t cap);
