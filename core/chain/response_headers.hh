@@ -32,6 +32,15 @@ void for_each(const std::string &buf, F &&f) {
     }
 }
 
+inline bool contains(const std::string &buf, std::string_view name) {
+    bool found = false;
+    for_each(buf, [&](size_t, std::string_view n, std::string_view, size_t, size_t) {
+        found = iequals(n, name);
+        return !found;
+    });
+    return found;
+}
+
 // Removes every line named `name` (case-insensitive), in place; returns how many.
 inline size_t remove(std::string &buf, std::string_view name) {
     size_t removed = 0, pos = 0;

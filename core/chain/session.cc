@@ -549,7 +549,12 @@ int32_t response_start(exchange *ex, uint32_t status, int64_t content_length) {
     if (ex->head_sent || status < 200 || status > 999) return ATLAS_EINVAL;
     worker &w = *ex->c->w;
     conn *c = ex->c;
-    if (ex->route) {
+    // Server is ours unless a module set one; a route with response filters gets it
+    // among the headers first, so a filter can replace or remove it.
+    bool server_set = response_headers::contains(ex->resp_headers, "Server");
+    if (ex->route && ex->route->has_response_filters) {
+        if (!server_set) ex->resp_headers.insert(0, "Server: atlas\r\n");
+        server_set = true;
         // Response filters run in reverse order, only those whose request hook ran.
         for (size_t i = std::min(ex->filter_pos, ex->route->filters.size()); i-- > 0;) {
             module_instance *f = ex->route->filters[i];
@@ -588,10 +593,11 @@ int32_t response_start(exchange *ex, uint32_t status, int64_t content_length) {
 
     char line[64];
     size_t ll = http::format_status_line(line, status);
-    size_t total = ll + 15 + 6 + 29 + 2 + ex->resp_headers.size() + fl + conn_hdr.size() + 2;
+    std::string_view server_hdr = server_set ? std::string_view() : std::string_view("Server: atlas\r\n");
+    size_t total = ll + server_hdr.size() + 6 + 29 + 2 + ex->resp_headers.size() + fl + conn_hdr.size() + 2;
     char *buf = c->out.arena.alloc(w.arena_pool_, total);
     char *p = put(buf, std::string_view(line, ll));
-    p = put(p, "Server: atlas\r\n");
+    p = put(p, server_hdr);
     p = put(p, "Date: ");
     p = put(p, std::string_view(w.dates_.text(), 29));
     p = put(p, "\r\n");
