@@ -340,7 +340,8 @@ typedef struct atlas_lb_endpoint {
 /* What a pick may use. tried marks endpoints already attempted for this request. */
 typedef struct atlas_lb_context {
     uint32_t struct_size;
-    atlas_slice_t hash_key;   /* client address, header or cookie value (policy's choice) */
+    atlas_slice_t hash_key;   /* the client address as the core resolved it (mod_lb_hash reads
+                                 header/cookie keys itself through `exchange`, ignores a :port) */
     const uint8_t *tried;     /* bitmap over endpoint indices, may be NULL */
     const uint32_t *inflight; /* in-flight requests per endpoint (all workers), may be NULL */
     atlas_exchange_t *exchange; /* NULL for L4 connections */

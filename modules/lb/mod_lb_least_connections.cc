@@ -1,0 +1,71 @@
+// mod_lb_least_connections: the usable, untried endpoint with the fewest requests in
+// flight per unit of weight. The counts are the host's (ctx->inflight, all workers) when
+// it provides them, else this worker's own, kept by on_take / on_release. Ties go round
+// robin so equally loaded servers share the load instead of the first one taking all.
+#include "common.hh"
+
+namespace atlas::lb {
+namespace {
+
+class least_connections {
+public:
+    using config = no_options;
+
+    static config *make_config(atlas_slice_t json, std::string_view key, std::string &error) {
+        std::vector<std::pair<std::string, std::string>> opts;
+        if (!parse_options(json, key, "lb_least_connections", {}, opts, error)) return nullptr;
+        return new config{};
+    }
+
+    least_connections(const config &, uint32_t worker_index) : start_(worker_index) {}
+
+    void set_endpoints(std::vector<endpoint> &&eps) {
+        std::vector<uint32_t> counts = remap_counts(eps_, own_.counts, eps);
+        bool same = same_members(eps_, eps);
+        eps_ = std::move(eps);
+        own_.counts = std::move(counts);
+        if (!same) cursor_ = eps_.empty() ? 0 : start_ % eps_.size();
+    }
+
+    void clear() noexcept {
+        eps_.clear();
+        own_.counts.clear();
+    }
+
+    void take(uint32_t i) noexcept { own_.take(i); }
+    void release(uint32_t i) noexcept { own_.release(i); }
+
+    int32_t pick(const pick_context &ctx) noexcept {
+        const uint32_t *load = ctx.inflight ? ctx.inflight : own_.counts.data();
+        size_t n = eps_.size();
+        size_t best = SIZE_MAX;
+        // Scanning from the cursor and keeping only strictly better ones makes the
+        // first tied endpoint after the previous pick win.
+        for (size_t k = 0; k < n; ++k) {
+            size_t i = (cursor_ + k) % n;
+            if (!candidate(eps_[i], ctx, i)) continue;
+            if (best == SIZE_MAX || less_loaded(load[i], eps_[i].weight, load[best], eps_[best].weight)) best = i;
+        }
+        if (best == SIZE_MAX) return -1;
+        cursor_ = (best + 1) % n;
+        return int32_t(best);
+    }
+
+private:
+    std::vector<endpoint> eps_;
+    own_counts own_;
+    size_t cursor_ = 0;
+    uint32_t start_;
+};
+
+const atlas_module_t descriptor = make_descriptor("lb_least_connections", "fewest in-flight requests per weight",
+                                                  &adapter<least_connections>::table);
+
+}  // namespace
+}  // namespace atlas::lb
+
+extern "C" ATLAS_EXPORT const atlas_module_t *atlas_module_entry(const atlas_host_api_t *host) {
+    atlas::lb::module_ctx.host = host;
+    atlas::lb::module_ctx.self = &atlas::lb::descriptor;
+    return &atlas::lb::descriptor;
+}
