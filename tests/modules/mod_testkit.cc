@@ -6,7 +6,9 @@
 //                  answers 403 itself for `X-Test-Deny`.
 //   http_handler — echoes the request body: streams a chunked response in pieces
 //                  from timers (response_start(-1), REF writes, done callbacks) and
-//                  ends with the body length and a checksum.
+//                  ends with the body length and a checksum. With the handler option
+//                  `echo_headers = true` it instead answers 200 text/plain with the
+//                  request headers it received, one "name: value\n" line each, in order.
 //   stream_handler — an L4 echo: optional `banner` on open, every byte back, and a
 //                  half-close answered with a half-close.
 //   transport    — a toy cipher: XOR with `key` in both directions, so a test can
@@ -15,7 +17,9 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
 
 namespace {
@@ -112,7 +116,41 @@ void send_next(void *p) {
     ctx.host->response_write(e->ex, &v, 1, ATLAS_WRITE_END, nullptr, nullptr);  // copied
 }
 
-int32_t on_request(void *, void *, atlas_exchange_t *ex, void **state) {
+struct handler_config {
+    bool echo_headers = false;
+};
+
+void *handler_config_create(atlas_slice_t json, atlas_slice_t, atlas_error_t *err) {
+    return atlas::module::guard_config(err, [&]() -> void * {
+        auto j = nlohmann::json::parse(view(json));
+        auto c = std::make_unique<handler_config>();
+        for (auto &[k, v] : j.items()) {
+            if (k == "echo_headers" && v.is_boolean()) {
+                c->echo_headers = v.get<bool>();
+            } else {
+                throw std::runtime_error(k + ": unknown key or wrong type (the testkit handler takes "
+                                             "echo_headers = true|false)");
+            }
+        }
+        return c.release();
+    });
+}
+void handler_config_destroy(void *c) { delete static_cast<handler_config *>(c); }
+
+// The request headers as the handler sees them (after the filters ran).
+int32_t echo_headers(atlas_exchange_t *ex) {
+    std::string body;
+    size_t n = ctx.host->header_count(ex, ATLAS_REQUEST);
+    for (size_t i = 0; i < n; ++i) {
+        atlas_slice_t name, value;
+        if (!ctx.host->header_at(ex, ATLAS_REQUEST, i, &name, &value)) break;
+        body.append(view(name)).append(": ").append(view(value)).append("\n");
+    }
+    return ctx.host->respond(ex, 200, slice("text/plain"), slice(body));
+}
+
+int32_t on_request(void *cfg, void *, atlas_exchange_t *ex, void **state) {
+    if (cfg && static_cast<handler_config *>(cfg)->echo_headers) return echo_headers(ex);  // no state
     auto *e = new echo();
     e->ex = ex;
     *state = e;
@@ -129,12 +167,15 @@ int32_t on_request(void *, void *, atlas_exchange_t *ex, void **state) {
 
 void on_request_body(void *s, atlas_exchange_t *, atlas_slice_t data, bool last) {
     auto *e = static_cast<echo *>(s);
+    if (!e) return;  // echo_headers: the body is not looked at
     e->bytes += data.len;
     for (size_t i = 0; i < data.len; ++i) e->sum = e->sum * 31 + uint8_t(data.ptr[i]);
     if (last) e->body_done = true;
 }
 
-void on_abort(void *s, atlas_exchange_t *) { static_cast<echo *>(s)->aborted = true; }
+void on_abort(void *s, atlas_exchange_t *) {
+    if (s) static_cast<echo *>(s)->aborted = true;
+}
 
 void request_destroy(void *s) {
     auto *e = static_cast<echo *>(s);
@@ -144,7 +185,7 @@ void request_destroy(void *s) {
 }
 
 const atlas_http_handler_t handler = {
-    sizeof(atlas_http_handler_t), nullptr, nullptr, nullptr, nullptr,
+    sizeof(atlas_http_handler_t), handler_config_create, handler_config_destroy, nullptr, nullptr,
     on_request, on_request_body, on_abort, request_destroy,
 };
 
