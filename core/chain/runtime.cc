@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "chain/host_api.hh"
+#include "chain/response_headers.hh"
 
 namespace atlas::chain {
 
@@ -211,6 +212,7 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
                 }
                 rr.path_prefix = r.path_prefix;
                 rr.methods = r.methods;
+                for (const auto &[name, value] : r.headers) rr.headers.push_back({name, value});
                 for (const config::module_ref &f : r.filters) {
                     module_instance *fi = b.instantiate(f, kind::filter);
                     if (!fi) continue;
@@ -243,10 +245,21 @@ bool host_matches(const route_rt &r, std::string_view host) {
 
 int host_rank(const route_rt &r) { return r.host.empty() ? 0 : r.host_wildcard ? 1 : 2; }
 
+// Every condition holds for some field of that name (a name may repeat).
+bool headers_match(const route_rt &r, const http::header_field *headers, size_t count) {
+    for (const header_match &m : r.headers) {
+        bool ok = false;
+        for (size_t i = 0; i < count && !ok; ++i)
+            ok = response_headers::iequals(headers[i].name, m.name) && (m.value == "*" || headers[i].value == m.value);
+        if (!ok) return false;
+    }
+    return true;
+}
+
 }  // namespace
 
 const route_rt *match_route(const listener_rt &l, std::string_view host, std::string_view path,
-                            std::string_view method) {
+                            std::string_view method, const http::header_field *headers, size_t header_count) {
     const route_rt *best = nullptr;
     for (const route_rt &r : l.routes) {
         if (path.size() < r.path_prefix.size() || path.substr(0, r.path_prefix.size()) != r.path_prefix)
@@ -255,9 +268,13 @@ const route_rt *match_route(const listener_rt &l, std::string_view host, std::st
         if (!r.methods.empty() &&
             std::find(r.methods.begin(), r.methods.end(), method) == r.methods.end())
             continue;
-        if (!best || r.path_prefix.size() > best->path_prefix.size() ||
-            (r.path_prefix.size() == best->path_prefix.size() && host_rank(r) > host_rank(*best)))
+        if (!headers_match(r, headers, header_count)) continue;
+        if (!best || r.path_prefix.size() > best->path_prefix.size()) {
             best = &r;
+        } else if (r.path_prefix.size() == best->path_prefix.size()) {
+            int a = host_rank(r), b = host_rank(*best);
+            if (a > b || (a == b && r.headers.size() > best->headers.size())) best = &r;
+        }
     }
     return best;
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config/model.hh"
+#include "http/request_parser.hh"
 #include "module/loader.hh"
 #include "net/address.hh"
 
@@ -38,11 +39,17 @@ struct module_instance {
     uint32_t slot = 0;  // index of this instance's per-worker state
 };
 
+struct header_match {
+    std::string name;   // compared case-insensitively
+    std::string value;  // exact; "*" = present with any value
+};
+
 struct route_rt {
     std::string host;        // lowercase; empty = any
     bool host_wildcard = false;  // "*.example.com": host holds ".example.com"
     std::string path_prefix;
     std::vector<std::string> methods;
+    std::vector<header_match> headers;  // all must hold
     std::vector<module_instance *> filters;
     module_instance *handler = nullptr;
     bool has_response_filters = false;
@@ -98,8 +105,10 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
 const upstream_rt *find_upstream(const runtime &rt, std::string_view name);
 
 // Route selection: longest path prefix wins; on a tie an exact host beats a
-// wildcard beats any host, then declaration order. nullptr = 404.
+// wildcard beats any host, then more header conditions beat fewer, then declaration
+// order. nullptr = 404.
 const route_rt *match_route(const listener_rt &l, std::string_view host, std::string_view path,
-                            std::string_view method);
+                            std::string_view method, const http::header_field *headers = nullptr,
+                            size_t header_count = 0);
 
 }  // namespace atlas::chain

@@ -294,7 +294,8 @@ void start_exchange(worker &w, conn *c, std::string_view raw, const http::reques
         core_error(ex, 400);
         return;
     }
-    const route_rt *route = match_route(*c->listener, ex->host, ex->path, method);
+    const route_rt *route = match_route(*c->listener, ex->host, ex->path, method, ex->req_headers.data(),
+                                        ex->req_headers.size());
     if (!route || !route->handler) {
         core_error(ex, 404, false);
         return;

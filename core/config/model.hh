@@ -39,6 +39,9 @@ struct route {
     std::optional<std::string> host;         // exact "a.example" or "*.example"; none = any
     std::string path_prefix = "/";
     std::vector<std::string> methods;        // empty = any
+    // Request header conditions, all required: name (case-insensitive) -> exact value,
+    // or "*" for "present with any value".
+    std::vector<std::pair<std::string, std::string>> headers;
     std::vector<module_ref> filters;
     module_ref handler;
     std::string key;                         // "listener.web.route[1]"

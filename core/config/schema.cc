@@ -34,6 +34,16 @@ bool valid_token(std::string_view t) {
     return true;
 }
 
+// A field value a route can compare against: visible characters and inner spaces.
+bool valid_field_value(std::string_view v) {
+    if (v.empty() || v.front() == ' ' || v.back() == ' ' || v.front() == '\t' || v.back() == '\t') return false;
+    for (char c : v) {
+        unsigned char u = static_cast<unsigned char>(c);
+        if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
+    }
+    return true;
+}
+
 void read_upstream(checker &ck, const std::string &name, const node &t, snapshot &snap) {
     upstream up;
     up.name = name;
@@ -179,7 +189,7 @@ void read_route(checker &ck, const node &t, const std::string &key, listener &l)
     const std::size_t errors_before = ck.count();
     if (!ck.table(t, key)) return;
     scope s(ck, t, key);
-    s.allow_only({"host", "path_prefix", "methods", "filters", "handler"});
+    s.allow_only({"host", "path_prefix", "methods", "headers", "filters", "handler"});
     route r;
     r.key = key;
 
@@ -213,6 +223,26 @@ void read_route(checker &ck, const node &t, const std::string &key, listener &l)
                 r.methods.push_back(*m);
             else
                 ck.fail(methods->items[i], mkey, "bad method \"" + *m + "\" (an HTTP token like \"GET\")");
+        }
+    }
+    if (const node *headers = s.get("headers")) {
+        if (!headers->is(node::kind::table)) {
+            ck.fail(*headers, s.key("headers"), std::string("expected a table like { \"X-Canary\" = \"1\" }, got ") +
+                                                    kind_name(headers->type));
+        } else {
+            for (const member &m : headers->members) {
+                const std::string &name = m.key;
+                const node &value = m.value;
+                std::string hkey = s.key("headers") + "." + name;
+                auto v = ck.string(value, hkey);
+                if (!v) continue;
+                if (!valid_token(name))
+                    ck.fail(value, hkey, "bad header name \"" + name + "\" (an HTTP token like \"X-Canary\")");
+                else if (!valid_field_value(*v))
+                    ck.fail(value, hkey, "value must have no control characters and no surrounding spaces");
+                else
+                    r.headers.emplace_back(name, *v);
+            }
         }
     }
     if (const node *filters = s.array("filters")) {

@@ -1,4 +1,5 @@
-"""Route selection: host (exact and *.suffix), longest path_prefix, methods, 404.
+"""Route selection: host (exact and *.suffix), longest path_prefix, methods, header
+conditions, 404.
 
 Every static root holds a `who.txt` naming the root, so a response tells which route
 served it.  For prefix routes the file exists both at <root>/who.txt and at
@@ -35,6 +36,16 @@ listen = ["127.0.0.1:{port}"]
   methods = ["POST"]
   handler = { module = "static", root = "r_post" }
 
+  [[listener.route]]
+  path_prefix = "/api/"
+  headers = { "X-Canary" = "1" }
+  handler = { module = "static", root = "r_canary" }
+
+  [[listener.route]]
+  path_prefix = "/api/"
+  headers = { "X-Canary" = "1", "X-Debug" = "*" }
+  handler = { module = "static", root = "r_canary_debug" }
+
 [[listener]]
 name = "hosts"
 listen = ["127.0.0.1:{port2}"]
@@ -62,6 +73,10 @@ FILES = {
     "r_v2/api/v2/who.txt": "v2\n",
     "r_post/who.txt": "post\n",
     "r_post/m/who.txt": "post\n",
+    "r_canary/who.txt": "canary\n",
+    "r_canary/api/who.txt": "canary\n",
+    "r_canary_debug/who.txt": "canary+debug\n",
+    "r_canary_debug/api/who.txt": "canary+debug\n",
     "r_a/who.txt": "a\n",
     "r_wild/who.txt": "wild\n",
     "r_get/who.txt": "get\n",
@@ -81,9 +96,11 @@ class Routing(unittest.TestCase):
     def tearDownClass(cls):
         cls.atlas.__exit__(None, None, None)
 
-    def served_by(self, port, path, host="x.test", method="GET"):
-        r = request(port, method, path, host=host,
-                    headers={"Content-Length": "0"} if method in ("POST", "PUT") else None)
+    def served_by(self, port, path, host="x.test", method="GET", headers=None):
+        hs = dict(headers or {})
+        if method in ("POST", "PUT"):
+            hs["Content-Length"] = "0"
+        r = request(port, method, path, host=host, headers=hs)
         return r.status, r.body.decode("latin-1").strip()
 
     def check(self, cases, port):
@@ -103,6 +120,20 @@ class Routing(unittest.TestCase):
             ("GET", "x.test", "/api/who.txt", "api"),
             ("GET", "x.test", "/api/v2/who.txt", "v2"),
         ], self.port)
+
+    def test_header_conditions(self):
+        for headers, want in [
+            ({}, "api"),
+            ({"X-Canary": "1"}, "canary"),
+            ({"x-canary": "1"}, "canary"),                     # names are case-insensitive
+            ({"X-Canary": "2"}, "api"),                        # values are exact
+            ({"X-Canary": "1", "X-Debug": "anything"}, "canary+debug"),  # more conditions win
+            ({"X-Debug": "1"}, "api"),                         # all conditions must hold
+        ]:
+            with self.subTest(headers=headers):
+                self.assertEqual(self.served_by(self.port, "/api/who.txt", headers=headers), (200, want))
+        # a longer prefix without conditions still beats them
+        self.assertEqual(self.served_by(self.port, "/api/v2/who.txt", headers={"X-Canary": "1"}), (200, "v2"))
 
     def test_methods_filter_falls_through(self):
         # /m/ is only for POST: a GET there goes to the "/" route.

@@ -44,3 +44,25 @@ TEST_CASE("methods restrict a route; nothing matching means 404") {
     CHECK(which(l, "only.example", "/upload/x", "GET") == 1);
     CHECK(which(l, "other", "/", "GET") == -1);
 }
+
+TEST_CASE("header conditions: all must hold; more conditions rank higher at equal prefix and host") {
+    using atlas::http::header_field;
+    listener_rt l;
+    l.routes = {route("", "/"), route("", "/"), route("", "/"), route("", "/api/")};
+    l.routes[1].headers = {{"X-Canary", "1"}};
+    l.routes[2].headers = {{"x-canary", "1"}, {"X-Debug", "*"}};
+    auto pick = [&](std::vector<header_field> hs, const char *path = "/") {
+        const route_rt *r = match_route(l, "h", path, "GET", hs.data(), hs.size());
+        return r ? int(r - l.routes.data()) : -1;
+    };
+    CHECK(pick({}) == 0);
+    CHECK(pick({{"X-Canary", "1"}}) == 1);
+    CHECK(pick({{"x-CANARY", "1"}}) == 1);             // names are case-insensitive
+    CHECK(pick({{"X-Canary", "2"}}) == 0);             // values are exact
+    CHECK(pick({{"X-Canary", "1 "}}) == 0);
+    CHECK(pick({{"X-Canary", "1"}, {"X-Debug", ""}}) == 2);  // "*": present, any value
+    CHECK(pick({{"X-Debug", "yes"}}) == 0);            // one condition of two is not enough
+    CHECK(pick({{"X-Canary", "0"}, {"X-Canary", "1"}, {"X-Debug", "y"}}) == 2);  // any field of the name
+    CHECK(pick({{"X-Canary", "1"}}, "/api/x") == 3);   // a longer prefix still wins
+    CHECK(which(l, "h", "/") == 0);                    // no headers passed: conditions fail
+}

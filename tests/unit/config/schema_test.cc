@@ -459,6 +459,24 @@ TEST_CASE("routes") {
         CHECK(has_error(bad, "atlas.toml:6: listener.web.route[0].methods[2]: expected a string, got an integer"));
         CHECK(has_error(bad, "atlas.toml:9: listener.web.route[1].path_prefix: must not contain spaces"));
     }
+    SUBCASE("header conditions") {
+        auto r = parse(with_route("headers = { \"X-Canary\" = \"1\", \"X-Debug\" = \"*\" }\n"
+                                  "handler = { module = \"static\" }"));
+        INFO(errors_of(r));
+        REQUIRE(r.ok());
+        using pairs = std::vector<std::pair<std::string, std::string>>;
+        CHECK(r.snap.listeners[0].routes[0].headers == pairs{{"X-Canary", "1"}, {"X-Debug", "*"}});
+
+        auto bad = parse(with_route("headers = { \"Bad Name\" = \"1\", \"X-A\" = \"\", \"X-B\" = 2, \"X-C\" = \" 1\" }\n"
+                                    "handler = { module = \"static\" }"));
+        INFO(errors_of(bad));
+        CHECK(has_error(bad, "atlas.toml:5: listener.web.route[0].headers.Bad Name: bad header name \"Bad Name\""));
+        CHECK(has_error(bad, "atlas.toml:5: listener.web.route[0].headers.X-A: must not be empty"));
+        CHECK(has_error(bad, "atlas.toml:5: listener.web.route[0].headers.X-C: value must have no control characters"));
+        CHECK(has_error(bad, "atlas.toml:5: listener.web.route[0].headers.X-B: expected a string, got an integer"));
+        auto not_table = parse(with_route("headers = [\"X-A\"]\nhandler = { module = \"static\" }"));
+        CHECK(has_error(not_table, "atlas.toml:5: listener.web.route[0].headers: expected a table"));
+    }
     SUBCASE("filters in order, handler required") {
         auto r = parse(with_route("filters = [{ module = \"a\" }, { module = \"b\", n = 1 }]\nhandler = { module = \"static\" }"));
         INFO(errors_of(r));
