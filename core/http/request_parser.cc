@@ -3,11 +3,17 @@
 #include <algorithm>
 
 #include "http/chars.hh"
+#include "http/field_lines.hh"
 
 namespace atlas::http {
 namespace {
 
 using namespace chars;
+using field_lines::add_connection;
+using field_lines::add_content_length;
+using field_lines::add_transfer_encoding;
+using field_lines::connection_options;
+using field_lines::te_summary;
 
 // --- Resume state ----------------------------------------------------------------------------
 // The byte scanner is a state machine over the head. When the input runs out, the state and the
@@ -23,12 +29,8 @@ enum scan_state : uint32_t {
     st_target,       // inside the request-target
     st_version,      // st_version + i: expecting byte i of "HTTP/D.D\r" (i = 0..8)
     st_rl_lf = st_version + 9,
-    st_line,     // at the start of a header line (or of the final CRLF)
-    st_name,     // inside a field name
-    st_value,    // inside a field value
-    st_value_lf, // after the CR ending a field line
-    st_end_lf,   // after the CR of the empty line ending the head
-    st_count
+    st_fields,   // st_fields + field_lines::state: in the field section (shared with responses)
+    st_count = st_fields + uint32_t{field_lines::f_count}
 };
 constexpr unsigned k_state_shift = 27;
 constexpr uint32_t k_pos_mask = (uint32_t{1} << k_state_shift) - 1;
@@ -42,11 +44,8 @@ struct scanner {
     size_t end;   // min(avail, max head bytes): bytes the scanner may look at
     size_t max_rl;
     request_head &out;
-    header_field *storage;
-    uint32_t cap;       // usable storage entries (also the header-count limit)
-    uint32_t count = 0; // field lines seen (extract mode)
+    field_lines::scanner fields; // storage, cap (also the header-count limit), count, head_end
     uint32_t resume = 0;
-    size_t head_end = 0;
 
     parse_result fail(uint16_t status, const char *why) {
         out.error_status = status;
@@ -71,7 +70,7 @@ struct scanner {
 template <bool Extract>
 parse_result scanner::run(uint32_t state, size_t p) {
     size_t line_start = 0, rl_limit = 0;
-    size_t target_start = 0, name_start = 0, name_end = 0, value_start = 0;
+    size_t target_start = 0;
     unsigned vi = 0;
     char c = 0;
 
@@ -88,13 +87,9 @@ parse_result scanner::run(uint32_t state, size_t p) {
     case st_target_start: goto target_start_l;
     case st_target: goto target;
     case st_rl_lf: goto rl_lf;
-    case st_line: goto line;
-    case st_name: goto name;
-    case st_value: goto value;
-    case st_value_lf: goto value_lf;
-    case st_end_lf: goto end_lf;
     default:
-        vi = state - st_version; // st_version .. st_version+8 (range checked by the caller)
+        if (state >= st_fields) goto field_section; // st_fields .. st_count-1 (range checked by the caller)
+        vi = state - st_version;                     // st_version .. st_version+8
         goto version;
     }
 
@@ -173,66 +168,14 @@ rl_lf:
     if constexpr (Extract) out.version_minor = b[p - 2] == '0' ? 0 : 1;
     ++p;
 
-// ---- field lines ------------------------------------------------------------------------------
-line:
-    if (p == end) return need_more(st_line, p);
-    c = b[p];
-    if (is_tchar(c)) {
-        if constexpr (Extract) name_start = p;
-        ++p;
-        goto name;
+// ---- field lines (field_lines.hh, shared with the response parser) ----------------------------
+    state = st_fields + uint32_t{field_lines::f_line};
+field_section:
+    switch (fields.scan<Extract>(static_cast<field_lines::state>(state - st_fields), p)) {
+    case field_lines::status::complete: return parse_result::complete;
+    case field_lines::status::need_more: return need_more(st_fields + uint32_t{fields.stop}, p);
+    default: return fail(400, fields.error);
     }
-    if (c == '\r') {
-        ++p;
-        goto end_lf;
-    }
-    // A line starting with whitespace is obs-fold (or whitespace before the first field): RFC 9112
-    // 5.2 and 2.2 allow rejecting it, and accepting it is a classic smuggling vector.
-    return fail(400, (c == ' ' || c == '\t') ? "obs-fold or leading whitespace in header line"
-                     : c == '\n'              ? "bare LF in header section"
-                     : c == ':'               ? "empty header name"
-                                              : "invalid character in header name");
-name:
-    while (p < end && is_tchar(b[p])) ++p;
-    if (p == end) return need_more(st_name, p);
-    c = b[p];
-    if (c != ':')
-        return fail(400, (c == ' ' || c == '\t')     ? "whitespace between header name and colon"
-                         : (c == '\r' || c == '\n') ? "header line without colon"
-                                                    : "invalid character in header name");
-    if constexpr (Extract) name_end = p;
-    ++p;
-    if constexpr (Extract) {
-        while (p < end && is_ows(b[p])) ++p;
-        value_start = p;
-    }
-value:
-    p = static_cast<size_t>(skip_run(b + p, b + end, value_word_plain, is_field) - b);
-    if (p == end) return need_more(st_value, p);
-    c = b[p];
-    if (c != '\r')
-        return fail(400, c == '\n' ? "bare LF in header"
-                         : c == 0  ? "NUL in header value"
-                                   : "control character in header value");
-    if constexpr (Extract) {
-        size_t e = p;
-        while (e > value_start && is_ows(b[e - 1])) --e;
-        if (count < cap)
-            storage[count] = {std::string_view(b + name_start, name_end - name_start),
-                              std::string_view(b + value_start, e - value_start)};
-        ++count; // overflow is reported once the head is known to be well-formed (431)
-    }
-    ++p;
-value_lf:
-    if (p == end) return need_more(st_value_lf, p);
-    if (b[p] != '\n') return fail(400, "bare CR in header");
-    ++p;
-    goto line;
-end_lf:
-    if (p == end) return need_more(st_end_lf, p);
-    if (b[p] != '\n') return fail(400, "bare CR at end of head");
-    head_end = p + 1;
-    return parse_result::complete;
 }
 
 // --- Semantics of the complete head ------------------------------------------------------------
@@ -274,115 +217,6 @@ bool valid_host_port(std::string_view s, bool need_port) {
         v = v * 10 + static_cast<uint32_t>(d - '0');
     }
     return v <= 65535;
-}
-
-std::string_view trim_ows(std::string_view s) {
-    size_t a = 0, e = s.size();
-    while (a < e && is_ows(s[a])) ++a;
-    while (e > a && is_ows(s[e - 1])) --e;
-    return s.substr(a, e - a);
-}
-
-bool all_tchar(std::string_view s) {
-    for (char c : s)
-        if (!is_tchar(c)) return false;
-    return !s.empty();
-}
-
-// Calls f(element) for each comma-separated element, OWS-trimmed (elements may be empty).
-template <class F>
-void for_each_element(std::string_view v, F &&f) {
-    for (;;) {
-        const size_t comma = v.find(',');
-        f(trim_ows(v.substr(0, comma)));
-        if (comma == std::string_view::npos) return;
-        v.remove_prefix(comma + 1);
-    }
-}
-
-constexpr uint64_t k_max_content_length = uint64_t{1} << 53; // largest integer exact in a double (JS peers)
-
-// Content-Length = 1*DIGIT; a list of identical values ("5, 5") counts as one (RFC 9110 8.6).
-// Empty elements are rejected: the field is smuggling-sensitive, leniency buys nothing.
-const char *add_content_length(std::string_view v, bool &have, uint64_t &value) {
-    const char *err = nullptr;
-    if (v.empty()) return "empty Content-Length";
-    for_each_element(v, [&](std::string_view e) {
-        if (err) return;
-        if (e.empty()) {
-            err = "invalid Content-Length";
-            return;
-        }
-        uint64_t x = 0;
-        for (char d : e) {
-            if (!is_digit(d)) {
-                err = "invalid Content-Length";
-                return;
-            }
-            const uint64_t dv = static_cast<uint64_t>(d - '0');
-            if (x > (k_max_content_length - dv) / 10) {
-                err = "Content-Length too large";
-                return;
-            }
-            x = x * 10 + dv;
-        }
-        if (have && x != value) {
-            err = "conflicting Content-Length values";
-            return;
-        }
-        have = true;
-        value = x;
-    });
-    return err;
-}
-
-struct te_summary {
-    uint32_t codings = 0;
-    uint32_t chunked = 0;      // "chunked" occurrences, with or without parameters
-    bool last_chunked = false; // the final coding is exactly "chunked"
-    bool malformed = false;
-};
-
-// Transfer-Encoding codings across all fields: coding = token [ OWS ";" params ]. Parameters are
-// not interpreted: they only occur on codings we refuse anyway.
-void add_transfer_encoding(std::string_view v, te_summary &te) {
-    if (v.empty()) {
-        te.malformed = true;
-        return;
-    }
-    for_each_element(v, [&](std::string_view e) {
-        size_t t = 0;
-        while (t < e.size() && is_tchar(e[t])) ++t;
-        const std::string_view coding = e.substr(0, t);
-        const std::string_view rest = trim_ows(e.substr(t));
-        if (coding.empty() || (!rest.empty() && rest[0] != ';')) te.malformed = true;
-        const bool is_chunked = iequals(coding, "chunked");
-        te.chunked += is_chunked;
-        te.last_chunked = is_chunked && rest.empty();
-        ++te.codings;
-    });
-}
-
-struct connection_options {
-    bool close = false, keep_alive = false, upgrade = false;
-};
-
-bool add_connection(std::string_view v, connection_options &o) {
-    bool ok = true;
-    for_each_element(v, [&](std::string_view e) {
-        if (e.empty()) return; // empty list elements are legal (RFC 9110 5.6.1)
-        if (!all_tchar(e)) {
-            ok = false;
-            return;
-        }
-        switch (e.size()) {
-        case 5: o.close |= iequals(e, "close"); break;
-        case 7: o.upgrade |= iequals(e, "upgrade"); break;
-        case 10: o.keep_alive |= iequals(e, "keep-alive"); break;
-        default: break;
-        }
-    });
-    return ok;
 }
 
 // Splits an origin-form style "path[?query]" (the path must be non-empty here).
@@ -528,8 +362,8 @@ parse_result parse_request_head(std::string_view input, const parse_limits &limi
               std::min(input.size(), max_head),
               limits.max_request_line,
               out,
-              storage,
-              std::min(limits.max_headers, storage ? storage_count : 0u)};
+              {input.data(), std::min(input.size(), max_head), storage,
+               std::min(limits.max_headers, storage ? storage_count : 0u)}};
 
     uint32_t state = scan_from >> k_state_shift;
     size_t pos = scan_from & k_pos_mask;
@@ -549,10 +383,10 @@ parse_result parse_request_head(std::string_view input, const parse_limits &limi
     scan_from = 0;
     if (r == parse_result::error) return r;
 
-    if (s.count > s.cap) return fail(out, 431, "too many header fields");
+    if (s.fields.count > s.fields.cap) return fail(out, 431, "too many header fields");
     out.headers = storage;
-    out.header_count = s.count;
-    out.head_length = static_cast<uint32_t>(s.head_end);
+    out.header_count = s.fields.count;
+    out.head_length = static_cast<uint32_t>(s.fields.head_end);
     return finish(out);
 }
 
