@@ -6,6 +6,7 @@
 
 #include "chain/l4.hh"
 #include "chain/log.hh"
+#include "chain/proxy.hh"
 #include "chain/response_headers.hh"
 #include "chain/session.hh"
 #include "chain/worker.hh"
@@ -15,6 +16,7 @@ namespace atlas::chain {
 namespace {
 
 std::string g_config_dir;
+const runtime *g_building = nullptr;  // the runtime whose module configs are being created
 
 std::string_view view(atlas_slice_t s) { return {s.ptr ? s.ptr : "", s.len}; }
 atlas_slice_t slice(std::string_view s) { return {s.data(), s.size()}; }
@@ -265,6 +267,16 @@ int32_t h_transport_emit(atlas_conn_t *c, atlas_slice_t wire) { return l4::trans
 
 atlas_slice_t h_config_dir() { return slice(g_config_dir); }
 
+atlas_upstream_t *h_upstream_find(atlas_slice_t name) {
+    if (!g_building) return nullptr;
+    const upstream_rt *u = find_upstream(*g_building, view(name));
+    return reinterpret_cast<atlas_upstream_t *>(const_cast<upstream_rt *>(u));
+}
+
+int32_t h_proxy_forward(atlas_exchange_t *e, const atlas_proxy_options_t *opt) {
+    return proxy::forward(ex_of(e), opt);
+}
+
 const atlas_host_api_t g_host = {
     sizeof(atlas_host_api_t),
     ATLAS_ABI_MAJOR,
@@ -302,6 +314,8 @@ const atlas_host_api_t g_host = {
     h_transport_deliver,
     h_transport_emit,
     h_config_dir,
+    h_upstream_find,
+    h_proxy_forward,
 };
 
 }  // namespace
@@ -309,5 +323,7 @@ const atlas_host_api_t g_host = {
 const atlas_host_api_t *host_api() { return &g_host; }
 
 void set_config_dir(std::string dir) { g_config_dir = std::move(dir); }
+
+void set_building_runtime(const runtime *rt) { g_building = rt; }
 
 }  // namespace atlas::chain

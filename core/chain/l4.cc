@@ -204,7 +204,7 @@ int32_t transport_emit(conn *c, atlas_slice_t wire) {
     if (!wire.len) return ATLAS_OK;
     worker &w = *c->w;
     if (c->wire().empty()) c->last_send = w.now_ms_;
-    char *p = c->wire().arena.alloc(w.arena_pool_, wire.len);
+    char *p = c->wire().alloc(w.arena_pool_, wire.len);
     std::memcpy(p, wire.ptr, wire.len);
     out_segment s;
     s.data = p;

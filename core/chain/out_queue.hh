@@ -43,7 +43,7 @@ public:
         return b;
     }
     void put(char *b) {
-        if (free_.size() < 4096) free_.push_back(b);
+        if (free_.size() < 1024) free_.push_back(b);  // keeps at most 16 MiB for reuse
         else std::free(b);
     }
 
@@ -123,6 +123,15 @@ public:
         ++head_;
         if (empty()) head_ = tail_ = 0;
     }
+    // n bytes of stable memory for a segment about to be pushed. An empty queue means
+    // nothing refers to the arena any more: it starts over, so a queue that never
+    // drains at a flush (a long upload, refilled as soon as it empties) cannot grow it
+    // without bound.
+    char *alloc(out_arena_pool &pool, size_t n) {
+        if (empty() && !arena.empty()) arena.reset(pool);
+        return arena.alloc(pool, n);
+    }
+
     // Queues a module's gather list: copied into the arena as one segment, or with
     // ATLAS_WRITE_REF referenced in place (one segment per non-empty element). `done`
     // rides on the last segment; with nothing to send it gets a zero-length segment of
@@ -150,7 +159,7 @@ public:
             size_t total = 0;
             for (size_t i = 0; i < iovcnt; ++i) total += iov[i].len;
             if (total) {
-                char *p = arena.alloc(pool, total);
+                char *p = alloc(pool, total);
                 s.data = p;
                 s.len = total;
                 for (size_t i = 0; i < iovcnt; ++i) {

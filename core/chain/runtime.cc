@@ -120,8 +120,10 @@ struct builder {
             e.struct_size = sizeof e;
             std::string dir = ref.base_dir.empty() ? dir_of(ref.file) : ref.base_dir;
             set_config_dir(dir);
+            set_building_runtime(&rt);
             inst->config = create({ref.config_json.data(), ref.config_json.size()},
                                   {ref.key.data(), ref.key.size()}, &e);
+            set_building_runtime(nullptr);
             set_config_dir({});
             if (!inst->config) {
                 e.message[sizeof e.message - 1] = 0;

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "chain/log.hh"
+#include "chain/proxy.hh"
 #include "chain/response_headers.hh"
 #include "chain/worker.hh"
 #include "http/path.hh"
@@ -35,7 +36,7 @@ void push_copy(worker &w, conn *c, exchange *ex, std::string_view bytes, atlas_d
                void *user = nullptr) {
     out_segment s;
     if (!bytes.empty()) {
-        char *p = c->out.arena.alloc(w.arena_pool_, bytes.size());
+        char *p = c->out.alloc(w.arena_pool_, bytes.size());
         std::memcpy(p, bytes.data(), bytes.size());
         s.data = p;
         s.len = bytes.size();
@@ -83,6 +84,7 @@ void send_error(worker &w, conn *c, unsigned status) {
 
 void destroy_exchange(worker &w, exchange *ex) {
     conn *c = ex->c;
+    proxy::release(w, ex);
     if (ex->route) {
         for (size_t i = 0; i < ex->filter_states.size(); ++i) {
             module_instance *f = ex->route->filters[i];
@@ -133,6 +135,10 @@ void core_error(exchange *ex, unsigned status, bool close = true) {
 
 void deliver_body(worker &w, exchange *ex, std::string_view piece, bool last) {
     ex->c->last_body = w.now_ms_;
+    if (ex->proxy) {
+        proxy::on_client_body(w, ex, piece, last);
+        return;
+    }
     const atlas_http_handler_t *h = ex->route ? ex->route->handler->handler : nullptr;
     if (ex->handler_called && h && h->on_request_body)
         h->on_request_body(ex->handler_state, handle(ex), {piece.data(), piece.size()}, last);
@@ -596,7 +602,7 @@ int32_t response_start(exchange *ex, uint32_t status, int64_t content_length) {
     size_t ll = http::format_status_line(line, status);
     std::string_view server_hdr = server_set ? std::string_view() : std::string_view("Server: atlas\r\n");
     size_t total = ll + server_hdr.size() + 6 + 29 + 2 + ex->resp_headers.size() + fl + conn_hdr.size() + 2;
-    char *buf = c->out.arena.alloc(w.arena_pool_, total);
+    char *buf = c->out.alloc(w.arena_pool_, total);
     char *p = put(buf, std::string_view(line, ll));
     p = put(p, server_hdr);
     p = put(p, "Date: ");

@@ -47,6 +47,7 @@ void exchange::reset() {
     handler_called = resume_pending = in_filters = discard_first = false;
     resume_status = ATLAS_CONTINUE;
     handler_state = nullptr;
+    proxy = nullptr;
     resp_headers.clear();
     status = 0;
     head_sent = complete = resp_chunked = false;
@@ -242,6 +243,12 @@ void worker::handle(const event::completion &c) {
         case event::op::wake:
             on_wake(c.res);
             break;
+        case event::op::connect: {
+            conn *uc = event::user_data_ptr<conn>(c.user_data);
+            proxy::on_connected(*this, uc, c.res);
+            if (uc->closing) maybe_free(uc);
+            break;
+        }
         case event::op::ignore:
             break;
     }
@@ -286,21 +293,8 @@ void worker::on_accept(listen_socket *ls, const event::completion &cq) {
         if (draining_) {
             close(cq.res);
         } else {
-            conn *c;
-            if (conn_pool_.empty()) {
-                c = new conn;
-            } else {
-                c = conn_pool_.back();
-                conn_pool_.pop_back();
-            }
-            c->fd = cq.res;
-            c->slot = ring_.register_fd(cq.res);
-            c->out.set_storage_pool(&ring_pool_);
-            c->w = this;
+            conn *c = new_conn(cq.res);
             c->listener = ls->listener;
-            c->rt = rt_;
-            c->idle_since = now_ms_;
-            link(c);
             if (l4::open(*this, c)) arm_recv(c);
             else hard_close(c);
         }
@@ -321,6 +315,24 @@ void worker::on_accept(listen_socket *ls, const event::completion &cq) {
     }
 }
 
+conn *worker::new_conn(int fd) {
+    conn *c;
+    if (conn_pool_.empty()) {
+        c = new conn;
+    } else {
+        c = conn_pool_.back();
+        conn_pool_.pop_back();
+    }
+    c->fd = fd;
+    c->slot = ring_.register_fd(fd);
+    c->out.set_storage_pool(&ring_pool_);
+    c->w = this;
+    c->rt = rt_;
+    c->idle_since = now_ms_;
+    link(c);
+    return c;
+}
+
 void worker::rearm_accept(void *p) {
     auto *ls = static_cast<listen_socket *>(p);
     worker *w = ls->owner;
@@ -330,7 +342,7 @@ void worker::rearm_accept(void *p) {
 }
 
 void worker::arm_recv(conn *c) {
-    if (c->recv_armed || c->closing || c->peer_eof || c->read_paused) return;
+    if (c->recv_armed || c->closing || c->peer_eof || c->read_paused || c->connecting) return;
     ring_.recv_multishot(c->fd, c->slot, event::make_user_data(c, event::op::recv));
     c->recv_armed = true;
 }
@@ -340,7 +352,11 @@ void worker::on_recv(conn *c, const event::completion &cq) {
     if (!more) c->recv_armed = false;
     if (cq.res > 0 && cq.has_buffer()) {
         uint16_t bid = cq.buffer_id();
-        if (!c->closing && !c->lingering) l4::on_wire(*this, c, ring_.buffer(bid), size_t(cq.res));
+        if (c->upstream) {
+            if (!c->closing) proxy::on_data(*this, c, ring_.buffer(bid), size_t(cq.res));
+        } else if (!c->closing && !c->lingering) {
+            l4::on_wire(*this, c, ring_.buffer(bid), size_t(cq.res));
+        }
         ring_.recycle(bid);
     } else if (cq.has_buffer()) {
         ring_.recycle(cq.buffer_id());
@@ -355,7 +371,8 @@ void worker::on_recv(conn *c, const event::completion &cq) {
             hard_close(c);
             return;
         }
-        l4::on_eof(*this, c);
+        if (c->upstream) proxy::on_eof(*this, c);
+        else l4::on_eof(*this, c);
     } else if (cq.res < 0 && cq.res != -ENOBUFS && cq.res != -ECANCELED) {
         hard_close(c);  // reset by peer and similar
         return;
@@ -381,7 +398,7 @@ void worker::end_of_turn() {
         conn *c = dirty_[i];
         c->dirty = false;
         if (c->closing) {
-            if (!c->recv_armed && !c->send_inflight && !c->poll_inflight) free_conn(c);
+            if (!c->recv_armed && !c->send_inflight && !c->poll_inflight && !c->connecting) free_conn(c);
             continue;
         }
         if (c->need_process) session::process(*this, c);
@@ -395,7 +412,7 @@ void worker::end_of_turn() {
 }
 
 void worker::flush(conn *c) {
-    if (c->send_inflight || c->poll_inflight || c->closing) return;
+    if (c->send_inflight || c->poll_inflight || c->closing || c->connecting) return;
     if (c->has_transport) {
         l4::pump(*this, c);
         if (c->closing) return;
@@ -573,6 +590,7 @@ void worker::hard_close(conn *c) {
     shutdown(c->fd, SHUT_RDWR);
     if (c->recv_armed) ring_.cancel(event::make_user_data(c, event::op::recv));
     if (c->poll_inflight) ring_.cancel(event::make_user_data(c, event::op::poll_out));
+    if (c->connecting) ring_.cancel(event::make_user_data(c, event::op::connect));
     maybe_free(c);
 }
 
@@ -591,13 +609,14 @@ void worker::fail_output(conn *c) {
 // Connections are only ever freed at the end of a turn, so no call stack above
 // (a completion handler, a module hook) can see one vanish under it.
 void worker::maybe_free(conn *c) {
-    if (c->closing && !c->recv_armed && !c->send_inflight && !c->poll_inflight) mark_dirty(c);
+    if (c->closing && !c->recv_armed && !c->send_inflight && !c->poll_inflight && !c->connecting) mark_dirty(c);
 }
 
 
 void worker::free_conn(conn *c) {
     std::erase(later_, c);
     fail_output(c);
+    proxy::on_closed(*this, c);
     session::abort_all(*this, c);
     l4::closed(*this, c);
     ring_.unregister_slot(c->slot);  // the ring's reference would keep the socket open
@@ -618,6 +637,8 @@ void worker::free_conn(conn *c) {
     c->head_started = false;
     c->has_transport = c->is_stream = false;
     c->shut_wr_after_flush = c->shut_wr_done = c->transport_shutdown_sent = false;
+    c->upstream = nullptr;
+    c->connecting = false;
     c->requests = 0;
     c->peer_len = 0;
     c->out.give_storage(ring_pool_);
@@ -632,7 +653,8 @@ void worker::free_conn(conn *c) {
 void worker::sweep() {
     for (conn *c = conns_; c;) {
         conn *n = c->next;
-        session::check_timeouts(*this, c, now_ms_);
+        if (c->upstream) proxy::check_timeouts(*this, c, now_ms_);
+        else session::check_timeouts(*this, c, now_ms_);
         c = n;
     }
 }
@@ -661,10 +683,16 @@ void worker::start_drain() {
     draining_ = true;
     drain_started_ = now_ms_;
     close_listeners();
+    proxy::close_idle(*this);
     for (conn *c = conns_; c;) {
         conn *n = c->next;
-        if (session::idle(c)) hard_close(c);
-        else mark_dirty(c);
+        if (c->upstream) {
+            // busy ones finish with their client exchange
+        } else if (session::idle(c)) {
+            hard_close(c);
+        } else {
+            mark_dirty(c);
+        }
         c = n;
     }
 }

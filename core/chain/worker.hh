@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "chain/out_queue.hh"
+#include "chain/proxy.hh"
 #include "chain/runtime.hh"
 #include "event/clock.hh"
 #include "event/ring.hh"
@@ -72,6 +73,8 @@ struct exchange {
     uint64_t resp_written = 0;
     bool keep_alive = true;
 
+    proxy::call *proxy = nullptr;   // set while host->proxy_forward serves this exchange
+
     uint32_t pending_segments = 0;  // queued output still referring to this exchange
     bool finished = false;          // done with on the connection; destroy when segments drain
 
@@ -110,6 +113,10 @@ struct conn {
     bool shut_wr_after_flush = false;  // stream asked for a half-close once output drains
     bool shut_wr_done = false;
     bool transport_shutdown_sent = false;
+
+    // A connection to an upstream server (the proxy's state), not a client.
+    void *upstream = nullptr;
+    bool connecting = false;   // its connect is still in the kernel
 
 
     bool recv_armed = false;
@@ -177,6 +184,8 @@ public:
     void flush(conn *c);
     void begin_graceful_close(conn *c);
     void hard_close(conn *c);
+    // A connection object for `fd` (registered, linked), for accepted and outgoing sockets.
+    conn *new_conn(int fd);
 
     uint32_t index_;
     uint32_t count_;
@@ -199,6 +208,7 @@ public:
     size_t send_slots_used_ = 0;  // handed out since the last submit
     std::vector<http::header_field> scratch_headers_;
     out_arena_pool arena_pool_;
+    proxy::pools pools_;
     bool draining_ = false;
     uint64_t drain_started_ = 0;
     bool exit_ = false;

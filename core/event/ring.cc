@@ -159,6 +159,13 @@ void ring::send(int fd, int slot, const void *buf, size_t len, unsigned flags, u
     sqe->user_data = ud;
 }
 
+void ring::connect(int fd, int slot, const sockaddr *addr, unsigned addr_len, uint64_t ud) {
+    io_uring_sqe *sqe = get_sqe();
+    io_uring_prep_connect(sqe, fd, addr, addr_len);
+    use_file(sqe, slot);
+    sqe->user_data = ud;
+}
+
 void ring::poll_add(int fd, int slot, unsigned events, uint64_t ud) {
     io_uring_sqe *sqe = get_sqe();
     io_uring_prep_poll_add(sqe, fd, events);

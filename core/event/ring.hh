@@ -16,7 +16,7 @@ struct sockaddr;
 namespace atlas::event {
 
 // user_data = object pointer | op tag (objects are at least 8-byte aligned).
-enum class op : uint8_t { ignore = 0, accept = 1, recv = 2, send = 3, poll_out = 4, wake = 5 };
+enum class op : uint8_t { ignore = 0, accept = 1, recv = 2, send = 3, poll_out = 4, wake = 5, connect = 6 };
 
 inline uint64_t make_user_data(const void *obj, op o) {
     return reinterpret_cast<uint64_t>(obj) | static_cast<uint64_t>(o);
@@ -65,6 +65,8 @@ public:
     void sendmsg(int fd, int slot, const msghdr *msg, unsigned flags, uint64_t ud);
     void send(int fd, int slot, const void *buf, size_t len, unsigned flags, uint64_t ud);
     void poll_add(int fd, int slot, unsigned events, uint64_t ud);
+    // `addr` must stay valid until the completion.
+    void connect(int fd, int slot, const sockaddr *addr, unsigned addr_len, uint64_t ud);
     void read(int fd, void *buf, unsigned len, uint64_t ud);
     void cancel(uint64_t target_ud);
 

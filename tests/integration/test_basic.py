@@ -209,7 +209,11 @@ class Version(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         lines = out.strip().splitlines()
         self.assertEqual(len(lines), 1, out)
-        m = re.match(r"^atlasd (\S+) \(module ABI 1\.0\)$", lines[0])
+        with open(os.path.join(REPO, "module-api", "include", "atlas", "module.h")) as f:
+            header = f.read()
+        abi = "%s.%s" % (re.search(r"#define ATLAS_ABI_MAJOR (\d+)u", header).group(1),
+                         re.search(r"#define ATLAS_ABI_MINOR (\d+)u", header).group(1))
+        m = re.match(r"^atlasd (\S+) \(module ABI %s\)$" % re.escape(abi), lines[0])
         self.assertIsNotNone(m, lines[0])
         with open(os.path.join(REPO, "meson.build")) as f:
             pv = re.search(r"version:\s*'([^']+)'", f.read())

@@ -47,7 +47,7 @@ extern "C" {
 
 #define ATLAS_ABI_MAGIC 0x41544C4Du /* "ATLM" */
 #define ATLAS_ABI_MAJOR 1u
-#define ATLAS_ABI_MINOR 0u
+#define ATLAS_ABI_MINOR 1u
 
 /* Compile-time feature test for modules: ATLAS_ABI_AT_LEAST(1, 2). */
 #define ATLAS_ABI_AT_LEAST(major, minor)                                                          \
@@ -103,6 +103,7 @@ typedef struct atlas_worker atlas_worker_t;     /* one worker thread */
 typedef struct atlas_exchange atlas_exchange_t; /* one HTTP request and its response */
 typedef struct atlas_conn atlas_conn_t;         /* one client connection (stream/transport) */
 typedef struct atlas_timer atlas_timer_t;       /* a one-shot timer on a worker */
+typedef struct atlas_upstream atlas_upstream_t; /* a named upstream group (ABI 1.1) */
 
 /* A gather element for writes; the memory belongs to the caller. */
 typedef struct atlas_iovec {
@@ -143,6 +144,20 @@ typedef struct atlas_request_info {
 #define ATLAS_WRITE_END 0x1u /* this is the last piece of the response body */
 #define ATLAS_WRITE_REF 0x2u /* host keeps a reference instead of copying; the
                                 memory must stay valid until `done` is called */
+
+/* How host->proxy_forward sends a request upstream (ABI 1.1). */
+#define ATLAS_PROXY_X_FORWARDED_FOR 0x01u   /* add the client (and keep a trusted list) */
+#define ATLAS_PROXY_X_FORWARDED_PROTO 0x02u /* http or https, as the client came in */
+#define ATLAS_PROXY_X_FORWARDED_HOST 0x04u  /* the Host the client asked for */
+#define ATLAS_PROXY_FORWARDED 0x08u         /* RFC 7239 Forwarded: for=;proto=;host= */
+
+typedef struct atlas_proxy_options {
+    uint32_t struct_size;
+    atlas_upstream_t *upstream; /* from host->upstream_find */
+    uint32_t flags;             /* ATLAS_PROXY_* */
+    atlas_slice_t strip_prefix; /* removed from the path at a segment boundary; empty = none */
+    atlas_slice_t host;         /* Host sent upstream; empty = the client's */
+} atlas_proxy_options_t;
 
 /* ------------------------------------------------------------- host API */
 
@@ -246,6 +261,22 @@ typedef struct atlas_host_api {
     /* During config_create only: the directory of the config file that declared the
        module's table, so relative paths in it resolve like the operator expects. */
     atlas_slice_t (*config_dir)(void);
+
+    /* --- ABI 1.1: reverse proxying --- */
+    /* During config_create only: the upstream group `name` ([upstream.NAME]) of the
+       config being loaded, NULL when it has none. Valid as long as the module config. */
+    atlas_upstream_t *(*upstream_find)(atlas_slice_t name);
+    /* From on_request: hand the exchange to the host's HTTP/1.1 proxy. It picks a server
+       through the upstream's LB policy, reuses a pooled keep-alive connection or
+       connects, sends the request re-serialised from the parsed one (hop-by-hop fields
+       removed, framing restated, forwarding headers per opt->flags), streams the request
+       body (the handler's on_request_body is not called for this exchange), parses the
+       response and streams it back as this exchange's response, response filters
+       included. Failures answer 502 (no usable server, refused, reset, bad response)
+       or 504 (timeout) while nothing was sent, else abort the exchange. on_abort and
+       request_destroy are still called. ATLAS_EINVAL when the exchange already
+       responded or opt is malformed. */
+    int32_t (*proxy_forward)(atlas_exchange_t *ex, const atlas_proxy_options_t *opt);
 } atlas_host_api_t;
 
 /* ---------------------------------------------------------- module kinds */

@@ -1,0 +1,609 @@
+#include "chain/proxy.hh"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <span>
+#include <string>
+
+#include "chain/log.hh"
+#include "chain/response_headers.hh"
+#include "chain/session.hh"
+#include "chain/worker.hh"
+#include "http/response_parser.hh"
+#include "upstream/client_identity.hh"
+#include "upstream/request_writer.hh"
+
+namespace atlas::chain::proxy {
+
+namespace {
+
+// Bounded buffering: past these, the side that produces is paused until the other drains.
+constexpr uint64_t max_upstream_backlog = 256 * 1024;   // request body queued for the upstream
+constexpr uint64_t max_client_backlog = 1024 * 1024;     // response body queued for the client
+constexpr uint32_t max_response_headers = 100;
+// A pooled connection is retired this long before the upstream's own Keep-Alive timeout,
+// so we never send on a connection the upstream is closing (the keep-alive race).
+constexpr uint64_t keepalive_margin_ms = 1000;
+
+// What a connection to an upstream server carries besides the worker's conn.
+struct upconn {
+    const upstream_rt *up = nullptr;
+    const upstream_server_rt *server = nullptr;
+    call *owner = nullptr;         // busy with this call; nullptr while pooled
+    uint64_t started = 0;          // connect began / last request was sent (ms)
+    uint64_t last_recv = 0;
+    uint64_t idle_since = 0;
+    uint64_t retire_at = UINT64_MAX;
+    bool reused = false;           // served a request before this one
+    bool got_bytes = false;        // any response byte for the current call
+};
+
+upconn *up_of(conn *uc) { return static_cast<upconn *>(uc->upstream); }
+
+}  // namespace
+
+struct call {
+    // Back to a fresh state, keeping buffer capacity for the next request.
+    void reset() {
+        std::vector<uint8_t> t = std::move(tried);
+        std::vector<char> i = std::move(in);
+        std::vector<http::header_field> f = std::move(fields);
+        std::string h = std::move(head);
+        *this = call{};
+        t.clear();
+        i.clear();
+        h.clear();
+        tried = std::move(t);
+        in = std::move(i);
+        fields = std::move(f);
+        head = std::move(h);
+    }
+
+    exchange *ex = nullptr;
+    const upstream_rt *up = nullptr;
+    conn *uc = nullptr;
+    std::string head;                      // the serialised upstream request head
+    upstream::body_framing req_body;
+    bool idempotent = false;
+    bool retried = false;
+    bool req_done = false;                 // the whole request is queued for the upstream
+    bool client_paused = false;            // client body paused for upstream backpressure
+    bool upstream_paused = false;          // upstream reads paused for client backpressure
+    std::vector<uint8_t> tried;            // LB bitmap of servers tried for this request
+    upstream::client_identity id;          // who the client is (hash key, forwarding headers)
+    // Response side.
+    std::vector<char> in;                  // response head bytes until it is complete
+    uint32_t scan_from = 0;
+    bool head_done = false;
+    bool resp_done = false;
+    bool is_head = false;
+    http::response_body_kind kind = http::response_body_kind::none;
+    uint64_t left = 0;                     // length framing: bytes still expected
+    http::chunked_decoder chunked;
+    bool reusable = false;
+    std::vector<http::header_field> fields;
+};
+
+namespace {
+
+atlas_exchange_t *handle(exchange *ex) { return reinterpret_cast<atlas_exchange_t *>(ex); }
+
+bool client_usable(exchange *ex) { return ex && ex->c && !ex->c->closing && !ex->finished; }
+
+bool idempotent_method(std::string_view m) {
+    return m == "GET" || m == "HEAD" || m == "PUT" || m == "DELETE" || m == "OPTIONS" || m == "TRACE";
+}
+
+void detach(worker &w, call *k, bool keep);
+
+// The exchange cannot be served: answer `status` when nothing was sent yet, else cut
+// the client connection (the only way to tell it the body is incomplete).
+void fail(worker &w, call *k, unsigned status, const char *why) {
+    exchange *ex = k->ex;
+    conn *uc = k->uc;
+    if (uc) log::rate_limited_warn("upstream %s: %s", up_of(uc)->server->address.c_str(), why);
+    else log::rate_limited_warn("upstream: %s", why);
+    detach(w, k, false);
+    k->resp_done = true;
+    if (!client_usable(ex)) return;
+    if (!ex->head_sent) {
+        std::string_view reason = status == 504 ? "504 Gateway Timeout\n" : "502 Bad Gateway\n";
+        ex->resp_headers.clear();
+        session::respond(ex, status, "text/plain", reason);
+    } else {
+        w.hard_close(ex->c);
+    }
+}
+
+// Ends the call's use of its upstream connection: back to the pool when `keep` and the
+// connection is in a reusable state, else closed.
+void detach(worker &w, call *k, bool keep) {
+    conn *uc = k->uc;
+    if (!uc) return;
+    k->uc = nullptr;
+    upconn *u = up_of(uc);
+    u->owner = nullptr;
+    if (uc->read_paused) {
+        uc->read_paused = false;
+        w.mark_dirty(uc);
+    }
+    bool ok = keep && !uc->closing && !uc->peer_eof && !uc->output_pending() && !uc->connecting && !w.draining_;
+    if (ok) {
+        auto &idle = w.pools_.idle[u->server];
+        if (idle.size() < u->up->cfg->keepalive_idle_per_worker) {
+            u->idle_since = w.now_ms_;
+            u->reused = true;
+            idle.push_back(uc);
+            return;
+        }
+    }
+    w.hard_close(uc);
+}
+
+void maybe_finish(worker &w, call *k) {
+    if (k->resp_done && k->req_done) detach(w, k, k->reusable);
+}
+
+void unpause_upstream(void *user, int32_t) {
+    auto *k = static_cast<call *>(user);
+    if (!k->upstream_paused) return;
+    k->upstream_paused = false;
+    if (conn *uc = k->uc) {
+        uc->read_paused = false;
+        uc->w->mark_dirty(uc);
+    }
+}
+
+// Forwards response body bytes to the client, pausing the upstream when the client
+// falls behind.
+void write_client(worker &w, call *k, std::string_view data, bool end) {
+    exchange *ex = k->ex;
+    if (!client_usable(ex)) return;
+    atlas_iovec_t v{data.data(), data.size()};
+    bool pause = !end && ex->c->output_bytes() + data.size() > max_client_backlog && k->uc;
+    session::response_write(ex, &v, data.empty() ? 0 : 1, end ? ATLAS_WRITE_END : 0,
+                            pause ? unpause_upstream : nullptr, pause ? k : nullptr);
+    if (pause && !k->upstream_paused) {
+        k->upstream_paused = true;
+        conn *uc = k->uc;
+        uc->read_paused = true;
+        if (uc->recv_armed) w.ring_.cancel(event::make_user_data(uc, event::op::recv));
+    }
+}
+
+// Strips what must not travel from the upstream's response head to the client's.
+bool response_hop_by_hop(std::string_view name, const http::response_head &h) {
+    using response_headers::iequals;
+    static constexpr std::string_view fixed[] = {"Connection", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding",
+                                                 "Upgrade", "Content-Length", "Date", "Proxy-Connection"};
+    for (std::string_view f : fixed)
+        if (iequals(name, f)) return true;
+    if (name.size() >= 6 && iequals(name.substr(0, 6), "Proxy-")) return true;
+    // Fields the upstream named in Connection are for this hop only (RFC 9110 7.6.1).
+    for (uint32_t i = 0; i < h.header_count; ++i) {
+        if (!iequals(h.headers[i].name, "Connection")) continue;
+        std::string_view v = h.headers[i].value;
+        while (!v.empty()) {
+            size_t comma = v.find(',');
+            std::string_view item = v.substr(0, comma);
+            while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+            while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+            if (iequals(item, name)) return true;
+            if (comma == std::string_view::npos) break;
+            v.remove_prefix(comma + 1);
+        }
+    }
+    return false;
+}
+
+void body_bytes(worker &w, call *k, std::string_view data);
+
+void start_response(worker &w, call *k, const http::response_head &h) {
+    exchange *ex = k->ex;
+    k->head_done = true;
+    k->kind = http::framing(h, k->is_head, false);
+    k->reusable = http::connection_reusable(h, k->kind);
+    upconn *u = up_of(k->uc);
+    if (h.keep_alive_timeout_s > 0) {
+        uint64_t t = uint64_t(h.keep_alive_timeout_s) * 1000;
+        u->retire_at = w.now_ms_ + (t > keepalive_margin_ms ? t - keepalive_margin_ms : 0);
+    }
+    if (!client_usable(ex)) return;
+    for (uint32_t i = 0; i < h.header_count; ++i) {
+        const http::header_field &f = h.headers[i];
+        if (response_hop_by_hop(f.name, h)) continue;
+        ex->resp_headers.append(f.name).append(": ").append(f.value).append("\r\n");
+    }
+    int64_t length = -1;
+    switch (k->kind) {
+        case http::response_body_kind::length:
+            length = h.content_length;
+            k->left = uint64_t(h.content_length);
+            break;
+        case http::response_body_kind::none:
+            // HEAD: the upstream's Content-Length describes the representation; keep it.
+            length = k->is_head ? h.content_length : (h.status == 304 || h.status == 204 ? -1 : 0);
+            break;
+        default:
+            break;
+    }
+    session::response_start(ex, h.status, length);
+    if (k->kind == http::response_body_kind::none || (k->kind == http::response_body_kind::length && k->left == 0)) {
+        k->resp_done = true;
+        write_client(w, k, {}, true);
+    }
+}
+
+void body_bytes(worker &w, call *k, std::string_view data) {
+    switch (k->kind) {
+        case http::response_body_kind::length: {
+            size_t n = size_t(std::min<uint64_t>(data.size(), k->left));
+            k->left -= n;
+            if (n < data.size()) k->reusable = false;  // more than announced: not trusted again
+            if (k->left == 0) k->resp_done = true;
+            if (n || k->resp_done) write_client(w, k, data.substr(0, n), k->resp_done);
+            break;
+        }
+        case http::response_body_kind::chunked: {
+            size_t used = 0;
+            auto st = k->chunked.feed(data, used, [&](std::string_view piece) { write_client(w, k, piece, false); });
+            if (st == http::chunked_decoder::status::error) {
+                fail(w, k, 502, "bad chunked response body");
+                return;
+            }
+            if (st == http::chunked_decoder::status::done) {
+                if (used < data.size()) k->reusable = false;
+                k->resp_done = true;
+                write_client(w, k, {}, true);
+            }
+            break;
+        }
+        case http::response_body_kind::until_close:
+            if (!data.empty()) write_client(w, k, data, false);
+            break;
+        default:
+            if (!data.empty()) k->reusable = false;  // bytes where none belong
+            break;
+    }
+    maybe_finish(w, k);
+}
+
+// Keyed by the upstream connection, not the call: the call may be gone when the
+// connection's queue is dropped, the connection is not (it is freed after).
+void resume_client(void *user, int32_t) {
+    upconn *u = up_of(static_cast<conn *>(user));
+    call *k = u ? u->owner : nullptr;
+    if (!k || !k->client_paused) return;
+    k->client_paused = false;
+    if (client_usable(k->ex)) session::request_body_pause(k->ex, false);
+}
+
+// Queues bytes (copied) for the upstream; the client's body is paused while too much waits.
+void upstream_write(worker &w, call *k, std::string_view bytes) {
+    conn *uc = k->uc;
+    if (!uc || bytes.empty()) return;
+    atlas_iovec_t v{bytes.data(), bytes.size()};
+    bool pause = uc->out.bytes() + bytes.size() > max_upstream_backlog && !k->req_done;
+    if (uc->out.empty()) uc->last_send = w.now_ms_;
+    uc->out.append_iov(w.arena_pool_, &v, 1, false, pause ? resume_client : nullptr, pause ? uc : nullptr, nullptr);
+    w.mark_dirty(uc);
+    if (pause && !k->client_paused && client_usable(k->ex)) {
+        k->client_paused = true;
+        session::request_body_pause(k->ex, true);
+    }
+}
+
+conn *connect_to(worker &w, const upstream_rt *up, const upstream_server_rt *server) {
+    const net::address &a = server->addr;
+    int fd = socket(a.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return nullptr;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    conn *uc = w.new_conn(fd);
+    auto *u = new upconn;
+    u->up = up;
+    u->server = server;
+    u->started = w.now_ms_;
+    uc->upstream = u;
+    uc->connecting = true;
+    w.ring_.connect(uc->fd, uc->slot, a.sa(), a.length, event::make_user_data(uc, event::op::connect));
+    return uc;
+}
+
+// A pooled connection to `server` that is still fit for use, or nullptr.
+conn *take_idle(worker &w, const upstream_server_rt *server) {
+    auto it = w.pools_.idle.find(server);
+    if (it == w.pools_.idle.end()) return nullptr;
+    auto &idle = it->second;
+    while (!idle.empty()) {
+        conn *uc = idle.back();
+        idle.pop_back();
+        upconn *u = up_of(uc);
+        if (uc->closing || uc->peer_eof || w.now_ms_ >= u->retire_at) {
+            w.hard_close(uc);
+            continue;
+        }
+        return uc;
+    }
+    return nullptr;
+}
+
+// Picks a server and attaches a connection to it (pooled or new), then queues the
+// request head. false after answering the client.
+bool dispatch(worker &w, call *k, bool fresh_only) {
+    const upstream_rt *up = k->up;
+    int32_t index = -1;
+    if (up->lb && up->lb->lb && !up->servers.empty()) {
+        atlas_lb_context_t ctx{};
+        ctx.struct_size = sizeof ctx;
+        std::string_view client = k->id.client_text();
+        ctx.hash_key = {client.data(), client.size()};
+        ctx.tried = k->tried.data();
+        ctx.exchange = handle(k->ex);
+        index = up->lb->lb->pick(w.states_[up->lb->slot], &ctx);
+    }
+    if (index < 0 || size_t(index) >= up->servers.size()) {
+        fail(w, k, 502, "no usable server");
+        return false;
+    }
+    k->tried[size_t(index) / 8] |= uint8_t(1u << (index % 8));
+    const upstream_server_rt *server = &up->servers[size_t(index)];
+    conn *uc = fresh_only ? nullptr : take_idle(w, server);
+    if (!uc) uc = connect_to(w, up, server);
+    if (!uc) {
+        fail(w, k, 502, "cannot create a socket");
+        return false;
+    }
+    upconn *u = up_of(uc);
+    u->owner = k;
+    u->got_bytes = false;
+    u->started = u->last_recv = w.now_ms_;
+    u->retire_at = UINT64_MAX;
+    k->uc = uc;
+    upstream_write(w, k, k->head);
+    return true;
+}
+
+}  // namespace
+
+int32_t forward(exchange *ex, const atlas_proxy_options_t *opt) {
+    if (!client_usable(ex)) return ATLAS_ECLOSED;
+    if (ex->head_sent || ex->proxy || !opt || opt->struct_size < sizeof(atlas_proxy_options_t) || !opt->upstream)
+        return ATLAS_EINVAL;
+    worker &w = *ex->c->w;
+    const auto *up = reinterpret_cast<const upstream_rt *>(opt->upstream);
+    call *k;
+    if (w.pools_.spare_calls.empty()) {
+        k = new call;
+    } else {
+        k = w.pools_.spare_calls.back();
+        w.pools_.spare_calls.pop_back();
+    }
+    k->ex = ex;
+    k->up = up;
+    k->is_head = ex->head.is_head;
+    k->idempotent = idempotent_method(ex->head.method);
+    k->tried.assign((up->servers.size() + 7) / 8 + 1, 0);
+    if (k->fields.size() < max_response_headers + 1) k->fields.resize(max_response_headers + 1);
+    ex->proxy = k;
+
+    // Trusted proxies are not configurable yet: the client is the TCP peer.
+    static const upstream::cidr_set no_trusted;
+    std::span<const http::header_field> headers(ex->req_headers.data(), ex->req_headers.size());
+    upstream::resolve_client(std::string_view(w.peer_of(ex->c)), headers, no_trusted,
+                             upstream::client_source::none, k->id);
+    upstream::forward_options fo;
+    fo.strip_prefix = {opt->strip_prefix.ptr, opt->strip_prefix.len};
+    fo.host = {opt->host.ptr, opt->host.len};
+    fo.x_forwarded_for = opt->flags & ATLAS_PROXY_X_FORWARDED_FOR;
+    fo.x_forwarded_proto = opt->flags & ATLAS_PROXY_X_FORWARDED_PROTO;
+    fo.x_forwarded_host = opt->flags & ATLAS_PROXY_X_FORWARDED_HOST;
+    fo.forwarded = opt->flags & ATLAS_PROXY_FORWARDED;
+    k->req_body = upstream::framing_of(ex->head);
+    if (!upstream::write_request_head(ex->head, k->id, ex->c->has_transport, k->req_body, fo, k->head)) {
+        k->resp_done = k->req_done = true;
+        ex->resp_headers.clear();
+        session::respond(ex, 501, "text/plain", "501 Not Implemented\n");
+        return ATLAS_OK;
+    }
+    k->req_done = k->req_body.kind == upstream::body_kind::none;
+    dispatch(w, k, false);
+    return ATLAS_OK;
+}
+
+void on_client_body(worker &w, exchange *ex, std::string_view piece, bool last) {
+    call *k = ex->proxy;
+    if (!k || k->req_done) return;
+    if (k->req_body.kind == upstream::body_kind::chunked) {
+        if (!piece.empty()) {
+            char size_line[24];
+            int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size());
+            upstream_write(w, k, std::string_view(size_line, size_t(n)));
+            upstream_write(w, k, piece);
+            upstream_write(w, k, "\r\n");
+        }
+        if (last) upstream_write(w, k, "0\r\n\r\n");
+    } else {
+        upstream_write(w, k, piece);
+    }
+    if (last) {
+        k->req_done = true;
+        if (k->uc) up_of(k->uc)->last_recv = w.now_ms_;  // the read timeout starts now
+        maybe_finish(w, k);
+    }
+}
+
+void release(worker &w, exchange *ex) {
+    call *k = ex->proxy;
+    if (!k) return;
+    ex->proxy = nullptr;
+    k->ex = nullptr;
+    // A call that did not finish cleanly (client gone, error) never pools its connection.
+    detach(w, k, k->resp_done && k->req_done && k->reusable);
+    if (w.pools_.spare_calls.size() < 1024 && k->in.capacity() <= 65536 && k->head.capacity() <= 65536) {
+        k->reset();
+        w.pools_.spare_calls.push_back(k);
+    } else {
+        delete k;
+    }
+}
+
+pools::~pools() {
+    for (call *k : spare_calls) delete k;
+}
+
+void on_connected(worker &w, conn *uc, int32_t res) {
+    uc->connecting = false;
+    upconn *u = up_of(uc);
+    if (uc->closing) return;
+    call *k = u->owner;
+    if (res < 0) {
+        if (k) {
+            std::string why = std::string("connect failed: ") + std::strerror(-res);
+            fail(w, k, 502, why.c_str());
+        } else {
+            w.hard_close(uc);
+        }
+        return;
+    }
+    w.mark_dirty(uc);  // sends what is queued and arms the receive
+}
+
+void on_data(worker &w, conn *uc, const char *data, size_t len) {
+    upconn *u = up_of(uc);
+    call *k = u->owner;
+    if (!k) {  // an idle pooled connection has nothing to say
+        w.hard_close(uc);
+        return;
+    }
+    u->last_recv = w.now_ms_;
+    u->got_bytes = true;
+    if (k->head_done) {
+        body_bytes(w, k, {data, len});
+        return;
+    }
+    k->in.insert(k->in.end(), data, data + len);
+    for (;;) {
+        http::response_head h;
+        http::response_limits lim;
+        std::string_view input(k->in.data(), k->in.size());
+        auto r = http::parse_response_head(input, lim, h, k->fields.data(), uint32_t(k->fields.size()), k->scan_from);
+        if (r == http::parse_result::incomplete) return;
+        if (r == http::parse_result::error) {
+            fail(w, k, 502, h.error_reason ? h.error_reason : "bad response head");
+            return;
+        }
+        if (h.is_interim()) {  // 100 Continue, 103 Early Hints: the core already spoke for us
+            k->in.erase(k->in.begin(), k->in.begin() + h.head_length);
+            continue;
+        }
+        if (h.status == 101) {
+            fail(w, k, 502, "101 Switching Protocols without an upgrade request");
+            return;
+        }
+        start_response(w, k, h);
+        std::string rest(k->in.begin() + h.head_length, k->in.end());
+        k->in.clear();
+        k->in.shrink_to_fit();
+        if (!k->uc) return;  // start_response failed the call
+        if (!rest.empty() || k->resp_done) body_bytes(w, k, rest);
+        else maybe_finish(w, k);
+        return;
+    }
+}
+
+void on_eof(worker &w, conn *uc) {
+    upconn *u = up_of(uc);
+    call *k = u->owner;
+    if (!k) {
+        w.hard_close(uc);
+        return;
+    }
+    if (k->head_done && k->kind == http::response_body_kind::until_close && !k->resp_done) {
+        k->resp_done = true;
+        k->reusable = false;
+        write_client(w, k, {}, true);
+        maybe_finish(w, k);
+        if (k->uc) detach(w, k, false);
+        return;
+    }
+    if (k->resp_done) {
+        detach(w, k, false);
+        return;
+    }
+    // Closed before answering. A reused connection that died before any response byte
+    // raced the upstream's keep-alive close: an idempotent request without a body is
+    // sent again, once, on a fresh connection.
+    if (!u->got_bytes && u->reused && k->idempotent && !k->retried &&
+        k->req_body.kind == upstream::body_kind::none) {
+        k->retried = true;
+        const upstream_server_rt *server = u->server;
+        detach(w, k, false);
+        conn *fresh = connect_to(w, k->up, server);
+        if (!fresh) {
+            fail(w, k, 502, "cannot create a socket");
+            return;
+        }
+        upconn *f = up_of(fresh);
+        f->owner = k;
+        k->uc = fresh;
+        upstream_write(w, k, k->head);
+        return;
+    }
+    fail(w, k, 502, k->head_done ? "closed in the middle of the response body" : "closed before answering");
+}
+
+void on_closed(worker &w, conn *uc) {
+    upconn *u = up_of(uc);
+    if (!u) return;
+    if (call *k = u->owner) {
+        k->uc = nullptr;
+        u->owner = nullptr;
+        if (!k->resp_done) fail(w, k, 502, "connection lost");
+    }
+    auto it = w.pools_.idle.find(u->server);
+    if (it != w.pools_.idle.end()) std::erase(it->second, uc);
+    uc->upstream = nullptr;
+    delete u;
+}
+
+void check_timeouts(worker &w, conn *uc, uint64_t now) {
+    if (uc->closing) return;
+    upconn *u = up_of(uc);
+    const config::upstream &cfg = *u->up->cfg;
+    call *k = u->owner;
+    if (!k) {
+        if (now - u->idle_since > uint64_t(cfg.keepalive_idle_timeout.count()) || now >= u->retire_at)
+            w.hard_close(uc);
+        return;
+    }
+    if (uc->connecting) {
+        if (now - u->started > uint64_t(cfg.connect_timeout.count())) fail(w, k, 504, "connect timed out");
+        return;
+    }
+    if (uc->output_pending() && now - uc->last_send > uint64_t(cfg.write_timeout.count())) {
+        fail(w, k, 504, "send timed out");
+        return;
+    }
+    // The read timeout runs between two reads once the whole request is sent (as nginx's
+    // proxy_read_timeout): a long upload is covered by the write timeout instead.
+    if (!k->resp_done && k->req_done && !k->upstream_paused &&
+        now - u->last_recv > uint64_t(cfg.read_timeout.count()))
+        fail(w, k, 504, "response timed out");
+}
+
+void close_idle(worker &w) {
+    for (auto &[server, idle] : w.pools_.idle) {
+        std::vector<conn *> doomed;
+        doomed.swap(idle);
+        for (conn *uc : doomed) w.hard_close(uc);
+    }
+}
+
+}  // namespace atlas::chain::proxy

@@ -1,0 +1,55 @@
+// The HTTP/1.1 reverse proxy behind host->proxy_forward: one `call` per proxied
+// exchange, upstream connections as worker connections of their own kind, and a
+// per-worker keep-alive pool per upstream server. The request goes out re-serialised
+// from the parsed one (upstream/request_writer), the response head is parsed by the
+// strict http/response_parser, bodies stream both ways with bounded buffers.
+#pragma once
+
+#include <atlas/module.h>
+
+#include <cstdint>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace atlas::chain {
+
+class worker;
+struct conn;
+struct exchange;
+struct upstream_server_rt;
+
+namespace proxy {
+
+struct call;
+
+// Per worker: idle keep-alive connections per upstream server, and finished calls
+// kept for reuse (a proxied request allocates nothing once these are warm).
+struct pools {
+    std::unordered_map<const upstream_server_rt *, std::vector<conn *>> idle;
+    std::vector<call *> spare_calls;
+    pools() = default;
+    pools(const pools &) = delete;
+    pools &operator=(const pools &) = delete;
+    ~pools();
+};
+
+// host->proxy_forward.
+int32_t forward(exchange *ex, const atlas_proxy_options_t *opt);
+
+// From the HTTP session: a piece of the client's request body (decoded from chunked).
+void on_client_body(worker &w, exchange *ex, std::string_view piece, bool last);
+// The exchange is being destroyed (finished or aborted): let go of its upstream side.
+void release(worker &w, exchange *ex);
+
+// From the worker, for connections with conn::upstream set.
+void on_connected(worker &w, conn *uc, int32_t res);
+void on_data(worker &w, conn *uc, const char *data, size_t len);
+void on_eof(worker &w, conn *uc);
+void on_closed(worker &w, conn *uc);  // the connection is being freed
+void check_timeouts(worker &w, conn *uc, uint64_t now);
+// Drain: pooled idle connections would keep the worker alive.
+void close_idle(worker &w);
+
+}  // namespace proxy
+}  // namespace atlas::chain

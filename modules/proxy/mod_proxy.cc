@@ -1,0 +1,144 @@
+// mod_proxy: the reverse-proxy handler. It reads its table and hands each request to
+// the host's HTTP/1.1 proxy (host->proxy_forward), which owns connections, pools,
+// the codec and the streaming; this module decides where and how.
+//
+//   handler = { module = "proxy",
+//               upstream = "api",            # required: an [upstream.NAME] of the config
+//               strip_prefix = true,         # true: drop the route's path_prefix; a string:
+//                                            # drop that prefix; false / absent: keep the path
+//               host = "api.internal",       # Host sent upstream; absent: the client's
+//               x_forwarded_for = true,      # X-Forwarded-For (default on)
+//               x_forwarded_proto = true,    # X-Forwarded-Proto (default on)
+//               x_forwarded_host = true,     # X-Forwarded-Host (default on)
+//               forwarded = false }          # RFC 7239 Forwarded (default off)
+//
+// Errors name the key relative to this table (the host puts the table's place in front).
+#include <atlas/module.hpp>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+
+namespace {
+
+using atlas::module::slice;
+using atlas::module::view;
+using nlohmann::json;
+
+atlas::module::context ctx;
+
+struct config {
+    atlas_upstream_t *upstream = nullptr;
+    std::string upstream_name;
+    bool strip_route_prefix = false;
+    std::string strip_prefix;  // explicit prefix (when a string was given)
+    std::string host;
+    uint32_t flags = ATLAS_PROXY_X_FORWARDED_FOR | ATLAS_PROXY_X_FORWARDED_PROTO | ATLAS_PROXY_X_FORWARDED_HOST;
+};
+
+[[noreturn]] void bad(const std::string &key, const std::string &why) { throw std::runtime_error(key + ": " + why); }
+
+bool flag(const json &v, const std::string &key) {
+    if (!v.is_boolean()) bad(key, "must be true or false");
+    return v.get<bool>();
+}
+
+bool clean_text(const std::string &s) {
+    for (unsigned char c : s)
+        if (c <= 0x20 || c == 0x7f) return false;
+    return !s.empty();
+}
+
+config *parse(std::string_view text) {
+    json j = json::parse(text);
+    if (!j.is_object()) bad("proxy", "must be a table");
+    auto c = std::make_unique<config>();
+    for (auto &[k, v] : j.items()) {
+        if (k == "upstream") {
+            if (!v.is_string() || v.get<std::string>().empty()) bad(k, "must be the name of an [upstream.NAME] table");
+            c->upstream_name = v.get<std::string>();
+        } else if (k == "strip_prefix") {
+            if (v.is_boolean()) {
+                c->strip_route_prefix = v.get<bool>();
+            } else if (v.is_string()) {
+                c->strip_prefix = v.get<std::string>();
+                if (c->strip_prefix.empty() || c->strip_prefix[0] != '/' || !clean_text(c->strip_prefix))
+                    bad(k, "must be true, false or a path prefix like \"/api\"");
+            } else {
+                bad(k, "must be true, false or a path prefix like \"/api\"");
+            }
+        } else if (k == "host") {
+            if (!v.is_string() || !clean_text(v.get<std::string>()))
+                bad(k, "must be a host name (and optional port) to send as Host");
+            c->host = v.get<std::string>();
+        } else if (k == "x_forwarded_for" || k == "x_forwarded_proto" || k == "x_forwarded_host" ||
+                   k == "forwarded") {
+            uint32_t bit = k == "x_forwarded_for"     ? ATLAS_PROXY_X_FORWARDED_FOR
+                           : k == "x_forwarded_proto" ? ATLAS_PROXY_X_FORWARDED_PROTO
+                           : k == "x_forwarded_host"  ? ATLAS_PROXY_X_FORWARDED_HOST
+                                                      : ATLAS_PROXY_FORWARDED;
+            if (flag(v, k)) c->flags |= bit;
+            else c->flags &= ~bit;
+        } else {
+            bad(k, "unknown key (mod_proxy takes upstream, strip_prefix, host, x_forwarded_for, "
+                   "x_forwarded_proto, x_forwarded_host, forwarded)");
+        }
+    }
+    if (c->upstream_name.empty()) bad("upstream", "required (e.g. upstream = \"api\" with an [upstream.api] table)");
+    c->upstream = ctx.host->upstream_find(slice(c->upstream_name));
+    if (!c->upstream)
+        bad("upstream", "no upstream named \"" + c->upstream_name + "\" (declare [upstream." + c->upstream_name + "])");
+    return c.release();
+}
+
+void *config_create(atlas_slice_t json_text, atlas_slice_t, atlas_error_t *err) noexcept {
+    return atlas::module::guard_config(err, [&]() -> void * { return parse(view(json_text)); });
+}
+
+void config_destroy(void *c) noexcept { delete static_cast<config *>(c); }
+
+int32_t on_request(void *cfgp, void *, atlas_exchange_t *ex, void **) noexcept {
+    const auto *cfg = static_cast<const config *>(cfgp);
+    atlas_proxy_options_t opt{};
+    opt.struct_size = sizeof opt;
+    opt.upstream = cfg->upstream;
+    opt.flags = cfg->flags;
+    opt.host = slice(cfg->host);
+    opt.strip_prefix = slice(cfg->strip_prefix);
+    if (cfg->strip_route_prefix) {
+        atlas_request_info_t info{};
+        info.struct_size = sizeof info;
+        if (ctx.host->exchange_request_info(ex, &info) == ATLAS_OK) opt.strip_prefix = info.route_prefix;
+    }
+    return ctx.host->proxy_forward(ex, &opt);
+}
+
+// The host streams the body of a proxied request itself; a handler without this hook
+// would have its request bodies read and dropped before on_request.
+void on_request_body(void *, atlas_exchange_t *, atlas_slice_t, bool) noexcept {}
+
+const atlas_http_handler_t handler = {
+    sizeof(atlas_http_handler_t),
+    config_create,
+    config_destroy,
+    nullptr,  // worker_init
+    nullptr,  // worker_destroy
+    on_request,
+    on_request_body,
+    nullptr,  // on_abort: the host cancels the upstream side
+    nullptr,  // request_destroy: no per-request state
+};
+
+const atlas_module_t descriptor = {
+    ATLAS_MODULE_HEAD, "proxy", "0.1.0", "HTTP/1.1 reverse proxy to an upstream group",
+    &handler, nullptr, nullptr, nullptr, nullptr,
+};
+
+}  // namespace
+
+extern "C" ATLAS_EXPORT const atlas_module_t *atlas_module_entry(const atlas_host_api_t *host) {
+    ctx.host = host;
+    ctx.self = &descriptor;
+    return &descriptor;
+}
