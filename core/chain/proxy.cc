@@ -177,29 +177,12 @@ void write_client(worker &w, call *k, std::string_view data, bool end) {
     }
 }
 
-// Strips what must not travel from the upstream's response head to the client's.
-bool response_hop_by_hop(std::string_view name, const http::response_head &h) {
+// What must not travel from the upstream's response head to the client's: the
+// hop-by-hop fields (RFC 9110 7.6.1, those named in Connection included), and the
+// framing and Date the core states itself.
+bool response_hop_by_hop(std::string_view name, std::span<const std::string_view> connection) {
     using response_headers::iequals;
-    static constexpr std::string_view fixed[] = {"Connection", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding",
-                                                 "Upgrade", "Content-Length", "Date", "Proxy-Connection"};
-    for (std::string_view f : fixed)
-        if (iequals(name, f)) return true;
-    if (name.size() >= 6 && iequals(name.substr(0, 6), "Proxy-")) return true;
-    // Fields the upstream named in Connection are for this hop only (RFC 9110 7.6.1).
-    for (uint32_t i = 0; i < h.header_count; ++i) {
-        if (!iequals(h.headers[i].name, "Connection")) continue;
-        std::string_view v = h.headers[i].value;
-        while (!v.empty()) {
-            size_t comma = v.find(',');
-            std::string_view item = v.substr(0, comma);
-            while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-            while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-            if (iequals(item, name)) return true;
-            if (comma == std::string_view::npos) break;
-            v.remove_prefix(comma + 1);
-        }
-    }
-    return false;
+    return iequals(name, "Content-Length") || iequals(name, "Date") || upstream::is_hop_by_hop(name, connection);
 }
 
 void body_bytes(worker &w, call *k, std::string_view data);
@@ -215,9 +198,21 @@ void start_response(worker &w, call *k, const http::response_head &h) {
         u->retire_at = w.now_ms_ + (t > keepalive_margin_ms ? t - keepalive_margin_ms : 0);
     }
     if (!client_usable(ex)) return;
+    std::string_view connection[16];
+    size_t nconn = 0;
+    bool too_many = false;
+    for (uint32_t i = 0; i < h.header_count; ++i)
+        if (response_headers::iequals(h.headers[i].name, "Connection")) {
+            if (nconn < std::size(connection)) connection[nconn++] = h.headers[i].value;
+            else too_many = true;
+        }
+    if (too_many) {
+        fail(w, k, 502, "too many Connection fields");
+        return;
+    }
     for (uint32_t i = 0; i < h.header_count; ++i) {
         const http::header_field &f = h.headers[i];
-        if (response_hop_by_hop(f.name, h)) continue;
+        if (response_hop_by_hop(f.name, {connection, nconn})) continue;
         ex->resp_headers.append(f.name).append(": ").append(f.value).append("\r\n");
     }
     int64_t length = -1;
@@ -508,12 +503,13 @@ void on_data(worker &w, conn *uc, const char *data, size_t len) {
             return;
         }
         start_response(w, k, h);
-        std::string rest(k->in.begin() + h.head_length, k->in.end());
+        if (k->uc) {  // else start_response failed the call
+            // Body bytes that came with the head (body_bytes copies what it forwards).
+            std::string_view rest(k->in.data() + h.head_length, k->in.size() - h.head_length);
+            if (!rest.empty() || k->resp_done) body_bytes(w, k, rest);
+            else maybe_finish(w, k);
+        }
         k->in.clear();
-        k->in.shrink_to_fit();
-        if (!k->uc) return;  // start_response failed the call
-        if (!rest.empty() || k->resp_done) body_bytes(w, k, rest);
-        else maybe_finish(w, k);
         return;
     }
 }
