@@ -196,6 +196,14 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
             }
             lr.addresses.push_back(addr);
         }
+        for (size_t j = 0; j < l.trusted_proxies.size(); ++j) {
+            std::string err;
+            if (!lr.trusted.add(l.trusted_proxies[j], err))
+                errors.push_back(l.key + ".trusted_proxies[" + std::to_string(j) + "]: '" + l.trusted_proxies[j] +
+                                 "': " + err);
+        }
+        lr.client_from = l.client_address_from == "forwarded" ? upstream::client_source::forwarded
+                                                              : upstream::client_source::x_forwarded_for;
         if (l.transport) lr.transport = b.instantiate(*l.transport, kind::transport);
         if (!l.is_http) {
             if (l.stream) lr.stream = b.instantiate(*l.stream, kind::stream);

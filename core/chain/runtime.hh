@@ -10,6 +10,7 @@
 
 #include "config/model.hh"
 #include "http/request_parser.hh"
+#include "upstream/client_identity.hh"
 #include "module/loader.hh"
 #include "net/address.hh"
 
@@ -57,6 +58,8 @@ struct route_rt {
 
 struct listener_rt {
     const config::listener *cfg = nullptr;
+    upstream::cidr_set trusted;  // trusted_proxies
+    upstream::client_source client_from = upstream::client_source::x_forwarded_for;
     std::vector<net::address> addresses;
     std::vector<route_rt> routes;
     module_instance *transport = nullptr;

@@ -56,6 +56,10 @@ struct listener {
     std::vector<route> routes;               // http only, in declaration order
     http_limits limits;
     uint32_t max_connections = 0;            // 0 = unlimited (per worker share is computed)
+    // Peers whose forwarding header is believed (CIDR text, checked when the runtime is
+    // built), and which header names the client: "x-forwarded-for" or "forwarded".
+    std::vector<std::string> trusted_proxies;
+    std::string client_address_from = "x-forwarded-for";
     std::string key;                         // "listener.web"
 };
 

@@ -281,7 +281,8 @@ void read_listeners(checker &ck, const node &arr, snapshot &snap) {
             ck.fail(t, l.key, "duplicate listener name (first defined at " + it->second + ")");
 
         scope s(ck, t, l.key);
-        s.allow_only({"name", "listen", "chain", "max_connections", "limits", "route"});
+        s.allow_only({"name", "listen", "chain", "max_connections", "limits", "route", "trusted_proxies",
+                      "client_address_from"});
 
         const node *listen = s.get("listen");
         std::vector<std::pair<const node *, std::string>> addrs;
@@ -314,6 +315,17 @@ void read_listeners(checker &ck, const node &arr, snapshot &snap) {
         }
 
         if (auto n = s.integer("max_connections", 0, u32_max)) l.max_connections = static_cast<uint32_t>(*n);
+        if (const node *tp = s.array("trusted_proxies")) {
+            for (std::size_t j = 0; j < tp->items.size(); ++j)
+                if (auto v = ck.string(tp->items[j], index_key(s.key("trusted_proxies"), j)))
+                    l.trusted_proxies.push_back(*v);
+        }
+        if (auto from = s.string("client_address_from")) {
+            if (*from == "x-forwarded-for" || *from == "forwarded")
+                l.client_address_from = *from;
+            else
+                s.fail("client_address_from", "expected \"x-forwarded-for\" or \"forwarded\", got \"" + *from + "\"");
+        }
         if (const node *lim = s.table("limits")) read_limits(ck, *lim, s.key("limits"), l.limits);
         bool chain_ok = read_chain(ck, s.get("chain"), l);
 

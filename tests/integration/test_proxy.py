@@ -233,6 +233,55 @@ def vm_hwm_kib(pid):
     return 0
 
 
+class TrustedProxies(unittest.TestCase):
+    """listener.trusted_proxies: one client identity for the forwarding headers and the hash LB."""
+
+    def atlas(self, backends, listener_extra, lb='lb = "round_robin"'):
+        text = config([b.address for b in backends], extra_upstream=lb)
+        return Atlas(text.replace('name = "web"\n', 'name = "web"\n' + listener_extra + "\n", 1))
+
+    def test_trusted_peer_keeps_and_extends_the_chain(self):
+        with Backend() as b, self.atlas([b], 'trusted_proxies = ["127.0.0.0/8", "10.0.0.0/8"]') as a:
+            e = echo(request(a.port, path="/echo", headers={"X-Forwarded-For": "203.0.113.9, 10.1.2.3",
+                                                            "X-Forwarded-Proto": "https"}))
+            self.assertEqual(header(e, "X-Forwarded-For"), "203.0.113.9, 10.1.2.3, 127.0.0.1")
+            self.assertEqual(header(e, "X-Forwarded-Proto"), "https")  # kept from a trusted hop
+
+    def test_untrusted_peer_cannot_plant_headers(self):
+        with Backend() as b, self.atlas([b], 'trusted_proxies = ["10.0.0.0/8"]') as a:
+            e = echo(request(a.port, path="/echo", headers={"X-Forwarded-For": "203.0.113.9",
+                                                            "X-Forwarded-Proto": "https"}))
+            self.assertEqual(header(e, "X-Forwarded-For"), "127.0.0.1")
+            self.assertEqual(header(e, "X-Forwarded-Proto"), "http")
+
+    def test_hash_follows_the_client_behind_a_trusted_proxy(self):
+        with Backend("a") as a, Backend("b") as b, Backend("c") as c, \
+                self.atlas([a, b, c], 'trusted_proxies = ["127.0.0.1"]', lb='lb = "hash"') as at:
+            for client in ("198.51.100.%d" % i for i in range(1, 13)):
+                names = {request(at.port, path="/len/1", headers={"X-Forwarded-For": client}).header("X-Backend")
+                         for _ in range(3)}
+                self.assertEqual(len(names), 1, (client, names))
+            spread = {request(at.port, path="/len/1", headers={"X-Forwarded-For": "198.51.100.%d" % i})
+                      .header("X-Backend") for i in range(1, 40)}
+            self.assertGreater(len(spread), 1, "every client hashed to one server: the peer was used")
+
+    def test_forwarded_as_the_source(self):
+        with Backend() as b, self.atlas([b], 'trusted_proxies = ["127.0.0.1"]\nclient_address_from = "forwarded"',
+                                        lb='lb = "hash"') as a:
+            r = request(a.port, path="/echo", headers={"Forwarded": 'for="[2001:db8::7]:4711";proto=https'})
+            self.assertEqual(r.status, 200)
+
+    def test_bad_cidr_names_the_key(self):
+        rc, out, err = run_check(config(["127.0.0.1:9"]).replace(
+            'name = "web"\n', 'name = "web"\ntrusted_proxies = ["10.0.0.0/33"]\n', 1))
+        self.assertEqual(rc, 1, err)
+        self.assertIn("listener.web.trusted_proxies[0]", err)
+        rc, out, err = run_check(config(["127.0.0.1:9"]).replace(
+            'name = "web"\n', 'name = "web"\nclient_address_from = "x-real-ip"\n', 1))
+        self.assertEqual(rc, 1, err)
+        self.assertIn("listener.web.client_address_from", err)
+
+
 class BigBodies(unittest.TestCase):
     """1 GiB each way through the proxy, intact, with atlasd's peak RSS under 64 MiB."""
 
