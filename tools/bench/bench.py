@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Atlas side-by-side benchmark harness, run by `tools/dev bench` (DESIGN §6, issue 3).
+"""Atlas side-by-side benchmark harness, run by `tools/dev bench` (DESIGN §6, issues 3 and 4).
 
     tools/dev bench [static|proxy|tcp|tls|all] [--rounds N] [--duration S]
                     [--connections C] [--servers atlas,nginx,h2o,haproxy] [--quick]
@@ -12,6 +12,11 @@ error counts, the busy jiffies of CPU 1 and of both CPUs from /proc/stat (total 
 iowait) and the server processes' own utime+stime. It prints medians, Atlas/peer ratios and the peak RSS of
 each server holding 10,000 idle keep-alive connections, and writes everything, generated
 configs included, to build/bench/<case>-<timestamp>.json.
+
+The proxy case (issue 4) puts each server in front of one constant-response backend
+(build/tools/bench/atlas-bench-responder, 1 KiB bodies) pinned with wrk to CPU 0 and shared
+by all of them: keep-alive on both sides, 100 and 500 connections, each its own summary.
+The responder's CPU time (on CPU 0) is recorded per run as well.
 
 python3 stdlib only. Only processes this script started are ever signalled, by PID.
 """
@@ -51,9 +56,19 @@ NGINX_SENDFILE_ABOVE = 64 * 1024  # sendfile off for 1k and 64k, on for 1m
 IDLE_CONNS = 10000
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
-UNIMPLEMENTED = {"proxy": 4, "tcp": 7, "tls": 6}  # case -> the issue that brings it
+UNIMPLEMENTED = {"tcp": 7, "tls": 6}  # case -> the issue that brings it
 
 PR_SET_PDEATHSIG = 1
+
+PROXY_BODY = 1024  # bytes of every response of the responder
+PROXY_CONNECTIONS = [100, 500]  # wrk -c of the proxy case (unless --connections is given)
+PROXY_PATH = "bench"  # the responder answers any path; every proxy forwards /
+PROXY_TEMPLATES = {"atlas": os.path.join(HERE, "atlas-proxy.toml.in"),
+                   "nginx": os.path.join(PEERS, "nginx-proxy.conf.in"),
+                   "h2o": os.path.join(PEERS, "h2o-proxy.conf.in"),
+                   "haproxy": os.path.join(PEERS, "haproxy-proxy.cfg.in")}
+# Issue 4: median req/CPU1-s of Atlas at least these multiples of the peer's.
+PROXY_TARGETS = {"nginx": 1.5, "haproxy": 1.2}
 
 
 def log(msg=""):
@@ -195,6 +210,46 @@ def established_on(port):
     return len(peers)
 
 
+def socket_inodes(pids):
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                try:
+                    link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            pass
+    return inodes
+
+
+def tcp_to(port, pids):
+    """Client-side TCP sockets to 127.0.0.1:port: ESTABLISHED ones owned by `pids` (the
+    proxy's open upstream connections) and TIME_WAIT ones (connections closed by whichever
+    proxy in the last 60 s). From `ss` (a netlink dump: /proc/net/tcp is read in chunks and
+    misses entries when sockets come and go quickly); None where ss is missing."""
+    if shutil.which("ss") is None:
+        return {"established": None, "time_wait": None}
+    mine = socket_inodes(pids)
+    out = {}
+    for state, key in (("established", "established"), ("time-wait", "time_wait")):
+        try:
+            r = subprocess.run(["ss", "-Htne", "state", state, "dst", "127.0.0.1:%d" % port],
+                               capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return {"established": None, "time_wait": None}
+        lines = r.stdout.splitlines()
+        if key == "established":
+            out[key] = sum(1 for l in lines if re.search(r"\bino:(\d+)", l)
+                           and re.search(r"\bino:(\d+)", l).group(1) in mine)
+        else:
+            out[key] = len(lines)
+    return out
+
+
 # ------------------------------------------------------------------ small helpers
 
 
@@ -297,13 +352,21 @@ class Server:
         self.config_text = None
         self.known = {}  # pid -> starttime of every process seen in its tree
         self.notes = []
+        self.upstream_port = None  # set: configure as a reverse proxy to 127.0.0.1:this
+
+    def proxy_values(self):
+        return {"PORT": self.port, "UPSTREAM_PORT": self.upstream_port, "WORKDIR": self.workdir,
+                "SERVER_CPU": SERVER_CPU, "CPU_MASK": bin(1 << SERVER_CPU)[2:],
+                "NOFILE": self.h.server_nofile}
 
     # subclasses: write config under self.workdir; return argv (without the pinning prefix)
     def configure(self, files):
         raise NotImplementedError
 
-    def start(self, tag, files, check_name, check_body):
-        """Start for `files` [(name, size)]; ready when GET /check_name returns check_body."""
+    def start(self, tag, files, check_name, check_body, upstream_port=None):
+        """Start for `files` [(name, size)] (or as a reverse proxy to upstream_port);
+        ready when GET /check_name returns check_body."""
+        self.upstream_port = upstream_port
         self.workdir = os.path.join(self.h.tmp, "%s-%s" % (self.name, tag))
         os.makedirs(self.workdir)
         os.chmod(self.workdir, 0o755)
@@ -431,6 +494,10 @@ class Atlas(Server):
     name = "atlas"
 
     def configure(self, files):
+        if self.upstream_port:
+            values = dict(self.proxy_values(), SERVER_EXTRA=self.h.atlas_server_extra())
+            self.write("atlas.toml", fill_template(PROXY_TEMPLATES["atlas"], values))
+            return [self.h.atlas, "-c", self.workdir]
         values = {"PORT": self.port, "DOCROOT": self.h.docroot, "SERVER_CPU": SERVER_CPU,
                   "SERVER_EXTRA": self.h.atlas_server_extra()}
         self.write("atlas.toml", fill_template(os.path.join(HERE, "atlas.toml.in"), values))
@@ -441,6 +508,10 @@ class Nginx(Server):
     name = "nginx"
 
     def configure(self, files):
+        if self.upstream_port:
+            conf = self.write("nginx.conf", fill_template(PROXY_TEMPLATES["nginx"], self.proxy_values()))
+            return ["nginx", "-p", self.workdir, "-c", conf,
+                    "-e", os.path.join(self.workdir, "nginx-error.log")]
         big = max(size for _, size in files)
         values = {"PORT": self.port, "DOCROOT": self.h.docroot, "WORKDIR": self.workdir,
                   "SERVER_CPU": SERVER_CPU, "CPU_MASK": bin(1 << SERVER_CPU)[2:],
@@ -455,9 +526,12 @@ class H2o(Server):
     name = "h2o"
 
     def configure(self, files):
-        values = {"PORT": self.port, "DOCROOT": self.h.docroot, "WORKDIR": self.workdir,
-                  "SERVER_CPU": SERVER_CPU}
-        conf = self.write("h2o.conf", fill_template(os.path.join(PEERS, "h2o.conf.in"), values))
+        if self.upstream_port:
+            conf = self.write("h2o.conf", fill_template(PROXY_TEMPLATES["h2o"], self.proxy_values()))
+        else:
+            values = {"PORT": self.port, "DOCROOT": self.h.docroot, "WORKDIR": self.workdir,
+                      "SERVER_CPU": SERVER_CPU}
+            conf = self.write("h2o.conf", fill_template(os.path.join(PEERS, "h2o.conf.in"), values))
         # As root, h2o drops to `nobody` after binding: its error log must be writable.
         os.chmod(self.workdir, 0o777)
         return ["h2o", "-c", conf]
@@ -467,6 +541,9 @@ class Haproxy(Server):
     name = "haproxy"
 
     def configure(self, files):
+        if self.upstream_port:
+            conf = self.write("haproxy.cfg", fill_template(PROXY_TEMPLATES["haproxy"], self.proxy_values()))
+            return ["haproxy", "-f", conf, "-db"]
         rules = []
         for name, _ in files:
             rules.append("    http-request return status 200 content-type application/octet-stream"
@@ -489,6 +566,44 @@ class Haproxy(Server):
 
 
 SERVER_CLASSES = {"atlas": Atlas, "nginx": Nginx, "h2o": H2o, "haproxy": Haproxy}
+
+
+class Responder(Server):
+    """The proxy case's backend: atlas-bench-responder pinned to the client's CPU, one per
+    case run, shared by every proxy; stopped by PID like the servers."""
+
+    name = "responder"
+
+    def start(self, size):
+        self.workdir = os.path.join(self.h.tmp, "responder")
+        os.makedirs(self.workdir)
+        nofile = self.h.server_nofile
+        self.argv = ["prlimit", "--nofile=%d:%d" % (nofile, nofile), "--",
+                     "taskset", "-c", str(CLIENT_CPU), self.h.args.responder, "--port", "0", "--size", str(size)]
+        logpath = os.path.join(self.workdir, "responder.log")
+        out = open(logpath, "wb")
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=subprocess.STDOUT, cwd=self.workdir,
+                                     start_new_session=True, preexec_fn=set_pdeathsig)
+        out.close()
+        self.pid = self.proc.pid
+        self.h.running.append(self)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while self.port is None:
+            with open(logpath, errors="replace") as f:
+                m = re.search(r"^listening on 127\.0\.0\.1:(\d+)$", f.read(), re.M)
+            if m:
+                self.port = int(m.group(1))
+            elif self.proc.poll() is not None:
+                raise Failure(("responder exited with status %s while starting\n%s"
+                               % (self.proc.returncode, self.log_tail())).strip())
+            elif time.monotonic() > deadline:
+                raise Failure("responder printed no port after %.0fs\n%s" % (READY_TIMEOUT, self.log_tail()))
+            else:
+                time.sleep(0.02)
+        self.wait_ready(PROXY_PATH, b"x" * size)
+        self.known = {p: proc_stat(p)[3] for p in process_tree(self.pid)}
+        return proc_stat(self.pid)[0]
 
 # ------------------------------------------------------------------ wrk
 
@@ -526,6 +641,7 @@ class Harness:
         self.docroot = None
         self.running = []
         self.wrk_proc = None
+        self.responder = None  # the proxy case's backend, while it runs
         self._atlas_extra = None
         self.notes = []
         self.ksoftirqd = ksoftirqd_pid(SERVER_CPU)
@@ -592,15 +708,19 @@ class Harness:
         elif self.tmp:
             log("kept %s" % self.tmp)
 
-    def wrk(self, server, path, duration):
+    def wrk(self, server, path, duration, connections=None):
         """One wrk run against `server`; returns the run record (CPU figures included)."""
         url = "http://127.0.0.1:%d/%s" % (server.port, path)
-        cmd = ["taskset", "-c", str(CLIENT_CPU), "wrk", "-t1", "-c%d" % self.args.connections,
+        cmd = ["taskset", "-c", str(CLIENT_CPU), "wrk", "-t1", "-c%d" % (connections or self.args.connections),
                "-d%ds" % duration, "--latency", url]
         pids = server.serving_pids()
         c1a, c0a = cpu_line(SERVER_CPU), cpu_line(CLIENT_CPU)
         sa = cpu_ticks(pids)
         ka = cpu_ticks([self.ksoftirqd]) if self.ksoftirqd else 0
+        resp = self.responder
+        if resp:
+            ra = cpu_ticks([resp.pid])
+            marks, samples = [t for t in (0.25, 0.75)], []
         t0 = time.monotonic()
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.wrk_proc = p
@@ -613,8 +733,14 @@ class Harness:
                 p.kill()
                 pid, status, ru = os.wait4(p.pid, 0)
                 break
+            if resp and marks and time.monotonic() > t0 + duration * marks[0]:
+                # Upstream connections at 1/4 and 3/4 of the run (one read of /proc/net/tcp each).
+                samples.append(dict(tcp_to(resp.port, pids), at_s=round(time.monotonic() - t0, 2)))
+                marks.pop(0)
             time.sleep(0.02)
         t1 = time.monotonic()
+        if resp:
+            rb = cpu_ticks([resp.pid])
         sb = cpu_ticks(pids)
         kb = cpu_ticks([self.ksoftirqd]) if self.ksoftirqd else 0
         c1b, c0b = cpu_line(SERVER_CPU), cpu_line(CLIENT_CPU)
@@ -646,6 +772,23 @@ class Harness:
         # server's, wherever the kernel did its work.
         both = r["cpu0_busy_s"] + r["cpu1_busy_s"]
         r["req_per_both_cpu_s"] = n / both if n and both > 0 else None
+        if resp:
+            # The backend shares CPU 0 with wrk: its time is counted in cpu0_busy_s (so in
+            # req/2CPU-s) and never in the proxy's figures.
+            r["responder_cpu_s"] = (rb - ra) / CLK_TCK
+            r["responder_cpu_share"] = r["responder_cpu_s"] / r["elapsed_s"] if r["elapsed_s"] else None
+            r["cpu0_busy_share"] = r["cpu0_busy_s"] / r["elapsed_s"] if r["elapsed_s"] else None
+            # The proxy's open upstream connections in mid-run, and how many were closed
+            # between the two samples (new TIME_WAIT sockets; the other proxies are idle,
+            # though their idle pools may time out): 0 = no reconnecting in steady state.
+            r["upstream_tcp"] = {"samples": samples}
+            if len(samples) == 2:
+                r["upstream_tcp"]["established"] = samples[1]["established"]
+                tw0, tw1 = samples[0]["time_wait"], samples[1]["time_wait"]
+                r["upstream_tcp"]["closed_between"] = None if tw0 is None else max(0, tw1 - tw0)
+                dt = samples[1]["at_s"] - samples[0]["at_s"]
+                r["upstream_tcp"]["closed_per_s"] = (None if tw0 is None or dt <= 0
+                                                     else r["upstream_tcp"]["closed_between"] / dt)
         # CPU 1 time charged neither to the server nor to ksoftirqd/1, nor stolen by the
         # hypervisor: other tasks (and softirq run while idle). Big values = contaminated.
         other = d1["busy"] / CLK_TCK - r["server_cpu_s"] - r["ksoftirqd1_cpu_s"] - d1["steal"] / CLK_TCK
@@ -659,6 +802,10 @@ class Harness:
                 r["non2xx"], ", ".join("%s %d" % kv for kv in r["socket_errors"].items() if kv[1])))
         if r["wrk_cpu_share"] is not None and r["wrk_cpu_share"] > 0.95:
             flags.append("wrk at %.0f%% of CPU %d: client-bound" % (100 * r["wrk_cpu_share"], CLIENT_CPU))
+        elif resp and r["cpu0_busy_share"] is not None and r["cpu0_busy_share"] > 0.95:
+            flags.append("CPU %d %.0f%% busy (wrk %.0f%%, responder %.0f%%): client-bound" % (
+                CLIENT_CPU, 100 * r["cpu0_busy_share"], 100 * (r["wrk_cpu_share"] or 0),
+                100 * (r["responder_cpu_share"] or 0)))
         if r["cpu1_busy_s"] < 0.90 * r["elapsed_s"] and r["cpu1_busy_s"] > 0:
             flags.append("CPU %d busy only %.0f%%" % (SERVER_CPU, 100 * r["cpu1_busy_s"] / r["elapsed_s"]))
         if r["cpu1_other_share"] is not None and r["cpu1_other_share"] > 0.10:
@@ -843,7 +990,79 @@ def idle_test(h, name, n):
     return rec
 
 
-# ------------------------------------------------------------------ the static case
+# ------------------------------------------------------------------ the cases
+
+
+def start_servers(h, servers, key, rec, results, start):
+    """Starts each server with start(server) and logs how it runs; {name: Server}."""
+    started = {}
+    for name in servers:
+        s = SERVER_CLASSES[name](h)
+        try:
+            comm = start(s)
+        except Failure as e:
+            log("  %-8s FAILED TO START: %s" % (name, e))
+            results["failures"].append("%s %s: %s" % (key, name, e))
+            rec["servers"][name] = {"error": str(e), "argv": s.argv, "config": s.config_text}
+            s.stop()
+            continue
+        placement = s.placement()
+        pinned = all(a == str(SERVER_CPU) for ts in placement.values() for _, _, a in ts)
+        rec["servers"][name] = {
+            "argv": s.argv, "config": s.config_text, "port": s.port, "comm": comm,
+            "serving_pids": s.serving_pids(), "helper_pids": s.helper_pids(),
+            "threads": {str(p): ts for p, ts in placement.items()}, "pinned": pinned,
+            "response_head_bytes": s.head_bytes, "notes": s.notes}
+        started[name] = s
+        desc = "; ".join("pid %d: %s" % (p, ", ".join("%s/%d cpus %s" % (c, t, a) for t, c, a in ts))
+                         for p, ts in placement.items())
+        log("  %-8s port %d, head %d bytes, %s%s" % (
+            name, s.port, s.head_bytes, desc, "" if pinned else "  <-- NOT PINNED TO CPU %d" % SERVER_CPU))
+        log("           $ %s" % shlex.join(s.argv))
+        for note in s.notes:
+            log("           note: %s" % note)
+    return started
+
+
+def run_rounds(h, args, started, key, rec, results, path, connections=None):
+    """The interleaved rounds: round r runs the servers in an order rotated by r."""
+    order = [n for n in started]
+    for r in range(args.rounds):
+        k = r % len(order) if order else 0
+        for name in order[k:] + order[:k]:
+            s = started[name]
+            if not s.alive():
+                msg = "%s %s: exited (status %s) before round %d\n%s" % (
+                    key, name, s.proc.returncode, r + 1, s.log_tail())
+                log("  " + msg)
+                results["failures"].append(msg)
+                order.remove(name)  # stays in `started`: stop() reaps it and its children
+                continue
+            if args.warmup > 0:
+                h.wrk(s, path, args.warmup, connections)
+            run = h.wrk(s, path, args.duration, connections)
+            run.update(server=name, round=r + 1)
+            rec["runs"].append(run)
+            extra = ""
+            if "responder_cpu_share" in run:
+                extra = "  resp %3.0f%%" % (100 * (run["responder_cpu_share"] or 0))
+                up = run["upstream_tcp"]
+                if up.get("closed_per_s") is not None:
+                    extra += "  upstream %d open, %s closed/s" % (up["established"], fmt_int(up["closed_per_s"]))
+            log("  [%s r%d/%d] %-8s %10s req/s  p99 %8s  %10s req/CPU1-s  %10s req/srv-CPU-s"
+                "  %10s req/2CPU-s  wrk %3.0f%%%s%s" % (
+                key, r + 1, args.rounds, name, fmt_int(run["rps"]),
+                fmt_ms(run["latency_ms"].get("99")), fmt_int(run["req_per_cpu1_s"]),
+                fmt_int(run["req_per_server_cpu_s"]), fmt_int(run["req_per_both_cpu_s"]),
+                100 * (run["wrk_cpu_share"] or 0), extra,
+                ("  FLAGS: " + "; ".join(run["flags"])) if run["flags"] else ""))
+
+
+def stop_servers(started, rec):
+    for s in list(started.values()):
+        s.stop()
+        if s.notes and s.name in rec["servers"]:
+            rec["servers"][s.name]["notes"] = s.notes
 
 
 def static_case(h, args, servers, sizes):
@@ -857,66 +1076,68 @@ def static_case(h, args, servers, sizes):
         size_rec = {"file": fname, "bytes": fsize, "servers": {}, "runs": []}
         results["sizes"][key] = size_rec
         try:
-            for name in servers:
-                s = SERVER_CLASSES[name](h)
-                try:
-                    comm = s.start(key, [(fname, fsize)], fname, h.content[fname])
-                except Failure as e:
-                    log("  %-8s FAILED TO START: %s" % (name, e))
-                    results["failures"].append("%s %s: %s" % (key, name, e))
-                    size_rec["servers"][name] = {"error": str(e), "argv": s.argv, "config": s.config_text}
-                    s.stop()
-                    continue
-                placement = s.placement()
-                pinned = all(a == str(SERVER_CPU) for ts in placement.values() for _, _, a in ts)
-                size_rec["servers"][name] = {
-                    "argv": s.argv, "config": s.config_text, "port": s.port, "comm": comm,
-                    "serving_pids": s.serving_pids(), "helper_pids": s.helper_pids(),
-                    "threads": {str(p): ts for p, ts in placement.items()}, "pinned": pinned,
-                    "response_head_bytes": s.head_bytes, "notes": s.notes}
-                started[name] = s
-                desc = "; ".join("pid %d: %s" % (p, ", ".join("%s/%d cpus %s" % (c, t, a) for t, c, a in ts))
-                                 for p, ts in placement.items())
-                log("  %-8s port %d, head %d bytes, %s%s" % (
-                    name, s.port, s.head_bytes, desc, "" if pinned else "  <-- NOT PINNED TO CPU %d" % SERVER_CPU))
-                log("           $ %s" % shlex.join(s.argv))
-                for note in s.notes:
-                    log("           note: %s" % note)
-            order = [n for n in servers if n in started]
-            for r in range(args.rounds):
-                k = r % len(order) if order else 0
-                for name in order[k:] + order[:k]:
-                    s = started[name]
-                    if not s.alive():
-                        msg = "%s %s: exited (status %s) before round %d\n%s" % (
-                            key, name, s.proc.returncode, r + 1, s.log_tail())
-                        log("  " + msg)
-                        results["failures"].append(msg)
-                        order.remove(name)  # stays in `started`: stop() reaps it and its children
-                        continue
-                    if args.warmup > 0:
-                        h.wrk(s, fname, args.warmup)
-                    run = h.wrk(s, fname, args.duration)
-                    run.update(server=name, round=r + 1)
-                    size_rec["runs"].append(run)
-                    log("  [%s r%d/%d] %-8s %10s req/s  p99 %8s  %10s req/CPU1-s  %10s req/srv-CPU-s"
-                        "  %10s req/2CPU-s  wrk %3.0f%%%s" % (
-                        key, r + 1, args.rounds, name, fmt_int(run["rps"]),
-                        fmt_ms(run["latency_ms"].get("99")), fmt_int(run["req_per_cpu1_s"]),
-                        fmt_int(run["req_per_server_cpu_s"]), fmt_int(run["req_per_both_cpu_s"]),
-                        100 * (run["wrk_cpu_share"] or 0),
-                        ("  FLAGS: " + "; ".join(run["flags"])) if run["flags"] else ""))
+            started = start_servers(h, servers, key, size_rec, results,
+                                    lambda s: s.start(key, [(fname, fsize)], fname, h.content[fname]))
+            run_rounds(h, args, started, key, size_rec, results, fname)
         finally:
-            for s in list(started.values()):
-                s.stop()
-                if s.notes and s.name in size_rec["servers"]:
-                    size_rec["servers"][s.name]["notes"] = s.notes
+            stop_servers(started, size_rec)
         size_rec["summary"] = summarize(size_rec, servers)
         print_summary(size_rec, servers, args)
     return results
 
 
+def proxy_case(h, args, servers, conn_list):
+    """Each server as a keep-alive reverse proxy in front of one shared responder."""
+    results = {"body_bytes": PROXY_BODY, "connections": {}, "failures": []}
+    resp = Responder(h)
+    try:
+        resp.start(PROXY_BODY)
+        h.responder = resp
+        results["responder"] = {"argv": resp.argv, "port": resp.port, "pid": resp.pid,
+                                "response_head_bytes": resp.head_bytes,
+                                "threads": thread_placement(resp.pid)}
+        log("")
+        log("  %-8s port %d, %d-byte bodies, pid %d cpus %s" % (
+            "responder", resp.port, PROXY_BODY, resp.pid,
+            ",".join(sorted(set(a for _, _, a in thread_placement(resp.pid))))))
+        log("           $ %s" % shlex.join(resp.argv))
+        cpu0 = cpu_ticks([resp.pid])
+        for conns in conn_list:
+            key = "c%d" % conns
+            log("")
+            log("== proxy %d-byte responses, %d connections: %d round(s) x %ds, warm-up %ds ==" % (
+                PROXY_BODY, conns, args.rounds, args.duration, args.warmup))
+            started = {}
+            rec = {"connections": conns, "body_bytes": PROXY_BODY, "servers": {}, "runs": []}
+            results["connections"][str(conns)] = rec
+            try:
+                started = start_servers(
+                    h, servers, key, rec, results,
+                    lambda s: s.start(key, [], PROXY_PATH, b"x" * PROXY_BODY, upstream_port=resp.port))
+                run_rounds(h, args, started, key, rec, results, PROXY_PATH, conns)
+            finally:
+                stop_servers(started, rec)
+            rec["summary"] = summarize(rec, servers)
+            print_summary(rec, servers, args,
+                          title="proxy %s, %d connections" % (fmt_bytes(PROXY_BODY), conns),
+                          connections=conns, metrics=PROXY_METRICS, targets=PROXY_TARGETS)
+        if not resp.alive():
+            raise Failure("the responder exited (status %s)\n%s" % (resp.proc.returncode, resp.log_tail()))
+        results["responder"]["cpu_s"] = (cpu_ticks([resp.pid]) - cpu0) / CLK_TCK
+    finally:
+        h.responder = None
+        resp.stop()
+    return results
+
+
+def fmt_bytes(n):
+    return "%d KiB" % (n // 1024) if n % 1024 == 0 and n < 1 << 20 else "%d bytes" % n
+
+
 METRICS = ("rps", "req_per_cpu1_s", "req_per_server_cpu_s", "req_per_both_cpu_s")
+PROXY_METRICS = ("req_per_cpu1_s", "rps", "req_per_server_cpu_s", "req_per_both_cpu_s")  # headline first
+METRIC_LABELS = {"rps": "req/s", "req_per_cpu1_s": "req/CPU1-s", "req_per_server_cpu_s": "req/srv-CPU-s",
+                 "req_per_both_cpu_s": "req/2CPU-s"}
 
 
 def summarize(size_rec, servers):
@@ -940,6 +1161,13 @@ def summarize(size_rec, servers):
             "flagged_runs": sum(1 for r in runs if r["flags"]),
             "error_runs": sum(1 for r in runs if r["non2xx"] or sum(r["socket_errors"].values())),
         }
+        if all("responder_cpu_share" in r for r in runs):  # the proxy case
+            summ["servers"][n]["responder_cpu_share"] = median([r["responder_cpu_share"] for r in runs])
+            summ["servers"][n]["cpu0_busy_share"] = median([r["cpu0_busy_share"] for r in runs])
+            summ["servers"][n]["upstream_established"] = median(
+                [r["upstream_tcp"].get("established") for r in runs])
+            summ["servers"][n]["upstream_closed_per_s"] = median(
+                [r["upstream_tcp"].get("closed_per_s") for r in runs])
     a = summ["servers"].get("atlas")
     if a:
         for n in servers:
@@ -960,32 +1188,60 @@ def summarize(size_rec, servers):
     return summ
 
 
-def print_summary(size_rec, servers, args):
+def print_summary(size_rec, servers, args, title=None, connections=None, metrics=METRICS, targets=None):
+    """The medians table and the Atlas/peer ratios. Default: the static case's; the proxy
+    case passes its title, the ratio columns in its order and the issue's targets, and its
+    rows get the responder's share of CPU 0."""
     summ = size_rec["summary"]
+    proxy = title is not None
     log("")
-    log("static %s: medians of %d round(s) x %ds, %d connections (wrk -t1 on CPU %d, server on CPU %d)" % (
-        size_rec["file"], args.rounds, args.duration, args.connections, CLIENT_CPU, SERVER_CPU))
-    log("  %-8s %11s %8s %9s %13s %13s %13s %6s %6s  %s" % (
+    if not proxy:
+        log("static %s: medians of %d round(s) x %ds, %d connections (wrk -t1 on CPU %d, server on CPU %d)" % (
+            size_rec["file"], args.rounds, args.duration, args.connections, CLIENT_CPU, SERVER_CPU))
+    else:
+        log("%s: medians of %d round(s) x %ds (wrk -t1 and the responder on CPU %d, proxy on CPU %d)" % (
+            title, args.rounds, args.duration, CLIENT_CPU, SERVER_CPU))
+    log("  %-8s %11s %8s %9s %13s %13s %13s %6s %6s%s  %s" % (
         "server", "req/s", "spread", "p99", "req/CPU1-s", "req/srv-CPU-s", "req/2CPU-s", "CPU1", "wrk",
-        "flagged runs"))
+        " %6s %6s" % ("resp", "CPU0") if proxy else "", "flagged runs"))
     for n in servers:
         s = summ["servers"].get(n)
         if not s:
             log("  %-8s %11s" % (n, "no data"))
             continue
-        log("  %-8s %11s %7.1f%% %9s %13s %13s %13s %5.0f%% %5.0f%%  %d/%d%s" % (
+        cpu0 = ""
+        if proxy:
+            cpu0 = " %5.0f%% %5.0f%%" % (100 * (s.get("responder_cpu_share") or 0), 100 * (s.get("cpu0_busy_share") or 0))
+        log("  %-8s %11s %7.1f%% %9s %13s %13s %13s %5.0f%% %5.0f%%%s  %d/%d%s" % (
             n, fmt_int(s["rps"]), 100 * (s["spread"] or 0), fmt_ms(s["p99_ms"]), fmt_int(s["req_per_cpu1_s"]),
             fmt_int(s["req_per_server_cpu_s"]), fmt_int(s["req_per_both_cpu_s"]), 100 * (s["cpu1_busy_share"] or 0),
-            100 * (s["wrk_cpu_share"] or 0), s["flagged_runs"], s["rounds"],
+            100 * (s["wrk_cpu_share"] or 0), cpu0, s["flagged_runs"], s["rounds"],
             (" (%d with errors)" % s["error_runs"]) if s["error_runs"] else ""))
     if summ["ratios"]:
-        log("  %-14s %21s %21s %21s %21s" % ("", "req/s", "req/CPU1-s", "req/srv-CPU-s", "req/2CPU-s"))
-        log("  %-14s %s" % ("", " ".join(["%21s" % "medians | rounds"] * len(METRICS))))
+        log("  %-14s %s" % ("", " ".join("%21s" % METRIC_LABELS[m] for m in metrics)))
+        log("  %-14s %s" % ("", " ".join(["%21s" % "medians | rounds"] * len(metrics))))
         for n, r in summ["ratios"].items():
             cells = ["%8s | %-10s" % (fmt_ratio(r[m + "_of_medians"]), fmt_ratio(r[m + "_median_of_rounds"]))
-                     for m in METRICS]
+                     for m in metrics]
             log("  %-14s %s" % ("atlas/" + n, " ".join(cells)))
         log("  (medians = ratio of the medians; rounds = median of the per-round ratios)")
+    if proxy:
+        log("  (resp = the responder's share of CPU %d, CPU0 = CPU %d busy; both are the client side)" % (
+            CLIENT_CPU, CLIENT_CPU))
+        ups = ["%s %s open, %s closed/s" % (n, fmt_int(s.get("upstream_established")),
+                                            fmt_int(s.get("upstream_closed_per_s")))
+               for n, s in summ["servers"].items()]
+        if ups:
+            log("  upstream connections in mid-run (medians): " + "; ".join(ups))
+    if targets and summ["ratios"]:
+        parts = []
+        for n, want in targets.items():
+            got = summ["ratios"].get(n, {}).get("req_per_cpu1_s_of_medians")
+            if n in summ["ratios"]:
+                parts.append("atlas/%s %s (target %.1f: %s)" % (
+                    n, fmt_ratio(got), want, "-" if got is None else ("met" if got >= want else "NOT met")))
+        if parts:
+            log("  headline req/CPU1-s, ratio of medians: " + ", ".join(parts))
 
 
 def print_idle(idle, n):
@@ -1020,12 +1276,14 @@ def print_idle(idle, n):
 # ------------------------------------------------------------------ main
 
 
-def preflight(h, args, servers):
+def preflight(h, args, servers, case="static"):
     for tool in ["wrk", "taskset", "prlimit"] + [n for n in servers if n != "atlas"]:
         if shutil.which(tool) is None:
             raise Failure("%s is not installed (tools/dev bench installs nginx, haproxy, h2o and wrk)" % tool)
     if "atlas" in servers and not os.access(h.atlas, os.X_OK):
         raise Failure("%s is missing: build it first (tools/dev bench does)" % h.atlas)
+    if case == "proxy" and not os.access(args.responder, os.X_OK):
+        raise Failure("%s is missing: build it first (tools/dev bench does)" % args.responder)
     cpus = os.sched_getaffinity(0)
     if not {SERVER_CPU, CLIENT_CPU} <= cpus:
         raise Failure("needs CPUs %d and %d, this process may use %s" % (CLIENT_CPU, SERVER_CPU, sorted(cpus)))
@@ -1061,7 +1319,8 @@ def parse_args(argv):
     ap.add_argument("case", nargs="?", default="all", choices=["static", "proxy", "tcp", "tls", "all"])
     ap.add_argument("--rounds", type=int, help="interleaved rounds (default 5; --quick: 1)")
     ap.add_argument("--duration", type=int, help="seconds per measured run (default 10; --quick: 3)")
-    ap.add_argument("--connections", type=int, default=100, help="wrk -c (default 100)")
+    ap.add_argument("--connections", type=int,
+                    help="wrk -c (default: static 100; proxy 100 and 500, each its own summary)")
     ap.add_argument("--warmup", type=int, default=2, help="seconds of wrk before each measured run (default 2)")
     ap.add_argument("--servers", default=",".join(ALL_SERVERS), help="comma list (default %(default)s)")
     ap.add_argument("--sizes", default="1k,64k,1m", help="static file sizes (default %(default)s)")
@@ -1070,6 +1329,8 @@ def parse_args(argv):
                     help="idle keep-alive connections for the memory test (default %(default)s)")
     ap.add_argument("--no-idle", action="store_true", help="skip the idle-connection memory test")
     ap.add_argument("--atlas", default=os.path.join(ROOT, "build", "core", "atlasd"), help="atlasd binary")
+    ap.add_argument("--responder", default=os.path.join(ROOT, "build", "tools", "bench", "atlas-bench-responder"),
+                    help="the proxy case's backend")
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench"), help="where the JSON goes")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
     args = ap.parse_args(argv)
@@ -1077,6 +1338,9 @@ def parse_args(argv):
         args.rounds = 1 if args.quick else 5
     if args.duration is None:
         args.duration = 3 if args.quick else 10
+    args.proxy_connections = PROXY_CONNECTIONS if args.connections is None else [args.connections]
+    if args.connections is None:
+        args.connections = 100
     if args.rounds < 1 or args.duration < 1 or args.connections < 1 or args.warmup < 0:
         ap.error("--rounds, --duration and --connections must be >= 1, --warmup >= 0")
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
@@ -1098,17 +1362,35 @@ def main(argv):
     for c in cases:
         if c in UNIMPLEMENTED:
             log("%s: not implemented yet (issue %d): skipped" % (c, UNIMPLEMENTED[c]))
-    if "static" not in cases:
+    cases = [c for c in cases if c not in UNIMPLEMENTED]
+    if not cases:
         return 2
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
-    h = Harness(args)
-    servers = args.server_list
     # tools/dev says how it was called; run directly, the script names itself.
     command = " ".join([os.environ.get("ATLAS_BENCH_COMMAND", "python3 tools/bench/bench.py"), shlex.join(argv)])
+    rc = 0
+    try:
+        for i, case in enumerate(cases):
+            if i:
+                log("")
+            r = run_case(case, args, command)
+            if r == 130:
+                return r
+            rc = max(rc, r)
+    except (KeyboardInterrupt, Stop) as e:  # between two cases: nothing is running
+        log("interrupted (%s)" % (str(e) or "Ctrl-C"))
+        return 130
+    return rc
+
+
+def run_case(case, args, command):
+    """One case (static or proxy): its own temp dir and servers, its own JSON."""
+    h = Harness(args)
+    servers = args.server_list
     started_at = datetime.datetime.now()
-    record = {"case": "static", "command": command, "argv": sys.argv,
+    record = {"case": case, "command": command, "argv": sys.argv,
               "started": started_at.isoformat(timespec="seconds"),
               "method": {"rounds": args.rounds, "duration_s": args.duration, "warmup_s": args.warmup,
                          "connections": args.connections, "servers": servers, "sizes": args.size_list,
@@ -1118,10 +1400,27 @@ def main(argv):
                          "cpu1_busy": "total - idle - iowait jiffies of /proc/stat cpu%d around each run" % SERVER_CPU,
                          "server_cpu_time": "utime+stime of the serving processes (/proc/PID/stat) around each run",
                          "seed": SEED, "nofile": h.nofile}}
+    if case == "proxy":
+        m = record["method"]
+        del m["sizes"], m["seed"]
+        m["connections"] = args.proxy_connections
+        m["body_bytes"] = PROXY_BODY
+        m["wrk"] = "taskset -c %d wrk -t1 -cC -d%ds --latency http://127.0.0.1:PROXY/%s" % (
+            CLIENT_CPU, args.duration, PROXY_PATH)
+        m["responder"] = ("prlimit --nofile=N:N -- taskset -c %d %s --port 0 --size %d: one per case run, "
+                          "shared by every proxy" % (CLIENT_CPU, os.path.relpath(args.responder, ROOT)
+                                                     if args.responder.startswith(ROOT + "/") else args.responder,
+                                                     PROXY_BODY))
+        m["responder_cpu_time"] = ("utime+stime of the responder (/proc/PID/stat) around each run, on CPU %d "
+                                   "with wrk: in cpu0_busy_s, never in the proxy's figures" % CLIENT_CPU)
+        m["upstream_tcp"] = ("`ss -tne` at 1/4 and 3/4 of each run: ESTABLISHED sockets to the responder "
+                             "owned by the proxy, and new TIME_WAIT ones between the two samples (= upstream "
+                             "connections the proxy closed, so reconnects)")
+        m["targets"] = {"req_per_cpu1_s_of_medians": PROXY_TARGETS}
     rc = 0
     try:
         log("command: %s" % command)
-        record["preflight_load"] = preflight(h, args, servers)
+        record["preflight_load"] = preflight(h, args, servers, case)
         record["versions"] = versions(servers, h.atlas)
         for k in ["kernel", "cpu", "wrk"] + servers:
             log("  %-8s %s" % (k, record["versions"][k]))
@@ -1136,9 +1435,12 @@ def main(argv):
             h.atlas_server_extra()
         for note in h.notes:
             log("  note: %s" % note)
-        res = static_case(h, args, servers, args.size_list)
+        if case == "proxy":
+            res = proxy_case(h, args, servers, args.proxy_connections)
+        else:
+            res = static_case(h, args, servers, args.size_list)
         record.update(res)
-        if not args.no_idle:
+        if case == "static" and not args.no_idle:
             log("")
             log("== idle keep-alive connections: %d per server ==" % args.idle_conns)
             idle = []
@@ -1161,12 +1463,12 @@ def main(argv):
             for f in record["failures"]:
                 log("  " + f.splitlines()[0])
             rc = 1
-    except Failure as e:
+    except (Failure, OSError) as e:  # OSError: e.g. atlasd being relinked by a build meanwhile
         log("error: %s" % e)
         record["error"] = str(e)
         rc = 1
     except (KeyboardInterrupt, Stop) as e:
-        log("interrupted (%s): stopping the servers" % (e or "Ctrl-C"))
+        log("interrupted (%s): stopping the servers" % (str(e) or "Ctrl-C"))
         record["error"] = "interrupted"
         rc = 130
     finally:
@@ -1174,7 +1476,7 @@ def main(argv):
         record["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
         try:
             os.makedirs(args.out, exist_ok=True)
-            path = os.path.join(args.out, "static-%s.json" % started_at.strftime("%Y%m%d-%H%M%S"))
+            path = os.path.join(args.out, "%s-%s.json" % (case, started_at.strftime("%Y%m%d-%H%M%S")))
             with open(path, "w") as f:
                 json.dump(record, f, indent=1, default=str)
             log("")
