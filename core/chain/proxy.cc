@@ -76,6 +76,7 @@ struct call {
     bool client_paused = false;            // client body paused for upstream backpressure
     bool upstream_paused = false;          // upstream reads paused for client backpressure
     std::vector<uint8_t> tried;            // LB bitmap of servers tried for this request
+    int32_t taken = -1;                    // server the LB policy was told (on_take) we use
     upstream::client_identity id;          // who the client is (hash key, forwarding headers)
     // Response side.
     std::vector<char> in;                  // response head bytes until it is complete
@@ -348,6 +349,10 @@ bool dispatch(worker &w, call *k, bool fresh_only) {
         return false;
     }
     k->tried[size_t(index) / 8] |= uint8_t(1u << (index % 8));
+    if (up->lb->lb->on_take) {  // load-aware policies count in-flight requests
+        up->lb->lb->on_take(w.states_[up->lb->slot], uint32_t(index));
+        k->taken = index;
+    }
     const upstream_server_rt *server = &up->servers[size_t(index)];
     conn *uc = fresh_only ? nullptr : take_idle(w, server);
     if (!uc) uc = connect_to(w, up, server);
@@ -438,6 +443,8 @@ void release(worker &w, exchange *ex) {
     if (!k) return;
     ex->proxy = nullptr;
     k->ex = nullptr;
+    if (k->taken >= 0 && k->up->lb->lb->on_release)
+        k->up->lb->lb->on_release(w.states_[k->up->lb->slot], uint32_t(k->taken));
     // A call that did not finish cleanly (client gone, error) never pools its connection.
     detach(w, k, k->resp_done && k->req_done && k->reusable);
     if (w.pools_.spare_calls.size() < 1024 && k->in.capacity() <= 65536 && k->head.capacity() <= 65536) {

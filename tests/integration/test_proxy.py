@@ -364,6 +364,23 @@ class Balancing(unittest.TestCase):
             self.assertEqual((cycle.count("a"), cycle.count("b"), cycle.count("c")), (3, 2, 1), names)
 
 
+    def test_least_connections_avoids_the_busy_server(self):
+        import threading
+        with Backend("a") as a, Backend("b") as b, \
+                Atlas(config([a.address, b.address], extra_upstream='lb = "least_connections"')) as at:
+            slow = {}
+            t = threading.Thread(target=lambda: slow.update(
+                r=request(at.port, path="/sleep/2500", timeout=30)))
+            t.start()
+            deadline = time.monotonic() + 10
+            while len(a.seen) + len(b.seen) < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            quick = [request(at.port, path="/len/1").header("X-Backend") for _ in range(6)]
+            t.join(30)
+            busy = slow["r"].header("X-Backend")
+            self.assertNotIn(busy, quick, "a request went to the server still busy with the slow one")
+
+
 class SeedExamples(unittest.TestCase):
     def test_examples_check(self):
         for name in ("reverse-proxy", "load-balancing"):
