@@ -47,21 +47,16 @@ std::vector<uint32_t> remap_counts(const std::vector<endpoint> &old_eps, const s
     return out;
 }
 
-// Messages name the option relative to the policy's table: the host puts the
-// table's own place (file:line: upstream.NAME.lb) in front.
-std::string option_path(std::string_view, std::string_view option) { return std::string(option); }
-
 void report_error(atlas_error_t *err, std::string_view message) noexcept {
     const atlas_host_api_t *h = module_ctx.host;
     if (h && h->error_set) h->error_set(err, atlas::module::slice(message));
     else atlas::module::set_error(err, message);
 }
 
-bool parse_options(atlas_slice_t json, std::string_view key, std::string_view module_name,
+bool parse_options(atlas_slice_t json, std::string_view module_name,
                    std::initializer_list<std::string_view> allowed,
                    std::vector<std::pair<std::string, std::string>> &out, std::string &error) {
     std::string_view text = atlas::module::view(json);
-    (void)key;
     if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) return true;
     nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
     if (j.is_discarded()) {
@@ -76,7 +71,7 @@ bool parse_options(atlas_slice_t json, std::string_view key, std::string_view mo
         bool known = false;
         for (std::string_view a : allowed) known = known || a == name;
         if (!known) {
-            error = option_path(key, name) + ": unknown option for " + std::string(module_name);
+            error = name + ": unknown option for " + std::string(module_name);
             if (allowed.size() == 0) {
                 error += " (it takes none)";
             } else {
@@ -92,7 +87,7 @@ bool parse_options(atlas_slice_t json, std::string_view key, std::string_view mo
             return false;
         }
         if (!value.is_string()) {
-            error = option_path(key, name) + ": must be a string";
+            error = name + ": must be a string";
             return false;
         }
         out.emplace_back(name, value.get<std::string>());

@@ -138,15 +138,10 @@ struct prng {
 // ------------------------------------------------------------ config
 
 // Parses the module's JSON table. Policies here only take string options; `allowed`
-// lists them. Returns false after filling `error` (one line naming the option).
-// Empty text counts as {}.
-bool parse_options(atlas_slice_t json, std::string_view key, std::string_view module_name,
-                   std::initializer_list<std::string_view> allowed,
+// lists them. Returns false after filling `error` (one line naming the option relative
+// to the policy's table: the host puts the table's place in front). Empty text is {}.
+bool parse_options(atlas_slice_t json, std::string_view module_name, std::initializer_list<std::string_view> allowed,
                    std::vector<std::pair<std::string, std::string>> &out, std::string &error);
-
-// How a message names an option: relative to the policy's table ("key"), since the
-// host puts the table's place (file:line: upstream.api.lb) in front of the line.
-std::string option_path(std::string_view key, std::string_view option);
 
 // Writes a config error through host->error_set (module.hpp's writer if absent).
 void report_error(atlas_error_t *err, std::string_view message) noexcept;
@@ -163,8 +158,9 @@ struct no_options {};
 // ----------------------------------------------------------- ABI adapter
 
 // Turns a policy class P into the C hook table. P provides:
-//   using config = ...;  static config *make_config(atlas_slice_t json, std::string_view key,
-//                                                    std::string &error);   // may throw
+//   static constexpr const char *name = "lb_...";       // the module name, for messages
+//   using config = ...;  // no_options, or a type with
+//                        //   static config *make_config(atlas_slice_t json, std::string &error);  // may throw
 //   P(const config &, uint32_t worker_index);
 //   void set_endpoints(std::vector<endpoint> &&eps);   // may throw (allocation)
 //   void clear() noexcept;                             // forget all endpoints
@@ -175,15 +171,22 @@ struct adapter {
     using config = typename P::config;
 
     static void *config_create(atlas_slice_t json, atlas_slice_t key, atlas_error_t *err) noexcept {
+        (void)key;  // messages are relative to the policy's table; the host adds its place
         try {
             std::string why;
-            config *c = P::make_config(json, atlas::module::view(key), why);
+            config *c = nullptr;
+            if constexpr (std::is_same_v<config, no_options>) {
+                std::vector<std::pair<std::string, std::string>> opts;
+                if (parse_options(json, P::name, {}, opts, why)) c = new config{};
+            } else {
+                c = P::make_config(json, why);
+            }
             if (!c) report_error(err, why);
             return c;
         } catch (const std::exception &e) {
-            report_error(err, std::string(atlas::module::view(key)) + ": " + e.what());
+            report_error(err, e.what());
         } catch (...) {
-            report_error(err, std::string(atlas::module::view(key)) + ": cannot read the policy configuration");
+            report_error(err, "cannot read the policy configuration");
         }
         return nullptr;
     }
@@ -242,11 +245,20 @@ struct adapter {
     };
 };
 
-// Builds the descriptor for a policy module.
-constexpr atlas_module_t make_descriptor(const char *name, const char *description,
-                                         const atlas_lb_policy_t *policy) {
-    return atlas_module_t{ATLAS_MODULE_HEAD, name, "0.1.0", description, nullptr, nullptr, nullptr, nullptr, policy};
-}
+// The descriptor and the one exported entry of a policy module built from class P
+// (a name in atlas::lb's anonymous namespace): ATLAS_LB_MODULE(round_robin, "...").
+#define ATLAS_LB_MODULE(P, description)                                                           \
+    namespace atlas::lb {                                                                         \
+    namespace {                                                                                   \
+    const atlas_module_t descriptor = {ATLAS_MODULE_HEAD, P::name,  "0.1.0",  description, nullptr, \
+                                       nullptr,           nullptr,  nullptr,  &adapter<P>::table};  \
+    }                                                                                             \
+    }                                                                                             \
+    extern "C" ATLAS_EXPORT const atlas_module_t *atlas_module_entry(const atlas_host_api_t *host) { \
+        atlas::lb::module_ctx.host = host;                                                        \
+        atlas::lb::module_ctx.self = &atlas::lb::descriptor;                                      \
+        return &atlas::lb::descriptor;                                                            \
+    }
 
 // Counters kept by a policy itself when the host gives no ctx->inflight: this worker's
 // requests only.

@@ -70,13 +70,14 @@ std::string_view client_address(std::string_view a) {
 
 class hash_policy {
 public:
+    static constexpr const char *name = "lb_hash";
     using config = hash_config;
 
-    static config *make_config(atlas_slice_t json, std::string_view key, std::string &error) {
+    static config *make_config(atlas_slice_t json, std::string &error) {
         std::vector<std::pair<std::string, std::string>> opts;
-        if (!parse_options(json, key, "lb_hash", {"key"}, opts, error)) return nullptr;
+        if (!parse_options(json, name, {"key"}, opts, error)) return nullptr;
         auto c = std::make_unique<config>();
-        for (auto &[name, value] : opts) {
+        for (auto &[key_name, value] : opts) {
             std::string_view v = value;
             bool ok = true;
             if (v == "client_ip") {
@@ -93,7 +94,7 @@ public:
                 ok = false;
             }
             if (!ok) {
-                error = option_path(key, name) +
+                error = key_name +
                         ": expected \"client_ip\", \"header:<name>\" or \"cookie:<name>\", got \"" + value + "\"";
                 return nullptr;
             }
@@ -162,14 +163,7 @@ private:
     bool equal_weights_ = true;
 };
 
-const atlas_module_t descriptor =
-    make_descriptor("lb_hash", "sticky sessions by weighted rendezvous hashing", &adapter<hash_policy>::table);
-
 }  // namespace
 }  // namespace atlas::lb
 
-extern "C" ATLAS_EXPORT const atlas_module_t *atlas_module_entry(const atlas_host_api_t *host) {
-    atlas::lb::module_ctx.host = host;
-    atlas::lb::module_ctx.self = &atlas::lb::descriptor;
-    return &atlas::lb::descriptor;
-}
+ATLAS_LB_MODULE(hash_policy, "sticky sessions by weighted rendezvous hashing")

@@ -9,13 +9,8 @@ namespace {
 
 class least_connections {
 public:
+    static constexpr const char *name = "lb_least_connections";
     using config = no_options;
-
-    static config *make_config(atlas_slice_t json, std::string_view key, std::string &error) {
-        std::vector<std::pair<std::string, std::string>> opts;
-        if (!parse_options(json, key, "lb_least_connections", {}, opts, error)) return nullptr;
-        return new config{};
-    }
 
     least_connections(const config &, uint32_t worker_index) : start_(worker_index) {}
 
@@ -58,14 +53,7 @@ private:
     uint32_t start_;
 };
 
-const atlas_module_t descriptor = make_descriptor("lb_least_connections", "fewest in-flight requests per weight",
-                                                  &adapter<least_connections>::table);
-
 }  // namespace
 }  // namespace atlas::lb
 
-extern "C" ATLAS_EXPORT const atlas_module_t *atlas_module_entry(const atlas_host_api_t *host) {
-    atlas::lb::module_ctx.host = host;
-    atlas::lb::module_ctx.self = &atlas::lb::descriptor;
-    return &atlas::lb::descriptor;
-}
+ATLAS_LB_MODULE(least_connections, "fewest in-flight requests per weight")

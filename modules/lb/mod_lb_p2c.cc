@@ -10,13 +10,8 @@ namespace {
 
 class p2c {
 public:
+    static constexpr const char *name = "lb_p2c";
     using config = no_options;
-
-    static config *make_config(atlas_slice_t json, std::string_view key, std::string &error) {
-        std::vector<std::pair<std::string, std::string>> opts;
-        if (!parse_options(json, key, "lb_p2c", {}, opts, error)) return nullptr;
-        return new config{};
-    }
 
     p2c(const config &, uint32_t worker_index) : rng_(prng::for_worker(worker_index)) {}
 
@@ -71,14 +66,7 @@ private:
     prng rng_;
 };
 
-const atlas_module_t descriptor =
-    make_descriptor("lb_p2c", "power of two random choices by in-flight requests", &adapter<p2c>::table);
-
 }  // namespace
 }  // namespace atlas::lb
 
-extern "C" ATLAS_EXPORT const atlas_module_t *atlas_module_entry(const atlas_host_api_t *host) {
-    atlas::lb::module_ctx.host = host;
-    atlas::lb::module_ctx.self = &atlas::lb::descriptor;
-    return &atlas::lb::descriptor;
-}
+ATLAS_LB_MODULE(p2c, "power of two random choices by in-flight requests")

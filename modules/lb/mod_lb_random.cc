@@ -7,13 +7,8 @@ namespace {
 
 class random_policy {
 public:
+    static constexpr const char *name = "lb_random";
     using config = no_options;
-
-    static config *make_config(atlas_slice_t json, std::string_view key, std::string &error) {
-        std::vector<std::pair<std::string, std::string>> opts;
-        if (!parse_options(json, key, "lb_random", {}, opts, error)) return nullptr;
-        return new config{};
-    }
 
     random_policy(const config &, uint32_t worker_index) : rng_(prng::for_worker(worker_index)) {}
 
@@ -39,14 +34,7 @@ private:
     prng rng_;
 };
 
-const atlas_module_t descriptor =
-    make_descriptor("lb_random", "weighted random choice", &adapter<random_policy>::table);
-
 }  // namespace
 }  // namespace atlas::lb
 
-extern "C" ATLAS_EXPORT const atlas_module_t *atlas_module_entry(const atlas_host_api_t *host) {
-    atlas::lb::module_ctx.host = host;
-    atlas::lb::module_ctx.self = &atlas::lb::descriptor;
-    return &atlas::lb::descriptor;
-}
+ATLAS_LB_MODULE(random_policy, "weighted random choice")

@@ -8,13 +8,8 @@ namespace {
 
 class round_robin {
 public:
+    static constexpr const char *name = "lb_round_robin";
     using config = no_options;
-
-    static config *make_config(atlas_slice_t json, std::string_view key, std::string &error) {
-        std::vector<std::pair<std::string, std::string>> opts;
-        if (!parse_options(json, key, "lb_round_robin", {}, opts, error)) return nullptr;
-        return new config{};
-    }
 
     // Workers start at different offsets so their first requests do not all hit endpoint 0.
     round_robin(const config &, uint32_t worker_index) : start_(worker_index) {}
@@ -45,14 +40,7 @@ private:
     uint32_t start_;
 };
 
-const atlas_module_t descriptor =
-    make_descriptor("lb_round_robin", "round robin over usable endpoints", &adapter<round_robin>::table);
-
 }  // namespace
 }  // namespace atlas::lb
 
-extern "C" ATLAS_EXPORT const atlas_module_t *atlas_module_entry(const atlas_host_api_t *host) {
-    atlas::lb::module_ctx.host = host;
-    atlas::lb::module_ctx.self = &atlas::lb::descriptor;
-    return &atlas::lb::descriptor;
-}
+ATLAS_LB_MODULE(round_robin, "round robin over usable endpoints")

@@ -9,13 +9,8 @@ namespace {
 
 class weighted_round_robin {
 public:
+    static constexpr const char *name = "lb_weighted_round_robin";
     using config = no_options;
-
-    static config *make_config(atlas_slice_t json, std::string_view key, std::string &error) {
-        std::vector<std::pair<std::string, std::string>> opts;
-        if (!parse_options(json, key, "lb_weighted_round_robin", {}, opts, error)) return nullptr;
-        return new config{};
-    }
 
     weighted_round_robin(const config &, uint32_t) {}
 
@@ -51,14 +46,7 @@ private:
     std::vector<int64_t> current_;  // sums of weights stay within n * 2^32: no overflow
 };
 
-const atlas_module_t descriptor = make_descriptor("lb_weighted_round_robin", "smooth weighted round robin",
-                                                  &adapter<weighted_round_robin>::table);
-
 }  // namespace
 }  // namespace atlas::lb
 
-extern "C" ATLAS_EXPORT const atlas_module_t *atlas_module_entry(const atlas_host_api_t *host) {
-    atlas::lb::module_ctx.host = host;
-    atlas::lb::module_ctx.self = &atlas::lb::descriptor;
-    return &atlas::lb::descriptor;
-}
+ATLAS_LB_MODULE(weighted_round_robin, "smooth weighted round robin")
