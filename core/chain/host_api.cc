@@ -23,7 +23,7 @@ atlas_slice_t slice(std::string_view s) { return {s.data(), s.size()}; }
 
 exchange *ex_of(atlas_exchange_t *e) { return reinterpret_cast<exchange *>(e); }
 
-using response_headers::iequals;
+using response_headers::iequals_nocase;
 
 bool is_token(std::string_view s) {
     if (s.empty()) return false;
@@ -41,7 +41,7 @@ bool is_field_value(std::string_view s) {
 }
 
 bool framing_header(std::string_view n) {
-    return iequals(n, "content-length") || iequals(n, "transfer-encoding") || iequals(n, "connection");
+    return iequals_nocase(n, "content-length") || iequals_nocase(n, "transfer-encoding") || iequals_nocase(n, "connection");
 }
 
 // ---- logging and worker services
@@ -151,7 +151,7 @@ bool h_header_get(atlas_exchange_t *e, atlas_header_side_t side, atlas_slice_t n
     std::string_view want = view(name);
     if (side == ATLAS_REQUEST) {
         for (const auto &h : ex->req_headers)
-            if (iequals(h.name, want)) {
+            if (iequals_nocase(h.name, want)) {
                 if (value) *value = slice(h.value);
                 return true;
             }
@@ -159,7 +159,7 @@ bool h_header_get(atlas_exchange_t *e, atlas_header_side_t side, atlas_slice_t n
     }
     bool found = false;
     response_headers::for_each(ex->resp_headers, [&](size_t, std::string_view n, std::string_view v, size_t, size_t) {
-        if (!iequals(n, want)) return true;
+        if (!iequals_nocase(n, want)) return true;
         if (value) *value = slice(v);
         found = true;
         return false;
@@ -174,7 +174,7 @@ size_t h_header_remove(atlas_exchange_t *e, atlas_header_side_t side, atlas_slic
     size_t removed = 0;
     if (side == ATLAS_REQUEST) {
         auto &v = ex->req_headers;
-        auto it = std::remove_if(v.begin(), v.end(), [&](const http::header_field &h) { return iequals(h.name, want); });
+        auto it = std::remove_if(v.begin(), v.end(), [&](const http::header_field &h) { return iequals_nocase(h.name, want); });
         removed = size_t(v.end() - it);
         v.erase(it, v.end());
         ex->head.headers = v.data();

@@ -182,8 +182,8 @@ void write_client(worker &w, call *k, std::string_view data, bool end) {
 // hop-by-hop fields (RFC 9110 7.6.1, those named in Connection included), and the
 // framing and Date the core states itself.
 bool response_hop_by_hop(std::string_view name, std::span<const std::string_view> connection) {
-    using response_headers::iequals;
-    return iequals(name, "Content-Length") || iequals(name, "Date") || upstream::is_hop_by_hop(name, connection);
+    using response_headers::iequals_nocase;
+    return iequals_nocase(name, "Content-Length") || iequals_nocase(name, "Date") || upstream::is_hop_by_hop(name, connection);
 }
 
 void body_bytes(worker &w, call *k, std::string_view data);
@@ -203,7 +203,7 @@ void start_response(worker &w, call *k, const http::response_head &h) {
     size_t nconn = 0;
     bool too_many = false;
     for (uint32_t i = 0; i < h.header_count; ++i)
-        if (response_headers::iequals(h.headers[i].name, "Connection")) {
+        if (response_headers::iequals_nocase(h.headers[i].name, "Connection")) {
             if (nconn < std::size(connection)) connection[nconn++] = h.headers[i].value;
             else too_many = true;
         }

@@ -3,20 +3,15 @@
 // that text in place.
 #pragma once
 
-#include <cctype>
 #include <cstddef>
 #include <string>
 #include <string_view>
 
+#include "http/chars.hh"
+
 namespace atlas::chain::response_headers {
 
-inline bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); ++i)
-        if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
-            return false;
-    return true;
-}
+using http::chars::iequals_nocase;
 
 // f(index, name, value, line_begin, line_end) -> false stops the walk.
 template <class F>
@@ -35,7 +30,7 @@ void for_each(const std::string &buf, F &&f) {
 inline bool contains(const std::string &buf, std::string_view name) {
     bool found = false;
     for_each(buf, [&](size_t, std::string_view n, std::string_view, size_t, size_t) {
-        found = iequals(n, name);
+        found = iequals_nocase(n, name);
         return !found;
     });
     return found;
@@ -47,7 +42,7 @@ inline size_t remove(std::string &buf, std::string_view name) {
     while (pos < buf.size()) {
         size_t eol = buf.find("\r\n", pos);
         size_t colon = buf.find(':', pos);
-        if (iequals(std::string_view(buf.data() + pos, colon - pos), name)) {
+        if (iequals_nocase(std::string_view(buf.data() + pos, colon - pos), name)) {
             buf.erase(pos, eol + 2 - pos);
             ++removed;
         } else {

@@ -260,7 +260,7 @@ bool headers_match(const route_rt &r, const http::header_field *headers, size_t 
     for (const header_match &m : r.headers) {
         bool ok = false;
         for (size_t i = 0; i < count && !ok; ++i)
-            ok = response_headers::iequals(headers[i].name, m.name) && (m.value == "*" || headers[i].value == m.value);
+            ok = response_headers::iequals_nocase(headers[i].name, m.name) && (m.value == "*" || headers[i].value == m.value);
         if (!ok) return false;
     }
     return true;

@@ -1,4 +1,4 @@
-// Character classes shared by the HTTP/1.1 codec pieces (internal to core/http).
+// Character classes and ASCII helpers shared by the HTTP/1.1 codec and the core code around it.
 // One 256-entry table: a single load + mask answers "is this a tchar / target char / field char".
 #pragma once
 
@@ -78,6 +78,25 @@ inline bool iequals(std::string_view s, std::string_view lower) {
     for (size_t i = 0; i < s.size(); ++i)
         if (to_lower(s[i]) != lower[i]) return false;
     return true;
+}
+
+// Case-insensitive ASCII compare of two arbitrary strings (header names from two sides).
+inline bool iequals_nocase(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+        if (to_lower(a[i]) != to_lower(b[i])) return false;
+    return true;
+}
+
+inline bool istarts_with(std::string_view s, std::string_view lower_prefix) {
+    return s.size() >= lower_prefix.size() && iequals(s.substr(0, lower_prefix.size()), lower_prefix);
+}
+
+// OWS = *( SP / HTAB ) trimmed from both ends (RFC 9110 5.6.3).
+inline std::string_view trim_ows(std::string_view s) {
+    while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
+    while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
+    return s;
 }
 
 // --- SWAR helpers: test 8 bytes per step for "anything unusual here?" -------------------------

@@ -159,12 +159,7 @@ fail:
 
 // --- Field values with framing or connection semantics -----------------------------------------
 
-inline std::string_view trim_ows(std::string_view s) {
-    size_t a = 0, e = s.size();
-    while (a < e && chars::is_ows(s[a])) ++a;
-    while (e > a && chars::is_ows(s[e - 1])) --e;
-    return s.substr(a, e - a);
-}
+using chars::trim_ows;
 
 inline bool all_tchar(std::string_view s) {
     for (char c : s)

@@ -2,9 +2,11 @@
 
 #include <netinet/in.h>
 
-#include "upstream/ascii.hh"
+#include "http/chars.hh"
 
 namespace atlas::upstream {
+
+namespace chars = http::chars;
 namespace {
 
 // port = 1*5DIGIT <= 65535, or RFC 7239 obfport "_" 1*(ALPHA / DIGIT / "." / "_" / "-").
@@ -31,11 +33,11 @@ bool valid_port(std::string_view p) {
 template <class F>
 void for_each_xff(std::span<const http::header_field> headers, F &&f) {
     for (const http::header_field &h : headers) {
-        if (!ascii::iequals(h.name, "x-forwarded-for")) continue;
+        if (!chars::iequals(h.name, "x-forwarded-for")) continue;
         std::string_view v = h.value;
         for (;;) {
             const size_t comma = v.find(',');
-            const std::string_view e = ascii::trim_ows(v.substr(0, comma));
+            const std::string_view e = chars::trim_ows(v.substr(0, comma));
             if (!e.empty()) f(e, true);
             if (comma == std::string_view::npos) break;
             v.remove_prefix(comma + 1);
@@ -51,7 +53,7 @@ void for_each_xff(std::span<const http::header_field> headers, F &&f) {
 template <class F>
 void for_each_forwarded(std::span<const http::header_field> headers, F &&f) {
     for (const http::header_field &h : headers) {
-        if (!ascii::iequals(h.name, "forwarded")) continue;
+        if (!chars::iequals(h.name, "forwarded")) continue;
         const std::string_view v = h.value;
         size_t i = 0;
         const size_t n = v.size();
@@ -61,7 +63,7 @@ void for_each_forwarded(std::span<const http::header_field> headers, F &&f) {
             bool bad = false, nonempty = false;
             // One element: pairs until ',' or the end.
             while (i < n && v[i] != ',') {
-                while (i < n && ascii::is_ows(v[i])) ++i;
+                while (i < n && chars::is_ows(v[i])) ++i;
                 if (i >= n || v[i] == ',') break;
                 if (v[i] == ';') {
                     ++i;
@@ -69,7 +71,7 @@ void for_each_forwarded(std::span<const http::header_field> headers, F &&f) {
                 }
                 nonempty = true;
                 const size_t name_start = i;
-                while (i < n && ascii::is_tchar(v[i])) ++i;
+                while (i < n && chars::is_tchar(v[i])) ++i;
                 const std::string_view name = v.substr(name_start, i - name_start);
                 std::string_view value;
                 bool ok = !name.empty() && i < n && v[i] == '=';
@@ -87,13 +89,13 @@ void for_each_forwarded(std::span<const http::header_field> headers, F &&f) {
                         }
                     } else {
                         const size_t vs = i;
-                        while (i < n && v[i] != ';' && v[i] != ',' && !ascii::is_ows(v[i]) && v[i] != '"') ++i;
+                        while (i < n && v[i] != ';' && v[i] != ',' && !chars::is_ows(v[i]) && v[i] != '"') ++i;
                         value = v.substr(vs, i - vs);
                         ok = !value.empty();
                     }
                 }
                 if (ok) {
-                    while (i < n && ascii::is_ows(v[i])) ++i;
+                    while (i < n && chars::is_ows(v[i])) ++i;
                     ok = i >= n || v[i] == ';' || v[i] == ',';
                 }
                 if (!ok) {
@@ -107,7 +109,7 @@ void for_each_forwarded(std::span<const http::header_field> headers, F &&f) {
                     }
                     break;
                 }
-                if (ascii::iequals(name, "for")) {
+                if (chars::iequals(name, "for")) {
                     ++for_count;
                     for_value = value;
                 }

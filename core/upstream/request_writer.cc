@@ -7,19 +7,21 @@
 #include <cstring>
 #include <vector>
 
-#include "upstream/ascii.hh"
+#include "http/chars.hh"
 
 namespace atlas::upstream {
+
+namespace chars = http::chars;
 namespace {
 
-using ascii::iequals;
+using http::chars::iequals;
 
 // Calls f(element) for each trimmed, non-empty element of a comma list.
 template <class F>
 void for_each_list_element(std::string_view v, F &&f) {
     for (;;) {
         const size_t comma = v.find(',');
-        const std::string_view e = ascii::trim_ows(v.substr(0, comma));
+        const std::string_view e = chars::trim_ows(v.substr(0, comma));
         if (!e.empty() && f(e)) return;
         if (comma == std::string_view::npos) return;
         v.remove_prefix(comma + 1);
@@ -115,7 +117,7 @@ struct write_sink {
 template <class Sink>
 void put_forwarded_value(Sink &s, std::string_view v) {
     bool token = !v.empty();
-    for (char c : v) token = token && ascii::is_tchar(c);
+    for (char c : v) token = token && chars::is_tchar(c);
     if (token) {
         s.put(v);
         return;
@@ -227,10 +229,10 @@ body_framing framing_of(const http::request_head &req) {
 }
 
 bool is_hop_by_hop(std::string_view name, std::span<const std::string_view> connection_values) {
-    if (fixed_hop_by_hop(name) || ascii::istarts_with(name, "proxy-")) return true;
+    if (fixed_hop_by_hop(name) || chars::istarts_with(name, "proxy-")) return true;
     for (std::string_view v : connection_values) {
         bool listed = false;
-        for_each_list_element(v, [&](std::string_view token) { return listed = ascii::iequals_both(token, name); });
+        for_each_list_element(v, [&](std::string_view token) { return listed = chars::iequals_nocase(token, name); });
         if (listed) return true;
     }
     return false;
