@@ -267,4 +267,31 @@ inline bool add_connection(std::string_view v, connection_options &o) {
     return ok;
 }
 
+// --- Resumable head scanning, as both parsers do it ---------------------------------------------
+// A parser's scanner state and the offset it stopped at are packed into the caller's scan_from.
+constexpr unsigned k_state_shift = 27;
+constexpr uint32_t k_pos_mask = (uint32_t{1} << k_state_shift) - 1;
+
+inline uint32_t pack_resume(uint32_t state, size_t pos) { return (state << k_state_shift) | static_cast<uint32_t>(pos); }
+
+// Runs a head scanner `s` (state 0 = the start of the head; s.end = bytes it may look at;
+// s.resume = the packed hint after need_more) from the caller's scan_from: from the start in
+// extract mode, or validating from the hint and then extracting once the whole head is there.
+// Leaves scan_from ready for the next call (0 after complete or error).
+template <class head_scanner>
+parse_result run_resumable(head_scanner &s, uint32_t state_count, uint32_t &scan_from) {
+    uint32_t state = scan_from >> k_state_shift;
+    size_t pos = scan_from & k_pos_mask;
+    if (state >= state_count || pos > s.end) state = 0, pos = 0; // stale hint: start over
+    parse_result r;
+    if (state == 0 && pos == 0) {
+        r = s.template run<true>(0, 0);
+    } else {
+        r = s.template run<false>(state, pos);
+        if (r == parse_result::complete) r = s.template run<true>(0, 0); // head is all here: extract it once
+    }
+    scan_from = r == parse_result::incomplete ? s.resume : 0;
+    return r;
+}
+
 } // namespace atlas::http::field_lines

@@ -32,8 +32,9 @@ enum scan_state : uint32_t {
     st_fields,   // st_fields + field_lines::state: in the field section (shared with responses)
     st_count = st_fields + uint32_t{field_lines::f_count}
 };
-constexpr unsigned k_state_shift = 27;
-constexpr uint32_t k_pos_mask = (uint32_t{1} << k_state_shift) - 1;
+using field_lines::k_pos_mask;
+using field_lines::k_state_shift;
+static_assert(st_lead == 0, "run_resumable starts a head in state 0");
 static_assert(st_count <= (1u << (32 - k_state_shift)));
 
 constexpr size_t k_max_leading_crlf = 8; // RFC 9112 2.2 asks for "at least one"; 8 is plenty
@@ -55,7 +56,7 @@ struct scanner {
     // Out of bytes at p (p == end). If the buffer holds more than the head limit, it never fits.
     parse_result need_more(uint32_t state, size_t p) {
         if (end < avail) return fail(431, "request head too large");
-        resume = (state << k_state_shift) | static_cast<uint32_t>(p);
+        resume = field_lines::pack_resume(state, p);
         return parse_result::incomplete;
     }
 
@@ -365,23 +366,8 @@ parse_result parse_request_head(std::string_view input, const parse_limits &limi
               {input.data(), std::min(input.size(), max_head), storage,
                std::min(limits.max_headers, storage ? storage_count : 0u)}};
 
-    uint32_t state = scan_from >> k_state_shift;
-    size_t pos = scan_from & k_pos_mask;
-    if (state >= st_count || pos > s.end) state = 0, pos = 0; // stale hint: start over
-
-    parse_result r;
-    if (state == st_lead && pos == 0) {
-        r = s.run<true>(0, 0);
-    } else {
-        r = s.run<false>(state, pos);
-        if (r == parse_result::complete) r = s.run<true>(0, 0); // head is all here: extract it once
-    }
-    if (r == parse_result::incomplete) {
-        scan_from = s.resume;
-        return r;
-    }
-    scan_from = 0;
-    if (r == parse_result::error) return r;
+    parse_result r = field_lines::run_resumable(s, st_count, scan_from);
+    if (r != parse_result::complete) return r;
 
     if (s.fields.count > s.fields.cap) return fail(out, 431, "too many header fields");
     out.headers = storage;

@@ -23,8 +23,9 @@ enum scan_state : uint32_t {
     st_fields,                       // st_fields + field_lines::state
     st_count = st_fields + uint32_t{field_lines::f_count}
 };
-constexpr unsigned k_state_shift = 27;
-constexpr uint32_t k_pos_mask = (uint32_t{1} << k_state_shift) - 1;
+using field_lines::k_pos_mask;
+using field_lines::k_state_shift;
+static_assert(st_version == 0, "run_resumable starts a head in state 0");
 static_assert(st_count <= (1u << (32 - k_state_shift)));
 
 struct scanner {
@@ -42,7 +43,7 @@ struct scanner {
     }
     parse_result need_more(uint32_t state, size_t p) {
         if (end < avail) return fail("response head too large");
-        resume = (state << k_state_shift) | static_cast<uint32_t>(p);
+        resume = field_lines::pack_resume(state, p);
         return parse_result::incomplete;
     }
 
@@ -251,23 +252,8 @@ parse_result parse_response_head(std::string_view input, const response_limits &
               out,
               {input.data(), end, storage, std::min(limits.max_headers, storage ? storage_count : 0u)}};
 
-    uint32_t state = scan_from >> k_state_shift;
-    size_t pos = scan_from & k_pos_mask;
-    if (state >= st_count || pos > s.end) state = 0, pos = 0; // stale hint: start over
-
-    parse_result r;
-    if (state == st_version && pos == 0) {
-        r = s.run<true>(0, 0);
-    } else {
-        r = s.run<false>(state, pos);
-        if (r == parse_result::complete) r = s.run<true>(0, 0); // head is all here: extract it once
-    }
-    if (r == parse_result::incomplete) {
-        scan_from = s.resume;
-        return r;
-    }
-    scan_from = 0;
-    if (r == parse_result::error) return r;
+    parse_result r = field_lines::run_resumable(s, st_count, scan_from);
+    if (r != parse_result::complete) return r;
 
     if (s.fields.count > s.fields.cap) return fail(out, "too many header fields");
     out.headers = storage;
