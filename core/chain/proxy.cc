@@ -48,38 +48,37 @@ upconn *up_of(conn *uc) { return static_cast<upconn *>(uc->upstream); }
 
 }  // namespace
 
+// The buffers of a call, kept (emptied) when a finished call is reused.
+struct call_buffers {
+    std::string head;                      // the serialised upstream request head
+    std::vector<uint8_t> tried;            // LB bitmap of servers tried for this request
+    std::vector<char> in;                  // a response head that came in pieces, until complete
+};
+
 struct call {
     // Back to a fresh state, keeping buffer capacity for the next request.
     void reset() {
-        std::vector<uint8_t> t = std::move(tried);
-        std::vector<char> i = std::move(in);
-        std::vector<http::header_field> f = std::move(fields);
-        std::string h = std::move(head);
+        call_buffers b = std::move(buf);
         *this = call{};
-        t.clear();
-        i.clear();
-        h.clear();
-        tried = std::move(t);
-        in = std::move(i);
-        fields = std::move(f);
-        head = std::move(h);
+        buf = std::move(b);
+        buf.head.clear();
+        buf.tried.clear();
+        buf.in.clear();
     }
 
+    call_buffers buf;
     exchange *ex = nullptr;
     const upstream_rt *up = nullptr;
     conn *uc = nullptr;
-    std::string head;                      // the serialised upstream request head
     upstream::body_framing req_body;
     bool idempotent = false;
     bool retried = false;
     bool req_done = false;                 // the whole request is queued for the upstream
     bool client_paused = false;            // client body paused for upstream backpressure
     bool upstream_paused = false;          // upstream reads paused for client backpressure
-    std::vector<uint8_t> tried;            // LB bitmap of servers tried for this request
     int32_t taken = -1;                    // server the LB policy was told (on_take) we use
     upstream::client_identity id;          // who the client is (hash key, forwarding headers)
     // Response side.
-    std::vector<char> in;                  // response head bytes until it is complete
     uint32_t scan_from = 0;
     bool head_done = false;
     bool resp_done = false;
@@ -88,7 +87,6 @@ struct call {
     uint64_t left = 0;                     // length framing: bytes still expected
     http::chunked_decoder chunked;
     bool reusable = false;
-    std::vector<http::header_field> fields;
 };
 
 namespace {
@@ -199,21 +197,10 @@ void start_response(worker &w, call *k, const http::response_head &h) {
         u->retire_at = w.now_ms_ + (t > keepalive_margin_ms ? t - keepalive_margin_ms : 0);
     }
     if (!client_usable(ex)) return;
-    std::string_view connection[16];
-    size_t nconn = 0;
-    bool too_many = false;
-    for (uint32_t i = 0; i < h.header_count; ++i)
-        if (response_headers::iequals_nocase(h.headers[i].name, "Connection")) {
-            if (nconn < std::size(connection)) connection[nconn++] = h.headers[i].value;
-            else too_many = true;
-        }
-    if (too_many) {
-        fail(w, k, 502, "too many Connection fields");
-        return;
-    }
+    const upstream::connection_values connection({h.headers, h.header_count});
     for (uint32_t i = 0; i < h.header_count; ++i) {
         const http::header_field &f = h.headers[i];
-        if (response_hop_by_hop(f.name, {connection, nconn})) continue;
+        if (response_hop_by_hop(f.name, connection.values())) continue;
         ex->resp_headers.append(f.name).append(": ").append(f.value).append("\r\n");
     }
     int64_t length = -1;
@@ -340,7 +327,7 @@ bool dispatch(worker &w, call *k, bool fresh_only) {
         ctx.struct_size = sizeof ctx;
         std::string_view client = k->id.client_text();
         ctx.hash_key = {client.data(), client.size()};
-        ctx.tried = k->tried.data();
+        ctx.tried = k->buf.tried.data();
         ctx.exchange = handle(k->ex);
         index = up->lb->lb->pick(w.states_[up->lb->slot], &ctx);
     }
@@ -348,7 +335,7 @@ bool dispatch(worker &w, call *k, bool fresh_only) {
         fail(w, k, 502, "no usable server");
         return false;
     }
-    k->tried[size_t(index) / 8] |= uint8_t(1u << (index % 8));
+    k->buf.tried[size_t(index) / 8] |= uint8_t(1u << (index % 8));
     if (up->lb->lb->on_take) {  // load-aware policies count in-flight requests
         up->lb->lb->on_take(w.states_[up->lb->slot], uint32_t(index));
         k->taken = index;
@@ -366,7 +353,7 @@ bool dispatch(worker &w, call *k, bool fresh_only) {
     u->started = u->last_recv = w.now_ms_;
     u->retire_at = UINT64_MAX;
     k->uc = uc;
-    upstream_write(w, k, k->head);
+    upstream_write(w, k, k->buf.head);
     return true;
 }
 
@@ -389,8 +376,7 @@ int32_t forward(exchange *ex, const atlas_proxy_options_t *opt) {
     k->up = up;
     k->is_head = ex->head.is_head;
     k->idempotent = idempotent_method(ex->head.method);
-    k->tried.assign((up->servers.size() + 7) / 8 + 1, 0);
-    if (k->fields.size() < max_response_headers + 1) k->fields.resize(max_response_headers + 1);
+    k->buf.tried.assign((up->servers.size() + 7) / 8 + 1, 0);
     ex->proxy = k;
 
     // One client identity: the peer, or what a trusted proxy's header says.
@@ -405,7 +391,7 @@ int32_t forward(exchange *ex, const atlas_proxy_options_t *opt) {
     fo.x_forwarded_host = opt->flags & ATLAS_PROXY_X_FORWARDED_HOST;
     fo.forwarded = opt->flags & ATLAS_PROXY_FORWARDED;
     k->req_body = upstream::framing_of(ex->head);
-    if (!upstream::write_request_head(ex->head, k->id, ex->c->has_transport, k->req_body, fo, k->head)) {
+    if (!upstream::write_request_head(ex->head, k->id, ex->c->has_transport, k->req_body, fo, k->buf.head)) {
         k->resp_done = k->req_done = true;
         ex->resp_headers.clear();
         session::respond(ex, 501, "text/plain", "501 Not Implemented\n");
@@ -447,7 +433,7 @@ void release(worker &w, exchange *ex) {
         k->up->lb->lb->on_release(w.states_[k->up->lb->slot], uint32_t(k->taken));
     // A call that did not finish cleanly (client gone, error) never pools its connection.
     detach(w, k, k->resp_done && k->req_done && k->reusable);
-    if (w.pools_.spare_calls.size() < 1024 && k->in.capacity() <= 65536 && k->head.capacity() <= 65536) {
+    if (w.pools_.spare_calls.size() < 1024 && k->buf.in.capacity() <= 65536 && k->buf.head.capacity() <= 65536) {
         k->reset();
         w.pools_.spare_calls.push_back(k);
     } else {
@@ -489,33 +475,36 @@ void on_data(worker &w, conn *uc, const char *data, size_t len) {
         body_bytes(w, k, {data, len});
         return;
     }
-    k->in.insert(k->in.end(), data, data + len);
+    // A head that arrives whole (the common case) is parsed where it lies; only a partial
+    // one is kept in k->buf.in until the rest comes.
+    if (!k->buf.in.empty()) k->buf.in.insert(k->buf.in.end(), data, data + len);
+    std::string_view input = k->buf.in.empty() ? std::string_view(data, len) : std::string_view(k->buf.in.data(), k->buf.in.size());
+    std::vector<http::header_field> &fields = w.pools_.response_fields;
+    if (fields.size() < max_response_headers + 1) fields.resize(max_response_headers + 1);
     for (;;) {
         http::response_head h;
-        http::response_limits lim;
-        std::string_view input(k->in.data(), k->in.size());
-        auto r = http::parse_response_head(input, lim, h, k->fields.data(), uint32_t(k->fields.size()), k->scan_from);
-        if (r == http::parse_result::incomplete) return;
+        auto r = http::parse_response_head(input, http::response_limits{}, h, fields.data(), uint32_t(fields.size()),
+                                           k->scan_from);
+        if (r == http::parse_result::incomplete) {  // keep what is left of the head for the next bytes
+            if (k->buf.in.empty()) k->buf.in.assign(input.begin(), input.end());
+            else k->buf.in.erase(k->buf.in.begin(), k->buf.in.begin() + (input.data() - k->buf.in.data()));
+            return;
+        }
         if (r == http::parse_result::error) {
             fail(w, k, 502, h.error_reason ? h.error_reason : "bad response head");
             return;
         }
-        if (h.is_interim()) {  // 100 Continue, 103 Early Hints: the core already spoke for us
-            k->in.erase(k->in.begin(), k->in.begin() + h.head_length);
-            continue;
-        }
+        input.remove_prefix(h.head_length);
+        if (h.is_interim()) continue;  // 100 Continue, 103 Early Hints: the core already spoke for us
         if (h.status == 101) {
             fail(w, k, 502, "101 Switching Protocols without an upgrade request");
             return;
         }
         start_response(w, k, h);
-        if (k->uc) {  // else start_response failed the call
-            // Body bytes that came with the head (body_bytes copies what it forwards).
-            std::string_view rest(k->in.data() + h.head_length, k->in.size() - h.head_length);
-            if (!rest.empty() || k->resp_done) body_bytes(w, k, rest);
-            else maybe_finish(w, k);
-        }
-        k->in.clear();
+        // Body bytes that came with the head (body_bytes copies what it forwards).
+        if (!input.empty() || k->resp_done) body_bytes(w, k, input);
+        else maybe_finish(w, k);
+        k->buf.in.clear();
         return;
     }
 }
@@ -555,7 +544,7 @@ void on_eof(worker &w, conn *uc) {
         upconn *f = up_of(fresh);
         f->owner = k;
         k->uc = fresh;
-        upstream_write(w, k, k->head);
+        upstream_write(w, k, k->buf.head);
         return;
     }
     fail(w, k, 502, k->head_done ? "closed in the middle of the response body" : "closed before answering");

@@ -7,6 +7,8 @@
 
 #include <atlas/module.h>
 
+#include "http/request_parser.hh"  // header_field
+
 #include <cstdint>
 #include <string_view>
 #include <unordered_map>
@@ -28,6 +30,7 @@ struct call;
 struct pools {
     std::unordered_map<const upstream_server_rt *, std::vector<conn *>> idle;
     std::vector<call *> spare_calls;
+    std::vector<http::header_field> response_fields;  // parse storage for upstream response heads
     pools() = default;
     pools(const pools &) = delete;
     pools &operator=(const pools &) = delete;

@@ -228,6 +228,19 @@ body_framing framing_of(const http::request_head &req) {
     return {};
 }
 
+connection_values::connection_values(std::span<const http::header_field> headers) {
+    for (const http::header_field &h : headers) {
+        if (!iequals(h.name, "connection")) continue;
+        if (n_ < std::size(small_)) {
+            small_[n_] = h.value;
+        } else {
+            if (big_.empty()) big_.assign(small_, small_ + n_);
+            big_.push_back(h.value);
+        }
+        ++n_;
+    }
+}
+
 bool is_hop_by_hop(std::string_view name, std::span<const std::string_view> connection_values) {
     if (fixed_hop_by_hop(name) || chars::istarts_with(name, "proxy-")) return true;
     for (std::string_view v : connection_values) {
@@ -265,25 +278,8 @@ bool write_request_head(const http::request_head &req, const client_identity &id
                         const forward_options &opt, std::string &out) {
     if (req.path_raw.empty()) return false; // authority-form (CONNECT)
 
-    // The Connection values, so every field can be checked against them without rescanning the
-    // head; a dozen lines covers anything real, more spills to the heap.
-    std::string_view conn_small[16];
-    std::vector<std::string_view> conn_big;
-    size_t conn_n = 0;
-    for (uint32_t i = 0; i < req.header_count; ++i) {
-        const http::header_field &h = req.headers[i];
-        if (!iequals(h.name, "connection")) continue;
-        if (conn_n < std::size(conn_small)) {
-            conn_small[conn_n] = h.value;
-        } else {
-            if (conn_big.empty()) conn_big.assign(conn_small, conn_small + conn_n);
-            conn_big.push_back(h.value);
-        }
-        ++conn_n;
-    }
-    const std::span<const std::string_view> connection =
-        conn_big.empty() ? std::span<const std::string_view>(conn_small, conn_n)
-                         : std::span<const std::string_view>(conn_big);
+    const connection_values conn({req.headers, req.header_count});
+    const std::span<const std::string_view> connection = conn.values();
 
     std::string_view host = opt.host.empty() ? req.host : opt.host;
     if (host.empty()) host = opt.fallback_host;

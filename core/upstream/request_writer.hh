@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "http/request_parser.hh"
 #include "upstream/client_identity.hh"
@@ -45,6 +46,24 @@ struct forward_options {
 // `connection_values` are the request's Connection field values (each a comma list).
 // Case-insensitive. Content-Length and Host are not hop-by-hop (the writer restates them anyway).
 bool is_hop_by_hop(std::string_view name, std::span<const std::string_view> connection_values);
+
+// The Connection field values of a head (request or response), collected once so every field
+// can be checked against them with is_hop_by_hop; a dozen lines covers anything real, more
+// spill to the heap.
+class connection_values {
+public:
+    explicit connection_values(std::span<const http::header_field> headers);
+    connection_values(const connection_values &) = delete;
+    connection_values &operator=(const connection_values &) = delete;
+    std::span<const std::string_view> values() const {
+        return big_.empty() ? std::span<const std::string_view>(small_, n_) : std::span<const std::string_view>(big_);
+    }
+
+private:
+    std::string_view small_[16];
+    std::vector<std::string_view> big_;
+    size_t n_ = 0;
+};
 
 // strip_prefix on the raw path, only at a segment boundary: ("/api/users", "/api") -> "/users",
 // ("/api", "/api") -> "/", ("/apix", "/api") -> "/apix". A trailing '/' on the prefix is ignored.

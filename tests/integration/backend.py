@@ -11,6 +11,7 @@ Paths:
   /close/N         200, N bytes, no Content-Length, then closes (HTTP/1.0 style)
   /status/S        status S, empty body (no body at all for 204/304)
   /sleep/MS        sleeps, then 200 "slept"
+  /pieces          a 103, then "hello" under a head written in three pieces
   /hop             200 with Connection: X-Up-Secret, X-Up-Secret: 1, Keep-Alive: timeout=5
   /stream/N        N x 64 KiB pieces, chunked, 20 ms apart; records whether the client
                    (the proxy) went away before the end in `aborted`
@@ -31,7 +32,7 @@ def pattern(n):
     return (base * (n // len(base) + 1))[:n]
 
 
-KINDS = ("echo", "len", "big", "chunked", "close", "status", "sleep", "hop", "stream")
+KINDS = ("echo", "len", "big", "chunked", "close", "status", "sleep", "hop", "stream", "pieces")
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -138,6 +139,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif kind == "sleep":
             time.sleep(int(parts[1]) / 1000.0)
             self._send(200, b"slept")
+        elif kind == "pieces":
+            # A 103 then a final head cut in three, 50 ms apart, so that the proxy most
+            # likely sees them in separate reads (the pauses only make that likely; the
+            # response must come out right either way).
+            out = (b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
+                   b"HTTP/1.1 200 OK\r\nX-Backend: " + self.server.name.encode() + b"\r\nCont",
+                   b"ent-Length: 5\r\n", b"\r\nhello")
+            for piece in out:
+                self.wfile.write(piece)
+                self.wfile.flush()
+                time.sleep(0.05)
         elif kind == "hop":
             self._send(200, b"hop", [("Connection", "X-Up-Secret"), ("X-Up-Secret", "1"),
                                      ("Keep-Alive", "timeout=5")])

@@ -134,6 +134,12 @@ class Basic(unittest.TestCase):
                 s.sendall(build_request("GET", "/len/3"))
                 self.assertEqual(read_response(s).body, b"abc")
 
+    def test_interim_response_and_a_head_in_pieces(self):
+        for _ in range(3):
+            r = request(self.port, path="/pieces")
+            self.assertEqual((r.status, r.body), (200, b"hello"))
+            self.assertIsNone(r.header("Link"))  # the 103 is not relayed
+
     def test_upstream_error_status_passes(self):
         self.assertEqual(request(self.port, path="/status/503").status, 503)
         self.assertEqual(request(self.port, path="/nothing-here").status, 404)
