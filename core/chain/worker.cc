@@ -684,14 +684,12 @@ void worker::start_drain() {
     drain_started_ = now_ms_;
     close_listeners();
     proxy::close_idle(*this);
+    // Upstream connections still busy finish with their client's exchange.
     for (conn *c = conns_; c;) {
         conn *n = c->next;
-        if (c->upstream) {
-            // busy ones finish with their client exchange
-        } else if (session::idle(c)) {
-            hard_close(c);
-        } else {
-            mark_dirty(c);
+        if (!c->upstream) {
+            if (session::idle(c)) hard_close(c);
+            else mark_dirty(c);
         }
         c = n;
     }

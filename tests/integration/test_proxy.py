@@ -272,10 +272,19 @@ class TrustedProxies(unittest.TestCase):
             self.assertGreater(len(spread), 1, "every client hashed to one server: the peer was used")
 
     def test_forwarded_as_the_source(self):
-        with Backend() as b, self.atlas([b], 'trusted_proxies = ["127.0.0.1"]\nclient_address_from = "forwarded"',
-                                        lb='lb = "hash"') as a:
-            r = request(a.port, path="/echo", headers={"Forwarded": 'for="[2001:db8::7]:4711";proto=https'})
-            self.assertEqual(r.status, 200)
+        with Backend("a") as a, Backend("b") as b, Backend("c") as c, \
+                self.atlas([a, b, c], 'trusted_proxies = ["127.0.0.1"]\nclient_address_from = "forwarded"',
+                           lb='lb = "hash"') as at:
+            def served(client, header="Forwarded"):
+                value = 'for="[%s]:4711";proto=https' % client if header == "Forwarded" else client
+                return request(at.port, path="/len/1", headers={header: value}).header("X-Backend")
+            clients = ["2001:db8::%x" % i for i in range(1, 40)]
+            first = {cl: served(cl) for cl in clients}
+            for cl in clients[:8]:
+                self.assertEqual(served(cl), first[cl], cl)  # sticky per Forwarded client
+            self.assertGreater(len(set(first.values())), 1, "every client hashed to one server: the peer was used")
+            # X-Forwarded-For is not the configured source: it does not move anyone
+            self.assertEqual(len({served("198.51.100.%d" % i, "X-Forwarded-For") for i in range(1, 20)}), 1)
 
     def test_bad_cidr_names_the_key(self):
         rc, out, err = run_check(config(["127.0.0.1:9"]).replace(
