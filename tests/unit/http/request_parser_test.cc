@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include "alloc_counter.hh"
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -17,26 +19,6 @@
 using namespace atlas::http;
 using namespace std::string_literals;
 
-// ---- allocation counter: the parser must not touch the heap ------------------------------------
-// Replacing the global operator new/delete pair (both on malloc/free) is allowed in any one TU of
-// the program; it only counts, so it is harmless for the other tests. GCC cannot see that the
-// replaced new and delete match and warns at every inlined new/delete pair in this file.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-namespace {
-std::atomic<uint64_t> g_allocs{0};
-}
-void *operator new(std::size_t n) {
-    g_allocs.fetch_add(1, std::memory_order_relaxed);
-    if (void *p = std::malloc(n ? n : 1)) return p;
-    throw std::bad_alloc();
-}
-void *operator new[](std::size_t n) { return ::operator new(n); }
-void operator delete(void *p) noexcept { std::free(p); }
-void operator delete[](void *p) noexcept { std::free(p); }
-void operator delete(void *p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void *p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -594,14 +576,14 @@ TEST_CASE("the parser does not allocate") {
     header_field st[32];
     request_head h;
     uint32_t scan = 0;
-    const uint64_t before = g_allocs.load();
+    const uint64_t before = atlas::test::allocations();
     int complete = 0;
     for (int i = 0; i < 50; ++i)
         complete += parse_request_head(req, parse_limits{}, h, st, 32, scan) == parse_result::complete;
     for (size_t k = 0; k <= req.size(); ++k)
         complete += parse_request_head(std::string_view(req).substr(0, k), parse_limits{}, h, st, 32, scan) ==
                     parse_result::complete;
-    const uint64_t after = g_allocs.load();
+    const uint64_t after = atlas::test::allocations();
     CHECK(complete == 51);
     CHECK(after == before);
 }

@@ -2,6 +2,8 @@
 // already grown to size, the writer.
 #include <doctest/doctest.h>
 
+#include "alloc_counter.hh"
+
 #include <atomic>
 #include <cstdlib>
 #include <new>
@@ -11,24 +13,6 @@
 #include "http/request_parser.hh"
 #include "upstream/request_writer.hh"
 
-// Replacing global new/delete in one TU only counts; harmless for the other tests. GCC cannot see
-// that the replaced new and delete match and warns at every inlined pair in this file.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-namespace {
-std::atomic<uint64_t> g_allocs{0};
-}
-void *operator new(std::size_t n) {
-    g_allocs.fetch_add(1, std::memory_order_relaxed);
-    if (void *p = std::malloc(n ? n : 1)) return p;
-    throw std::bad_alloc();
-}
-void *operator new[](std::size_t n) { return ::operator new(n); }
-void operator delete(void *p) noexcept { std::free(p); }
-void operator delete[](void *p) noexcept { std::free(p); }
-void operator delete(void *p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void *p, std::size_t) noexcept { std::free(p); }
 
 using namespace atlas::upstream;
 namespace http = atlas::http;
@@ -53,7 +37,7 @@ TEST_CASE("alloc: identity walk and writer allocate nothing in steady state") {
     std::string out;
     out.reserve(4096);
 
-    const uint64_t before = g_allocs.load();
+    const uint64_t before = atlas::test::allocations();
     for (int i = 0; i < 100; ++i) {
         client_identity a, b;
         REQUIRE(resolve_client("10.0.0.1:5000", {head.headers, head.header_count}, trusted,
@@ -63,6 +47,6 @@ TEST_CASE("alloc: identity walk and writer allocate nothing in steady state") {
         out.clear();
         REQUIRE(write_request_head(head, a, true, framing_of(head), opt, out));
     }
-    CHECK(g_allocs.load() == before);
+    CHECK(atlas::test::allocations() == before);
     CHECK(out.find("X-Forwarded-For: 203.0.113.9, 10.0.0.3, 10.0.0.1\r\n") != std::string::npos);
 }
