@@ -371,21 +371,24 @@ class Server:
         os.makedirs(self.workdir)
         os.chmod(self.workdir, 0o755)
         self.port = free_port()
-        argv = self.configure(files)
+        self.launch(self.configure(files), SERVER_CPU, "stdout.log")
+        self.wait_ready(check_name, check_body)
+        comm = proc_stat(self.pid)[0]
+        self.known = {p: proc_stat(p)[3] for p in process_tree(self.pid)}
+        return comm
+
+    def launch(self, argv, cpu, log_name):
+        """Runs argv pinned to `cpu` with the fd limit, output to workdir/log_name; the harness
+        stops it by PID."""
         nofile = self.h.server_nofile
-        self.argv = ["prlimit", "--nofile=%d:%d" % (nofile, nofile), "--",
-                     "taskset", "-c", str(SERVER_CPU)] + argv
-        out = open(os.path.join(self.workdir, "stdout.log"), "wb")
+        self.argv = ["prlimit", "--nofile=%d:%d" % (nofile, nofile), "--", "taskset", "-c", str(cpu)] + argv
+        out = open(os.path.join(self.workdir, log_name), "wb")
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=subprocess.STDOUT, cwd=self.workdir,
                                      start_new_session=True, preexec_fn=set_pdeathsig)
         out.close()
         self.pid = self.proc.pid
         self.h.running.append(self)
-        self.wait_ready(check_name, check_body)
-        comm = proc_stat(self.pid)[0]
-        self.known = {p: proc_stat(p)[3] for p in process_tree(self.pid)}
-        return comm
 
     def log_tail(self, n=15):
         text = []
@@ -577,17 +580,8 @@ class Responder(Server):
     def start(self, size):
         self.workdir = os.path.join(self.h.tmp, "responder")
         os.makedirs(self.workdir)
-        nofile = self.h.server_nofile
-        self.argv = ["prlimit", "--nofile=%d:%d" % (nofile, nofile), "--",
-                     "taskset", "-c", str(CLIENT_CPU), self.h.args.responder, "--port", "0", "--size", str(size)]
+        self.launch([self.h.args.responder, "--port", "0", "--size", str(size)], CLIENT_CPU, "responder.log")
         logpath = os.path.join(self.workdir, "responder.log")
-        out = open(logpath, "wb")
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
-                                     stderr=subprocess.STDOUT, cwd=self.workdir,
-                                     start_new_session=True, preexec_fn=set_pdeathsig)
-        out.close()
-        self.pid = self.proc.pid
-        self.h.running.append(self)
         deadline = time.monotonic() + READY_TIMEOUT
         while self.port is None:
             with open(logpath, errors="replace") as f:
