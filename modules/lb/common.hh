@@ -260,17 +260,33 @@ struct adapter {
         return &atlas::lb::descriptor;                                                            \
     }
 
-// Counters kept by a policy itself when the host gives no ctx->inflight: this worker's
-// requests only.
-struct own_counts {
-    std::vector<uint32_t> counts;
+// The endpoints of a load-aware policy with the in-flight counts it keeps itself (this
+// worker's requests, from on_take/on_release), used when the host gives no ctx->inflight.
+// Counts follow their endpoint by address across membership changes.
+class counted_endpoints {
+public:
+    std::vector<endpoint> eps;
 
+    void set(std::vector<endpoint> &&next) {
+        std::vector<uint32_t> counts = remap_counts(eps, counts_, next);
+        eps = std::move(next);
+        counts_ = std::move(counts);
+    }
+    void clear() noexcept {
+        eps.clear();
+        counts_.clear();
+    }
     void take(uint32_t i) noexcept {
-        if (i < counts.size()) ++counts[i];
+        if (i < counts_.size()) ++counts_[i];
     }
     void release(uint32_t i) noexcept {
-        if (i < counts.size() && counts[i]) --counts[i];
+        if (i < counts_.size() && counts_[i]) --counts_[i];
     }
+    // In-flight requests per endpoint: all workers' when the host counts, else ours.
+    const uint32_t *load(const pick_context &ctx) const noexcept { return ctx.inflight ? ctx.inflight : counts_.data(); }
+
+private:
+    std::vector<uint32_t> counts_;
 };
 
 }  // namespace atlas::lb

@@ -15,31 +15,26 @@ public:
     least_connections(const config &, uint32_t worker_index) : start_(worker_index) {}
 
     void set_endpoints(std::vector<endpoint> &&eps) {
-        std::vector<uint32_t> counts = remap_counts(eps_, own_.counts, eps);
-        bool same = same_members(eps_, eps);
-        eps_ = std::move(eps);
-        own_.counts = std::move(counts);
-        if (!same) cursor_ = eps_.empty() ? 0 : start_ % eps_.size();
+        bool same = same_members(ends_.eps, eps);
+        ends_.set(std::move(eps));
+        if (!same) cursor_ = ends_.eps.empty() ? 0 : start_ % ends_.eps.size();
     }
 
-    void clear() noexcept {
-        eps_.clear();
-        own_.counts.clear();
-    }
-
-    void take(uint32_t i) noexcept { own_.take(i); }
-    void release(uint32_t i) noexcept { own_.release(i); }
+    void clear() noexcept { ends_.clear(); }
+    void take(uint32_t i) noexcept { ends_.take(i); }
+    void release(uint32_t i) noexcept { ends_.release(i); }
 
     int32_t pick(const pick_context &ctx) noexcept {
-        const uint32_t *load = ctx.inflight ? ctx.inflight : own_.counts.data();
-        size_t n = eps_.size();
+        const uint32_t *load = ends_.load(ctx);
+        const std::vector<endpoint> &eps = ends_.eps;
+        size_t n = eps.size();
         size_t best = SIZE_MAX;
         // Scanning from the cursor and keeping only strictly better ones makes the
         // first tied endpoint after the previous pick win.
         for (size_t k = 0; k < n; ++k) {
             size_t i = (cursor_ + k) % n;
-            if (!candidate(eps_[i], ctx, i)) continue;
-            if (best == SIZE_MAX || less_loaded(load[i], eps_[i].weight, load[best], eps_[best].weight)) best = i;
+            if (!candidate(eps[i], ctx, i)) continue;
+            if (best == SIZE_MAX || less_loaded(load[i], eps[i].weight, load[best], eps[best].weight)) best = i;
         }
         if (best == SIZE_MAX) return -1;
         cursor_ = (best + 1) % n;
@@ -47,8 +42,7 @@ public:
     }
 
 private:
-    std::vector<endpoint> eps_;
-    own_counts own_;
+    counted_endpoints ends_;
     size_t cursor_ = 0;
     uint32_t start_;
 };

@@ -15,36 +15,27 @@ public:
 
     p2c(const config &, uint32_t worker_index) : rng_(prng::for_worker(worker_index)) {}
 
-    void set_endpoints(std::vector<endpoint> &&eps) {
-        std::vector<uint32_t> counts = remap_counts(eps_, own_.counts, eps);
-        eps_ = std::move(eps);
-        own_.counts = std::move(counts);
-    }
-
-    void clear() noexcept {
-        eps_.clear();
-        own_.counts.clear();
-    }
-
-    void take(uint32_t i) noexcept { own_.take(i); }
-    void release(uint32_t i) noexcept { own_.release(i); }
+    void set_endpoints(std::vector<endpoint> &&eps) { ends_.set(std::move(eps)); }
+    void clear() noexcept { ends_.clear(); }
+    void take(uint32_t i) noexcept { ends_.take(i); }
+    void release(uint32_t i) noexcept { ends_.release(i); }
 
     int32_t pick(const pick_context &ctx) noexcept {
         uint64_t total = 0;
         size_t candidates = 0, only = 0;
-        for (size_t i = 0; i < eps_.size(); ++i) {
-            if (!candidate(eps_[i], ctx, i)) continue;
-            total += eps_[i].weight;
+        for (size_t i = 0; i < ends_.eps.size(); ++i) {
+            if (!candidate(ends_.eps[i], ctx, i)) continue;
+            total += ends_.eps[i].weight;
             ++candidates;
             only = i;
         }
         if (candidates == 0) return -1;
         if (candidates == 1) return int32_t(only);
         size_t a = sample(ctx, total, SIZE_MAX);
-        size_t b = sample(ctx, total - eps_[a].weight, a);
-        const uint32_t *load = ctx.inflight ? ctx.inflight : own_.counts.data();
+        size_t b = sample(ctx, total - ends_.eps[a].weight, a);
+        const uint32_t *load = ends_.load(ctx);
         // On a tie the first sample wins, so at equal load the shares follow the weights.
-        return int32_t(less_loaded(load[b], eps_[b].weight, load[a], eps_[a].weight) ? b : a);
+        return int32_t(less_loaded(load[b], ends_.eps[b].weight, load[a], ends_.eps[a].weight) ? b : a);
     }
 
 private:
@@ -52,17 +43,16 @@ private:
     size_t sample(const pick_context &ctx, uint64_t total, size_t skip) noexcept {
         uint64_t r = rng_.below(total);
         size_t last = SIZE_MAX;
-        for (size_t i = 0; i < eps_.size(); ++i) {
-            if (i == skip || !candidate(eps_[i], ctx, i)) continue;
-            if (r < eps_[i].weight) return i;
-            r -= eps_[i].weight;
+        for (size_t i = 0; i < ends_.eps.size(); ++i) {
+            if (i == skip || !candidate(ends_.eps[i], ctx, i)) continue;
+            if (r < ends_.eps[i].weight) return i;
+            r -= ends_.eps[i].weight;
             last = i;
         }
         return last;  // unreachable: r < total
     }
 
-    std::vector<endpoint> eps_;
-    own_counts own_;
+    counted_endpoints ends_;
     prng rng_;
 };
 
