@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 
+#include "chain/l4.hh"
 #include "chain/log.hh"
 #include "chain/response_headers.hh"
 #include "chain/session.hh"
@@ -71,8 +72,12 @@ struct call {
     const upstream_rt *up = nullptr;
     conn *uc = nullptr;
     upstream::body_framing req_body;
+    upstream::forward_options fo;          // what the request went out with (upgrade checks)
     bool idempotent = false;
     bool retried = false;
+    bool upgrading = false;                // the request's Upgrade went upstream
+    bool tunnel = false;                   // the upstream answered 101: bytes flow both ways
+    uint64_t tunnel_active = 0;            // last tunnel byte either way (ms)
     bool req_done = false;                 // the whole request is queued for the upstream
     bool client_paused = false;            // client body paused for upstream backpressure
     bool upstream_paused = false;          // upstream reads paused for client backpressure
@@ -225,6 +230,12 @@ void start_response(worker &w, call *k, const http::response_head &h) {
 
 void body_bytes(worker &w, call *k, std::string_view data) {
     switch (k->kind) {
+        case http::response_body_kind::tunnel:
+            if (!data.empty()) {
+                k->tunnel_active = w.now_ms_;
+                write_client(w, k, data, false);
+            }
+            return;
         case http::response_body_kind::length: {
             size_t n = size_t(std::min<uint64_t>(data.size(), k->left));
             k->left -= n;
@@ -257,6 +268,13 @@ void body_bytes(worker &w, call *k, std::string_view data) {
     maybe_finish(w, k);
 }
 
+// What the client sends is held back: its request body, or in a tunnel its socket reads.
+void pause_client(call *k, bool paused) {
+    if (!client_usable(k->ex)) return;
+    if (k->tunnel) l4::pause_read(k->ex->c, paused);
+    else session::request_body_pause(k->ex, paused);
+}
+
 // Keyed by the upstream connection, not the call: the call may be gone when the
 // connection's queue is dropped, the connection is not (it is freed after).
 void resume_client(void *user, int32_t) {
@@ -264,22 +282,77 @@ void resume_client(void *user, int32_t) {
     call *k = u ? u->owner : nullptr;
     if (!k || !k->client_paused) return;
     k->client_paused = false;
-    if (client_usable(k->ex)) session::request_body_pause(k->ex, false);
+    pause_client(k, false);
 }
 
-// Queues bytes (copied) for the upstream; the client's body is paused while too much waits.
+// Queues bytes (copied) for the upstream; the client is paused while too much waits.
 void upstream_write(worker &w, call *k, std::string_view bytes) {
     conn *uc = k->uc;
     if (!uc || bytes.empty()) return;
     atlas_iovec_t v{bytes.data(), bytes.size()};
-    bool pause = uc->out.bytes() + bytes.size() > max_upstream_backlog && !k->req_done;
+    bool pause = uc->out.bytes() + bytes.size() > max_upstream_backlog && (!k->req_done || k->tunnel);
     if (uc->out.empty()) uc->last_send = w.now_ms_;
     uc->out.append_iov(w.arena_pool_, &v, 1, false, pause ? resume_client : nullptr, pause ? uc : nullptr, nullptr);
     w.mark_dirty(uc);
     if (pause && !k->client_paused && client_usable(k->ex)) {
         k->client_paused = true;
-        session::request_body_pause(k->ex, true);
+        pause_client(k, true);
     }
+}
+
+// The upstream answered 101 to the Upgrade we forwarded: pass the 101 on and turn both
+// connections into one byte tunnel. false after failing the call.
+bool start_tunnel(worker &w, call *k, const http::response_head &h) {
+    // RFC 9110 7.8: the 101's Upgrade names the protocol switched to; it must be one the
+    // client offered and this route allows, or the client would be handed a protocol it
+    // never asked for (an h2c smuggled behind a WebSocket route, say).
+    std::string_view protocol = h.upgrade.substr(0, h.upgrade.find(','));
+    protocol = http::chars::trim_ows(protocol);
+    exchange *ex = k->ex;
+    if (!upstream::upgrade_allowed(protocol, k->fo) || !upstream::upgrade_offered(ex->head, protocol)) {
+        fail(w, k, 502, "101 Switching Protocols to a protocol the client did not ask for");
+        return false;
+    }
+    if (!k->req_done) {  // the new protocol would start in the middle of the request body
+        fail(w, k, 502, "101 Switching Protocols before the request body was sent");
+        return false;
+    }
+    k->head_done = true;
+    k->tunnel = true;
+    k->kind = http::response_body_kind::tunnel;
+    k->reusable = false;
+    k->tunnel_active = w.now_ms_;
+    if (!client_usable(ex)) return false;
+    const upstream::connection_values connection({h.headers, h.header_count});
+    for (uint32_t i = 0; i < h.header_count; ++i) {
+        const http::header_field &f = h.headers[i];
+        bool upgrade = response_headers::iequals_nocase(f.name, "Upgrade");
+        if (!upgrade && response_hop_by_hop(f.name, connection.values())) continue;
+        ex->resp_headers.append(f.name).append(": ").append(f.value).append("\r\n");
+    }
+    ex->switching = true;
+    if (session::response_start(ex, 101, -1) != ATLAS_OK) {
+        fail(w, k, 502, "cannot start the 101 response");
+        return false;
+    }
+    conn *c = ex->c;
+    c->tunnel = true;
+    // Whatever the client sent after its request head already speaks the new protocol.
+    if (c->buffered()) {
+        upstream_write(w, k, std::string_view(c->in.data() + c->in_start, c->buffered()));
+        c->in_start = c->in_end = 0;
+    }
+    // The HTTP side may have paused reading on its input limit: the tunnel decides now.
+    if (c->read_paused && !k->client_paused) l4::pause_read(c, false);
+    return true;
+}
+
+// The tunnel is over on the upstream side: the client gets what is queued, then a close.
+void end_tunnel(worker &w, call *k) {
+    if (!client_usable(k->ex)) return;
+    conn *c = k->ex->c;
+    c->close_after_flush = true;
+    w.mark_dirty(c);
 }
 
 conn *connect_to(worker &w, const upstream_rt *up, const upstream_server_rt *server) {
@@ -329,6 +402,12 @@ bool dispatch(worker &w, call *k, bool fresh_only) {
         ctx.hash_key = {client.data(), client.size()};
         ctx.tried = k->buf.tried.data();
         ctx.exchange = handle(k->ex);
+        if (up->lb->lb->on_take) {  // a load-aware policy: it gets every worker's counts
+            std::vector<uint32_t> &loads = w.pools_.loads;
+            loads.resize(up->servers.size());
+            for (size_t i = 0; i < loads.size(); ++i) loads[i] = up->inflight[i].n.load(std::memory_order_relaxed);
+            ctx.inflight = loads.data();
+        }
         index = up->lb->lb->pick(w.states_[up->lb->slot], &ctx);
     }
     if (index < 0 || size_t(index) >= up->servers.size()) {
@@ -336,10 +415,9 @@ bool dispatch(worker &w, call *k, bool fresh_only) {
         return false;
     }
     k->buf.tried[size_t(index) / 8] |= uint8_t(1u << (index % 8));
-    if (up->lb->lb->on_take) {  // load-aware policies count in-flight requests
-        up->lb->lb->on_take(w.states_[up->lb->slot], uint32_t(index));
-        k->taken = index;
-    }
+    k->taken = index;
+    up->inflight[size_t(index)].n.fetch_add(1, std::memory_order_relaxed);
+    if (up->lb->lb->on_take) up->lb->lb->on_take(w.states_[up->lb->slot], uint32_t(index));
     const upstream_server_rt *server = &up->servers[size_t(index)];
     conn *uc = fresh_only ? nullptr : take_idle(w, server);
     if (!uc) uc = connect_to(w, up, server);
@@ -361,7 +439,7 @@ bool dispatch(worker &w, call *k, bool fresh_only) {
 
 int32_t forward(exchange *ex, const atlas_proxy_options_t *opt) {
     if (!client_usable(ex)) return ATLAS_ECLOSED;
-    if (ex->head_sent || ex->proxy || !opt || opt->struct_size < sizeof(atlas_proxy_options_t) || !opt->upstream)
+    if (ex->head_sent || ex->proxy || !opt || !ATLAS_HAS_FIELD(atlas_proxy_options_t, opt, host) || !opt->upstream)
         return ATLAS_EINVAL;
     worker &w = *ex->c->w;
     const auto *up = reinterpret_cast<const upstream_rt *>(opt->upstream);
@@ -390,6 +468,10 @@ int32_t forward(exchange *ex, const atlas_proxy_options_t *opt) {
     fo.x_forwarded_proto = opt->flags & ATLAS_PROXY_X_FORWARDED_PROTO;
     fo.x_forwarded_host = opt->flags & ATLAS_PROXY_X_FORWARDED_HOST;
     fo.forwarded = opt->flags & ATLAS_PROXY_FORWARDED;
+    fo.websocket = opt->flags & ATLAS_PROXY_WEBSOCKET;
+    if (ATLAS_HAS_FIELD(atlas_proxy_options_t, opt, upgrade)) fo.upgrade_protocols = {opt->upgrade.ptr, opt->upgrade.len};
+    k->fo = fo;
+    k->upgrading = upstream::forwards_upgrade(ex->head, fo);
     k->req_body = upstream::framing_of(ex->head);
     if (!upstream::write_request_head(ex->head, k->id, ex->c->has_transport, k->req_body, fo, k->buf.head)) {
         k->resp_done = k->req_done = true;
@@ -429,8 +511,19 @@ void release(worker &w, exchange *ex) {
     if (!k) return;
     ex->proxy = nullptr;
     k->ex = nullptr;
-    if (k->taken >= 0 && k->up->lb->lb->on_release)
-        k->up->lb->lb->on_release(w.states_[k->up->lb->slot], uint32_t(k->taken));
+    if (k->taken >= 0) {
+        k->up->inflight[size_t(k->taken)].n.fetch_sub(1, std::memory_order_relaxed);
+        if (k->up->lb->lb->on_release) k->up->lb->lb->on_release(w.states_[k->up->lb->slot], uint32_t(k->taken));
+    }
+    if (conn *uc = k->uc; uc && k->tunnel && uc->shut_wr_after_flush && !uc->closing) {
+        // The client's side of the tunnel ended cleanly (both ways) while bytes for the
+        // upstream may still be queued: the connection sends them, shuts, and closes itself
+        // (l4::on_drained); unowned, it is bounded by the idle timeout meanwhile.
+        k->uc = nullptr;
+        up_of(uc)->owner = nullptr;
+        up_of(uc)->idle_since = w.now_ms_;
+        w.mark_dirty(uc);
+    }
     // A call that did not finish cleanly (client gone, error) never pools its connection.
     detach(w, k, k->resp_done && k->req_done && k->reusable);
     if (w.pools_.spare_calls.size() < 1024 && k->buf.in.capacity() <= 65536 && k->buf.head.capacity() <= 65536) {
@@ -497,7 +590,13 @@ void on_data(worker &w, conn *uc, const char *data, size_t len) {
         input.remove_prefix(h.head_length);
         if (h.is_interim()) continue;  // 100 Continue, 103 Early Hints: the core already spoke for us
         if (h.status == 101) {
-            fail(w, k, 502, "101 Switching Protocols without an upgrade request");
+            if (!k->upgrading) {
+                fail(w, k, 502, "101 Switching Protocols without an upgrade request");
+                return;
+            }
+            // What came after the 101 head already belongs to the new protocol.
+            if (start_tunnel(w, k, h)) body_bytes(w, k, input);
+            k->buf.in.clear();
             return;
         }
         start_response(w, k, h);
@@ -514,6 +613,16 @@ void on_eof(worker &w, conn *uc) {
     call *k = u->owner;
     if (!k) {
         w.hard_close(uc);
+        return;
+    }
+    if (k->tunnel) {
+        // The upstream sent all it will: the client gets its half-close once it has it all;
+        // the upstream connection closes once our side is shut too (l4::on_drained).
+        if (client_usable(k->ex)) {
+            k->ex->c->shut_wr_after_flush = true;
+            w.mark_dirty(k->ex->c);
+        }
+        w.mark_dirty(uc);
         return;
     }
     if (k->head_done && k->kind == http::response_body_kind::until_close && !k->resp_done) {
@@ -556,7 +665,8 @@ void on_closed(worker &w, conn *uc) {
     if (call *k = u->owner) {
         k->uc = nullptr;
         u->owner = nullptr;
-        if (!k->resp_done) fail(w, k, 502, "connection lost");
+        if (k->tunnel) end_tunnel(w, k);
+        else if (!k->resp_done) fail(w, k, 502, "connection lost");
     }
     auto it = w.pools_.idle.find(u->server);
     if (it != w.pools_.idle.end()) std::erase(it->second, uc);
@@ -578,6 +688,11 @@ void check_timeouts(worker &w, conn *uc, uint64_t now) {
         if (now - u->started > uint64_t(cfg.connect_timeout.count())) fail(w, k, 504, "connect timed out");
         return;
     }
+    if (k->tunnel) {  // ends both connections: closing this one ends the client's (end_tunnel)
+        bool stuck = uc->output_pending() && now - uc->last_send > uint64_t(cfg.write_timeout.count());
+        if (stuck || now - k->tunnel_active > uint64_t(cfg.tunnel_timeout.count())) w.hard_close(uc);
+        return;
+    }
     if (uc->output_pending() && now - uc->last_send > uint64_t(cfg.write_timeout.count())) {
         fail(w, k, 504, "send timed out");
         return;
@@ -587,6 +702,24 @@ void check_timeouts(worker &w, conn *uc, uint64_t now) {
     if (!k->resp_done && k->req_done && !k->upstream_paused &&
         now - u->last_recv > uint64_t(cfg.read_timeout.count()))
         fail(w, k, 504, "response timed out");
+}
+
+void tunnel_from_client(worker &w, conn *c, const char *data, size_t len) {
+    call *k = c->cur ? c->cur->proxy : nullptr;
+    if (!k || !k->uc) return;  // the upstream side is gone: the client is being closed
+    k->tunnel_active = w.now_ms_;
+    upstream_write(w, k, std::string_view(data, len));
+}
+
+void tunnel_client_eof(worker &w, conn *c) {
+    call *k = c->cur ? c->cur->proxy : nullptr;
+    if (k && k->uc) {  // pass the half-close on once the upstream has everything
+        k->uc->shut_wr_after_flush = true;
+        w.mark_dirty(k->uc);
+    } else {
+        c->close_after_flush = true;
+    }
+    w.mark_dirty(c);  // closes it when our side is already shut (l4::on_drained)
 }
 
 void close_idle(worker &w) {

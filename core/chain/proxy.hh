@@ -31,6 +31,7 @@ struct pools {
     std::unordered_map<const upstream_server_rt *, std::vector<conn *>> idle;
     std::vector<call *> spare_calls;
     std::vector<http::header_field> response_fields;  // parse storage for upstream response heads
+    std::vector<uint32_t> loads;  // the shared in-flight counts, read for one LB pick
     pools() = default;
     pools(const pools &) = delete;
     pools &operator=(const pools &) = delete;
@@ -44,6 +45,11 @@ int32_t forward(exchange *ex, const atlas_proxy_options_t *opt);
 void on_client_body(worker &w, exchange *ex, std::string_view piece, bool last);
 // The exchange is being destroyed (finished or aborted): let go of its upstream side.
 void release(worker &w, exchange *ex);
+
+// From the HTTP session, for a client connection in tunnel mode (conn::tunnel): bytes of
+// the new protocol, and the client's half-close.
+void tunnel_from_client(worker &w, conn *c, const char *data, size_t len);
+void tunnel_client_eof(worker &w, conn *c);
 
 // From the worker, for connections with conn::upstream set.
 void on_connected(worker &w, conn *uc, int32_t res);

@@ -180,6 +180,7 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
             e.usable = true;
             ur.endpoints.push_back(e);
         }
+        ur.inflight = std::make_unique<inflight_count[]>(ur.servers.size());
         ur.lb = b.instantiate(u.lb, kind::lb);
         rt->upstreams.push_back(std::move(ur));
     }

@@ -4,6 +4,7 @@
 
 #include <atlas/module.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,9 +76,17 @@ struct upstream_server_rt {
     uint32_t weight = 1;
 };
 
+// Requests (and tunnels) in flight to one server, counted by every worker, so load-aware
+// LB policies see the whole process's load. One cache line each: workers bumping
+// different servers never contend for a line.
+struct alignas(64) inflight_count {
+    std::atomic<uint32_t> n{0};
+};
+
 struct upstream_rt {
     const config::upstream *cfg = nullptr;
     std::vector<upstream_server_rt> servers;
+    std::unique_ptr<inflight_count[]> inflight;  // one per server, shared by the workers
     module_instance *lb = nullptr;
     std::vector<atlas_lb_endpoint_t> endpoints;  // what set_endpoints gets; slices into servers
 };

@@ -425,6 +425,10 @@ void after_input(worker &w, conn *c) {
 void on_data(worker &w, conn *c, const char *data, size_t len) {
     if (c->closing || c->lingering) return;  // lingering: discard
     if (c->close_after_flush) return;
+    if (c->tunnel) {
+        proxy::tunnel_from_client(w, c, data, len);
+        return;
+    }
     if (c->buffered() == 0) {
         size_t used = consume(w, c, std::string_view(data, len));
         if (!c->closing && !c->close_after_flush && used < len) append_input(c, data + used, len - used);
@@ -437,6 +441,10 @@ void on_data(worker &w, conn *c, const char *data, size_t len) {
 }
 
 void on_eof(worker &w, conn *c) {
+    if (c->tunnel) {
+        proxy::tunnel_client_eof(w, c);
+        return;
+    }
     if (c->cur && !c->cur->body_done) {
         if (!c->cur->complete) {
             w.hard_close(c);  // the request body will never arrive
@@ -464,7 +472,7 @@ void process(worker &w, conn *c) {
         }
         if (c->closing) return;
     }
-    if (c->lingering) return;
+    if (c->lingering || c->tunnel) return;
     size_t used = consume(w, c, std::string_view(c->in.data() + c->in_start, c->buffered()));
     if (c->buffered()) c->in_start += used;
     after_input(w, c);
@@ -485,7 +493,7 @@ void check_timeouts(worker &w, conn *c, uint64_t now) {
         if (now - c->last_send > uint64_t(lim.send_timeout.count())) w.hard_close(c);
         return;
     }
-    if (c->is_stream) return;  // L4 idle timeouts belong to the stream handler
+    if (c->is_stream || c->tunnel) return;  // idle timeouts of these belong to the stream handler / proxy
     if (exchange *ex = c->cur) {
         if (!ex->body_done && (ex->handler_called || ex->discard_first) && !ex->body_paused &&
             now - c->last_body > uint64_t(lim.body_timeout.count())) {
@@ -553,7 +561,9 @@ void complete_response(exchange *ex) {
 
 int32_t response_start(exchange *ex, uint32_t status, int64_t content_length) {
     if (!usable(ex)) return ATLAS_ECLOSED;
-    if (ex->head_sent || status < 200 || status > 999) return ATLAS_EINVAL;
+    // 101 only from the proxy, for an Upgrade it forwarded and accepted (proxy::start_tunnel).
+    bool switching = status == 101 && ex->switching;
+    if (ex->head_sent || (status < 200 && !switching) || status > 999) return ATLAS_EINVAL;
     worker &w = *ex->c->w;
     conn *c = ex->c;
     // Server is ours unless a module set one; a route with response filters gets it
@@ -569,7 +579,7 @@ int32_t response_start(exchange *ex, uint32_t status, int64_t content_length) {
             uint32_t st = status;
             int32_t rc = f->filter->on_response_head(f->config, ex->filter_states[i], handle(ex), &st);
             if (rc < 0) log::warn("%s: response filter failed", f->key.c_str());
-            else if (st >= 200 && st <= 999) status = st;
+            else if (st >= 200 && st <= 999 && !switching) status = st;
             if (!usable(ex)) return ATLAS_ECLOSED;
         }
     }
@@ -582,7 +592,12 @@ int32_t response_start(exchange *ex, uint32_t status, int64_t content_length) {
 
     char framing[64];
     size_t fl = 0;
-    if (status == 204) {
+    if (switching) {
+        // No framing: after this head the connection carries the new protocol until closed.
+        ex->body_allowed = true;
+        ex->resp_length = -1;
+        ex->keep_alive = false;
+    } else if (status == 204) {
         fl = 0;
     } else if (content_length >= 0) {
         fl = size_t(std::snprintf(framing, sizeof framing, "Content-Length: %lld\r\n", (long long)content_length));
@@ -595,7 +610,8 @@ int32_t response_start(exchange *ex, uint32_t status, int64_t content_length) {
         ex->keep_alive = false;  // HTTP/1.0 with unknown length: the close ends the body
     }
     std::string_view conn_hdr;
-    if (!ex->keep_alive) conn_hdr = "Connection: close\r\n";
+    if (switching) conn_hdr = "Connection: upgrade\r\n";
+    else if (!ex->keep_alive) conn_hdr = "Connection: close\r\n";
     else if (ex->head.version_minor == 0) conn_hdr = "Connection: keep-alive\r\n";
 
     char line[64];

@@ -55,6 +55,7 @@ void exchange::reset() {
     resp_length = -1;
     resp_written = 0;
     keep_alive = true;
+    switching = false;
     pending_segments = 0;
     finished = false;
 }
@@ -638,7 +639,7 @@ void worker::free_conn(conn *c) {
     c->has_transport = c->is_stream = false;
     c->shut_wr_after_flush = c->shut_wr_done = c->transport_shutdown_sent = false;
     c->upstream = nullptr;
-    c->connecting = false;
+    c->connecting = c->tunnel = false;
     c->requests = 0;
     c->peer_len = 0;
     c->out.give_storage(ring_pool_);

@@ -72,6 +72,7 @@ struct exchange {
     int64_t resp_length = -1;
     uint64_t resp_written = 0;
     bool keep_alive = true;
+    bool switching = false;  // the proxy may answer 101: its Upgrade was forwarded and accepted
 
     proxy::call *proxy = nullptr;   // set while host->proxy_forward serves this exchange
 
@@ -117,6 +118,9 @@ struct conn {
     // A connection to an upstream server (the proxy's state), not a client.
     void *upstream = nullptr;
     bool connecting = false;   // its connect is still in the kernel
+    // A client connection upgraded through the proxy (101): no more HTTP, its bytes go to
+    // the upstream connection of its exchange's proxy call and back (proxy.hh).
+    bool tunnel = false;
 
 
     bool recv_armed = false;

@@ -77,6 +77,7 @@ struct upstream {
     duration connect_timeout{5000};
     duration read_timeout{30000};
     duration write_timeout{30000};
+    duration tunnel_timeout{3600000};        // an upgraded (WebSocket) connection idle both ways
     std::string health_json;                 // raw `health` table as JSON ("" if absent)
     std::string key;                         // "upstream.api"
 };

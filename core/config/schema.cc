@@ -115,10 +115,11 @@ void read_upstream(checker &ck, const std::string &name, const node &t, snapshot
     }
     if (const node *to = s.table("timeouts")) {
         scope ts(ck, *to, s.key("timeouts"));
-        ts.allow_only({"connect", "read", "write"});
+        ts.allow_only({"connect", "read", "write", "tunnel"});
         if (auto d = ts.dur("connect")) up.connect_timeout = *d;
         if (auto d = ts.dur("read")) up.read_timeout = *d;
         if (auto d = ts.dur("write")) up.write_timeout = *d;
+        if (auto d = ts.dur("tunnel")) up.tunnel_timeout = *d;
     }
     // Health checks belong to the upstream registry, which validates its own table.
     if (const node *h = s.table("health")) up.health_json = to_json<nlohmann::json>(*h).dump();

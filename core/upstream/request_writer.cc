@@ -259,19 +259,41 @@ std::string_view apply_strip_prefix(std::string_view path, std::string_view pref
     return path.substr(prefix.size());
 }
 
-bool forwards_upgrade(const http::request_head &req, const forward_options &opt) {
-    if (!opt.websocket || !req.upgrade) return false;
-    for (uint32_t i = 0; i < req.header_count; ++i) {
+namespace {
+
+std::string_view protocol_name(std::string_view element) { return element.substr(0, element.find('/')); }
+
+// Calls f(element) for each element of the request's Upgrade fields until f returns true.
+template <typename F>
+bool any_upgrade_element(const http::request_head &req, F &&f) {
+    bool found = false;
+    for (uint32_t i = 0; i < req.header_count && !found; ++i) {
         const http::header_field &h = req.headers[i];
-        if (!iequals(h.name, "upgrade")) continue;
-        bool ws = false;
-        // "websocket" or "websocket/13": the protocol name before an optional version.
-        for_each_list_element(h.value, [&](std::string_view p) {
-            return ws = iequals(p.substr(0, p.find('/')), "websocket");
-        });
-        if (ws) return true;
+        if (iequals(h.name, "upgrade")) for_each_list_element(h.value, [&](std::string_view p) { return found = f(p); });
     }
-    return false;
+    return found;
+}
+
+} // namespace
+
+bool upgrade_allowed(std::string_view protocol, const forward_options &opt) {
+    const std::string_view name = protocol_name(protocol);
+    if (name.empty()) return false;
+    if (opt.websocket && iequals(name, "websocket")) return true;
+    bool listed = false;
+    for_each_list_element(opt.upgrade_protocols,
+                          [&](std::string_view p) { return listed = chars::iequals_nocase(protocol_name(p), name); });
+    return listed;
+}
+
+bool upgrade_offered(const http::request_head &req, std::string_view protocol) {
+    const std::string_view name = protocol_name(protocol);
+    return !name.empty() &&
+           any_upgrade_element(req, [&](std::string_view p) { return chars::iequals_nocase(protocol_name(p), name); });
+}
+
+bool forwards_upgrade(const http::request_head &req, const forward_options &opt) {
+    return req.upgrade && any_upgrade_element(req, [&](std::string_view p) { return upgrade_allowed(p, opt); });
 }
 
 bool write_request_head(const http::request_head &req, const client_identity &id, bool https, body_framing body,

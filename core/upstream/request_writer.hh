@@ -37,6 +37,7 @@ struct forward_options {
     bool x_forwarded_host = true;
     bool forwarded = false;         // RFC 7239
     bool websocket = false;         // pass a WebSocket Upgrade through (then `Connection: upgrade`)
+    std::string_view upgrade_protocols;  // other Upgrade protocols passed through: "a, b/2"
     bool pass_expect = false;       // Expect is dropped by default: the core answers 100-continue
                                     // itself, an upstream 100 would only have to be swallowed
 };
@@ -70,8 +71,16 @@ private:
 // Compared byte for byte on the still percent-encoded path: "/%61pi/x" is not stripped.
 std::string_view apply_strip_prefix(std::string_view path, std::string_view prefix);
 
+// True when `protocol`, an Upgrade list element ("name" or "name/version"), may be
+// tunnelled: "websocket" with the websocket option, or a name in upgrade_protocols.
+// Names compare case-insensitively; versions are ignored.
+bool upgrade_allowed(std::string_view protocol, const forward_options &opt);
+
+// True when the request's Upgrade fields offer a protocol with the name of `protocol`.
+bool upgrade_offered(const http::request_head &req, std::string_view protocol);
+
 // True when this request's Upgrade is forwarded: it is a valid upgrade request (the parser's
-// `upgrade`), WebSocket is enabled and the Upgrade field names "websocket".
+// `upgrade`) and its Upgrade field offers at least one allowed protocol.
 bool forwards_upgrade(const http::request_head &req, const forward_options &opt);
 
 // Appends the upstream request head, final CRLF included, to `out`: one exact-size growth, so a

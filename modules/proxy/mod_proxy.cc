@@ -10,15 +10,20 @@
 //               x_forwarded_for = true,      # X-Forwarded-For (default on)
 //               x_forwarded_proto = true,    # X-Forwarded-Proto (default on)
 //               x_forwarded_host = true,     # X-Forwarded-Host (default on)
-//               forwarded = false }          # RFC 7239 Forwarded (default off)
+//               forwarded = false,           # RFC 7239 Forwarded (default off)
+//               websocket = true,            # tunnel WebSocket upgrades (default on)
+//               upgrade = ["name", ...] }    # other Upgrade protocols to tunnel (default none:
+//                                            # h2c, say, would let a client bypass the routes)
 //
 // Errors name the key relative to this table (the host puts the table's place in front).
 #include <atlas/module.hpp>
 
+#include <cctype>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace {
 
@@ -34,7 +39,9 @@ struct config {
     bool strip_route_prefix = false;
     std::string strip_prefix;  // explicit prefix (when a string was given)
     std::string host;
-    uint32_t flags = ATLAS_PROXY_X_FORWARDED_FOR | ATLAS_PROXY_X_FORWARDED_PROTO | ATLAS_PROXY_X_FORWARDED_HOST;
+    std::string upgrade;  // "a, b": the host's comma-separated protocol list
+    uint32_t flags = ATLAS_PROXY_X_FORWARDED_FOR | ATLAS_PROXY_X_FORWARDED_PROTO | ATLAS_PROXY_X_FORWARDED_HOST |
+                     ATLAS_PROXY_WEBSOCKET;
 };
 
 [[noreturn]] void bad(const std::string &key, const std::string &why) { throw std::runtime_error(key + ": " + why); }
@@ -48,6 +55,17 @@ bool clean_text(const std::string &s) {
     for (unsigned char c : s)
         if (c <= 0x20 || c == 0x7f) return false;
     return !s.empty();
+}
+
+// An Upgrade protocol: token ["/" token] (RFC 9110 7.8).
+bool protocol_text(const std::string &s) {
+    static constexpr std::string_view tchar_extra = "!#$%&'*+-.^_`|~";
+    size_t slashes = 0;
+    for (char c : s) {
+        if (c == '/') ++slashes;
+        else if (!std::isalnum(static_cast<unsigned char>(c)) && tchar_extra.find(c) == std::string_view::npos) return false;
+    }
+    return !s.empty() && s.front() != '/' && s.back() != '/' && slashes <= 1;
 }
 
 config *parse(std::string_view text) {
@@ -80,9 +98,20 @@ config *parse(std::string_view text) {
                                                       : ATLAS_PROXY_FORWARDED;
             if (flag(v, k)) c->flags |= bit;
             else c->flags &= ~bit;
+        } else if (k == "websocket") {
+            if (flag(v, k)) c->flags |= ATLAS_PROXY_WEBSOCKET;
+            else c->flags &= ~ATLAS_PROXY_WEBSOCKET;
+        } else if (k == "upgrade") {
+            const char *want = "must be a list of Upgrade protocol names, e.g. [\"foo\", \"bar/2\"]";
+            if (!v.is_array()) bad(k, want);
+            for (const json &p : v) {
+                if (!p.is_string() || !protocol_text(p.get<std::string>())) bad(k, want);
+                if (!c->upgrade.empty()) c->upgrade += ", ";
+                c->upgrade += p.get<std::string>();
+            }
         } else {
             bad(k, "unknown key (mod_proxy takes upstream, strip_prefix, host, x_forwarded_for, "
-                   "x_forwarded_proto, x_forwarded_host, forwarded)");
+                   "x_forwarded_proto, x_forwarded_host, forwarded, websocket, upgrade)");
         }
     }
     if (c->upstream_name.empty()) bad("upstream", "required (e.g. upstream = \"api\" with an [upstream.api] table)");
@@ -106,6 +135,7 @@ int32_t on_request(void *cfgp, void *, atlas_exchange_t *ex, void **) noexcept {
     opt.flags = cfg->flags;
     opt.host = slice(cfg->host);
     opt.strip_prefix = slice(cfg->strip_prefix);
+    opt.upgrade = slice(cfg->upgrade);
     if (cfg->strip_route_prefix) {
         atlas_request_info_t info{};
         info.struct_size = sizeof info;

@@ -47,7 +47,7 @@ extern "C" {
 
 #define ATLAS_ABI_MAGIC 0x41544C4Du /* "ATLM" */
 #define ATLAS_ABI_MAJOR 1u
-#define ATLAS_ABI_MINOR 1u
+#define ATLAS_ABI_MINOR 2u
 
 /* Compile-time feature test for modules: ATLAS_ABI_AT_LEAST(1, 2). */
 #define ATLAS_ABI_AT_LEAST(major, minor)                                                          \
@@ -150,6 +150,7 @@ typedef struct atlas_request_info {
 #define ATLAS_PROXY_X_FORWARDED_PROTO 0x02u /* http or https, as the client came in */
 #define ATLAS_PROXY_X_FORWARDED_HOST 0x04u  /* the Host the client asked for */
 #define ATLAS_PROXY_FORWARDED 0x08u         /* RFC 7239 Forwarded: for=;proto=;host= */
+#define ATLAS_PROXY_WEBSOCKET 0x10u         /* ABI 1.2: tunnel WebSocket upgrades (RFC 6455) */
 
 typedef struct atlas_proxy_options {
     uint32_t struct_size;
@@ -157,6 +158,12 @@ typedef struct atlas_proxy_options {
     uint32_t flags;             /* ATLAS_PROXY_* */
     atlas_slice_t strip_prefix; /* removed from the path at a segment boundary; empty = none */
     atlas_slice_t host;         /* Host sent upstream; empty = the client's */
+    /* ABI 1.2: other Upgrade protocols to tunnel besides WebSocket, as a comma-separated
+       list of protocol names ("foo, bar/2"; the version is ignored); empty = none. An
+       upgrade goes upstream only when the client offers a protocol allowed here (or
+       WebSocket with ATLAS_PROXY_WEBSOCKET), and is tunnelled only when the upstream's
+       101 names one the client offered and is allowed. */
+    atlas_slice_t upgrade;
 } atlas_proxy_options_t;
 
 /* ------------------------------------------------------------- host API */
@@ -275,7 +282,9 @@ typedef struct atlas_host_api {
        included. Failures answer 502 (no usable server, refused, reset, bad response)
        or 504 (timeout) while nothing was sent, else abort the exchange. on_abort and
        request_destroy are still called. ATLAS_EINVAL when the exchange already
-       responded or opt is malformed. */
+       responded or opt is malformed. From ABI 1.2, an allowed Upgrade answered with 101
+       turns the connection into a two-way byte tunnel with the upstream connection
+       until either side closes (half-closes are passed on). */
     int32_t (*proxy_forward)(atlas_exchange_t *ex, const atlas_proxy_options_t *opt);
 } atlas_host_api_t;
 

@@ -160,13 +160,40 @@ TEST_CASE("writer: Upgrade kept with the websocket option, dropped without") {
     // Upgrade without Connection: upgrade is not an upgrade request: dropped even with the option.
     parsed lone(req("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"));
     CHECK(write(lone, o) == "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
-    // Only WebSocket is tunnelled (h2c would need HTTP/2 upstream).
+    // Only WebSocket unless other protocols are listed (h2c would let a client bypass the routes).
     parsed h2c(req("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n"
                    "HTTP2-Settings: AAMAAABkAAQAAP__\r\n"));
     CHECK_FALSE(forwards_upgrade(h2c.head, o));
     CHECK(write(h2c, o) == "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     parsed versioned(req("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: foo, WebSocket/13\r\nConnection: upgrade\r\n"));
     CHECK(forwards_upgrade(versioned.head, o));
+}
+
+TEST_CASE("upgrade: allowed protocols by name, versions ignored; offered ones from every Upgrade field") {
+    forward_options o = bare();
+    CHECK_FALSE(upgrade_allowed("websocket", o));
+    o.websocket = true;
+    CHECK(upgrade_allowed("websocket", o));
+    CHECK(upgrade_allowed("WebSocket/13", o));
+    CHECK_FALSE(upgrade_allowed("websockets", o));
+    CHECK_FALSE(upgrade_allowed("", o));
+    CHECK_FALSE(upgrade_allowed("/13", o));
+    o.upgrade_protocols = "echo, Bulk/2";
+    CHECK(upgrade_allowed("ECHO/1", o));
+    CHECK(upgrade_allowed("bulk", o));
+    CHECK_FALSE(upgrade_allowed("ech", o));
+    CHECK_FALSE(upgrade_allowed("h2c", o));
+
+    parsed p(req("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: foo/1, echo\r\nUpgrade: Bulk/3\r\nConnection: upgrade\r\n"));
+    CHECK(upgrade_offered(p.head, "foo"));
+    CHECK(upgrade_offered(p.head, "ECHO/7"));
+    CHECK(upgrade_offered(p.head, "bulk/2"));
+    CHECK_FALSE(upgrade_offered(p.head, "websocket"));
+    CHECK_FALSE(upgrade_offered(p.head, ""));
+    CHECK(forwards_upgrade(p.head, o));
+    o.upgrade_protocols = "h2c";
+    o.websocket = true;
+    CHECK_FALSE(forwards_upgrade(p.head, o));
 }
 
 TEST_CASE("writer: strip_prefix table") {
