@@ -102,9 +102,7 @@ class NodeWebSocket(unittest.TestCase):
         with NodeServer() as srv, Atlas(config("127.0.0.1:%d" % srv.port)) as at, connect(at.port) as s:
             s.sendall(build_request("GET", "/plain"))
             self.assertEqual(read_response(s).status, 426)
-            s.sendall(build_request("GET", "/chat", headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                                                             ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-                                                             ("Sec-WebSocket-Version", "13")]))
+            s.sendall(websocket_request("/chat"))
             r = read_response(s, head=True)
             self.assertEqual(r.status, 101)
             self.assertEqual(r.header("Sec-WebSocket-Accept"), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
@@ -210,6 +208,28 @@ def upgrade_request(protocol, path="/t", extra=()):
     return build_request("GET", path, headers=[("Upgrade", protocol), ("Connection", "Upgrade")] + list(extra))
 
 
+def websocket_request(path="/t"):
+    return upgrade_request("websocket", path, [("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                                               ("Sec-WebSocket-Version", "13")])
+
+
+def switch_then_wait_for_close(closed):
+    """An upstream behaviour: 101 to WebSocket, then read until the proxy closes the
+    connection (EOF or reset), which sets `closed`."""
+    def behaviour(conn, head, rest):
+        conn.sendall(SWITCH % b"websocket")
+        conn.settimeout(30)
+        try:
+            while conn.recv(65536):
+                pass
+        except socket.timeout:
+            return
+        except OSError:
+            pass
+        closed.set()
+    return behaviour
+
+
 class OtherUpgrades(unittest.TestCase):
     def test_listed_protocol_tunnels_both_ways_with_half_closes(self):
         def behaviour(conn, head, rest):
@@ -270,8 +290,7 @@ class OtherUpgrades(unittest.TestCase):
             conn.sendall(SWITCH % b"h2c")
 
         with RawUpstream(behaviour) as up, Atlas(config(up.address)) as at, connect(at.port) as s:
-            s.sendall(upgrade_request("websocket", extra=[("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-                                                          ("Sec-WebSocket-Version", "13")]))
+            s.sendall(websocket_request())
             self.assertEqual(read_response(s).status, 502)
 
     def test_101_without_an_upgrade_request_is_502(self):
@@ -335,43 +354,19 @@ class OtherUpgrades(unittest.TestCase):
 
     def test_idle_tunnel_is_closed_after_the_tunnel_timeout(self):
         closed = threading.Event()
-
-        def behaviour(conn, head, rest):
-            conn.sendall(SWITCH % b"websocket")
-            conn.settimeout(30)
-            try:
-                while conn.recv(65536):
-                    pass
-                closed.set()
-            except OSError:
-                pass
-
-        with RawUpstream(behaviour) as up, \
+        with RawUpstream(switch_then_wait_for_close(closed)) as up, \
                 Atlas(config(up.address, upstream_extra='timeouts = { tunnel = "1s" }')) as at, \
                 connect(at.port, timeout=30) as s:
-            s.sendall(upgrade_request("websocket", extra=[("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-                                                          ("Sec-WebSocket-Version", "13")]))
+            s.sendall(websocket_request())
             self.assertEqual(read_response(s, head=True).status, 101)
             self.assertEqual(read_until_close(s, timeout=30), b"")
             self.assertTrue(closed.wait(30), "the upstream connection stayed open")
 
     def test_client_disconnect_closes_the_upstream(self):
         closed = threading.Event()
-
-        def behaviour(conn, head, rest):
-            conn.sendall(SWITCH % b"websocket")
-            conn.settimeout(30)
-            try:
-                while conn.recv(65536):
-                    pass
-            except OSError:
-                pass
-            closed.set()
-
-        with RawUpstream(behaviour) as up, Atlas(config(up.address)) as at:
+        with RawUpstream(switch_then_wait_for_close(closed)) as up, Atlas(config(up.address)) as at:
             s = connect(at.port)
-            s.sendall(upgrade_request("websocket", extra=[("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-                                                          ("Sec-WebSocket-Version", "13")]))
+            s.sendall(websocket_request())
             self.assertEqual(read_response(s, head=True).status, 101)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             s.close()  # a reset, not even a FIN
