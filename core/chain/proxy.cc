@@ -390,6 +390,18 @@ conn *take_idle(worker &w, const upstream_server_rt *server) {
     return nullptr;
 }
 
+// The call uses `uc` (pooled or new) from now on: its clocks restart and the request
+// head is queued.
+void attach(worker &w, call *k, conn *uc) {
+    upconn *u = up_of(uc);
+    u->owner = k;
+    u->got_bytes = false;
+    u->started = u->last_recv = w.now_ms_;
+    u->retire_at = UINT64_MAX;
+    k->uc = uc;
+    upstream_write(w, k, k->buf.head);
+}
+
 // Picks a server and attaches a connection to it (pooled or new), then queues the
 // request head. false after answering the client.
 bool dispatch(worker &w, call *k, bool fresh_only) {
@@ -425,13 +437,7 @@ bool dispatch(worker &w, call *k, bool fresh_only) {
         fail(w, k, 502, "cannot create a socket");
         return false;
     }
-    upconn *u = up_of(uc);
-    u->owner = k;
-    u->got_bytes = false;
-    u->started = u->last_recv = w.now_ms_;
-    u->retire_at = UINT64_MAX;
-    k->uc = uc;
-    upstream_write(w, k, k->buf.head);
+    attach(w, k, uc);
     return true;
 }
 
@@ -650,10 +656,7 @@ void on_eof(worker &w, conn *uc) {
             fail(w, k, 502, "cannot create a socket");
             return;
         }
-        upconn *f = up_of(fresh);
-        f->owner = k;
-        k->uc = fresh;
-        upstream_write(w, k, k->buf.head);
+        attach(w, k, fresh);
         return;
     }
     fail(w, k, 502, k->head_done ? "closed in the middle of the response body" : "closed before answering");

@@ -15,6 +15,15 @@ Paths:
   /hop             200 with Connection: X-Up-Secret, X-Up-Secret: 1, Keep-Alive: timeout=5
   /stream/N        N x 64 KiB pieces, chunked, 20 ms apart; records whether the client
                    (the proxy) went away before the end in `aborted`
+  /hold            200 "held" once the test calls release() (or after 60 s): a request
+                   kept in flight for as long as the test needs, without a timed sleep
+Wrappers, put in front of any of the paths above (they combine):
+  /drop-reused/... on a connection that already served a request, the request (head and
+                   body) is read and the connection closed without a response: an upstream
+                   closing a keep-alive connection just as the proxy reuses it.  On a fresh
+                   connection the rest of the path is served as usual.  `dropped` lists
+                   (method, path) of the requests dropped this way.
+  /keepalive/T/... the response to the rest of the path carries Keep-Alive: timeout=T
 Leading unknown segments are skipped ("/named/echo" is /echo). Every response carries
 X-Backend: <name>. `connections` counts accepted connections.
 """
@@ -32,7 +41,8 @@ def pattern(n):
     return (base * (n // len(base) + 1))[:n]
 
 
-KINDS = ("echo", "len", "big", "chunked", "close", "status", "sleep", "hop", "stream", "pieces")
+KINDS = ("echo", "len", "big", "chunked", "close", "status", "sleep", "hop", "stream", "pieces", "hold")
+HOLD_LIMIT = 60.0  # seconds a /hold request waits for release() at most
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -46,6 +56,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.connections += 1
             self.conn_id = self.server.connections
+        self.served = 0      # requests answered on this connection
+        self.extra = []      # (name, value) added to the current response head (/keepalive)
+
+    def end_headers(self):
+        for k, v in self.extra:
+            self.send_header(k, v)
+        super().end_headers()
 
     def _body(self):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -82,12 +99,33 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _route(self):
+        try:
+            self._dispatch()
+        finally:
+            self.extra = []
+            self.served += 1
+
+    def _dispatch(self):
         parts = self.path.split("?")[0].strip("/").split("/")
+        drop = False
         # A proxy route may keep its own prefix ("/named/echo"): the first known word counts.
         while len(parts) > 1 and parts[0] not in KINDS:
+            if parts[0] == "drop-reused":
+                drop = True
+            elif parts[0] == "keepalive" and len(parts) > 2:
+                self.extra.append(("Keep-Alive", "timeout=" + parts[1]))
+                parts = parts[1:]
             parts = parts[1:]
         kind = parts[0]
         self.server.seen.append((self.command, self.path, dict(self.headers.items())))
+        if drop and self.served > 0:
+            # Read the whole request so that the close is a clean FIN (unread bytes would
+            # make it a reset), then close without a byte of response.
+            self._body()
+            with self.server.lock:
+                self.server.dropped.append((self.command, self.path))
+            self.close_connection = True
+            return
         if kind == "echo":
             b = self._body()
             if isinstance(b, bytes):
@@ -150,6 +188,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(piece)
                 self.wfile.flush()
                 time.sleep(0.05)
+        elif kind == "hold":
+            self.server.released.wait(HOLD_LIMIT)
+            self._send(200, b"held")
         elif kind == "hop":
             self._send(200, b"hop", [("Connection", "X-Up-Secret"), ("X-Up-Secret", "1"),
                                      ("Keep-Alive", "timeout=5")])
@@ -188,6 +229,8 @@ class Backend:
         self.httpd.connections = 0
         self.httpd.seen = []
         self.httpd.aborted = threading.Event()
+        self.httpd.released = threading.Event()
+        self.httpd.dropped = []
         self.port = self.httpd.server_address[1]
         self.address = "127.0.0.1:%d" % self.port
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
@@ -205,11 +248,20 @@ class Backend:
     def aborted(self):
         return self.httpd.aborted
 
+    @property
+    def dropped(self):
+        return self.httpd.dropped
+
+    def release(self):
+        """Lets every /hold request (waiting or still to come) answer."""
+        self.httpd.released.set()
+
     def __enter__(self):
         self.thread.start()
         return self
 
     def __exit__(self, *exc):
+        self.release()  # no handler thread is left waiting
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=10)

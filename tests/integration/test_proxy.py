@@ -1,18 +1,28 @@
 """mod_proxy through a real atlasd to real python3 http.server upstreams (backend.py):
 bodies both ways (Content-Length, chunked, close-delimited), keep-alive reuse,
 hop-by-hop fields, X-Forwarded-*, strip_prefix, Host, HEAD/204/304, 502/504,
-cancel-on-disconnect, load-balancing sequences and the seed's example configs."""
+cancel-on-disconnect, 100-continue, the keep-alive race retry, the upstream's
+Keep-Alive timeout, load-balancing sequences and the seed's example configs (checked,
+and run against real python3 / node backends)."""
 
+import contextlib
 import hashlib
 import json
 import os
+import re
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 import unittest
 
 from backend import Backend, pattern
-from harness import (REPO, Atlas, build_request, connect, read_response, read_until_close, request,
-                     run_check)
+from harness import (REPO, Atlas, build_request, can_connect, connect, free_port, read_response,
+                     read_until_close, request, run_check, tail, wait_closed)
 
 
 def config(servers, extra_upstream="", handler_extra="", routes=None, workers=1):
@@ -101,6 +111,23 @@ class Basic(unittest.TestCase):
         self.assertEqual(e["body_sha256"], hashlib.sha256(body).hexdigest())
         self.assertEqual(header(e, "Transfer-Encoding"), "chunked")
         self.assertIsNone(header(e, "Content-Length"))
+
+    def test_expect_100_continue(self):
+        body = os.urandom(100000)
+        with connect(self.port) as s:
+            s.sendall(build_request("POST", "/echo", headers=[("Content-Length", str(len(body))),
+                                                               ("Expect", "100-continue")]))
+            r = read_response(s)  # before a byte of the body is sent
+            self.assertEqual(r.status, 100, r)
+            self.assertTrue(r.raw_head.startswith(b"HTTP/1.1 100 Continue\r\n"), r.raw_head)
+            s.sendall(body)
+            r = read_response(s)
+        self.assertEqual(r.status, 200, r)
+        e = echo(r)
+        self.assertEqual(e["body_len"], len(body))
+        self.assertEqual(e["body_sha256"], hashlib.sha256(body).hexdigest())
+        # atlas answered the expectation itself: it does not travel upstream
+        self.assertNotIn("expect", header_names(e))
 
     def test_chunked_response(self):
         r = request(self.port, path="/chunked/100000/7")
@@ -226,6 +253,83 @@ class Failures(unittest.TestCase):
                 rc, out, err = run_check(config(["127.0.0.1:9"], handler_extra=extra))
                 self.assertEqual(rc, 1, err)
                 self.assertIn(needle, err)
+
+
+class KeepAliveRace(unittest.TestCase):
+    """An upstream that closes a pooled connection just as atlas reuses it (backend.py's
+    /drop-reused: deterministic, the close comes when the request arrives).  An idempotent
+    request without a body is sent again, once, on a fresh connection; anything else is a
+    502, since the upstream may have acted on it."""
+
+    def setUp(self):
+        self.backend = Backend("b1").__enter__()
+        self.addCleanup(self.backend.__exit__, None, None, None)
+        self.atlas = Atlas(config([self.backend.address])).__enter__()
+        self.addCleanup(self.atlas.__exit__, None, None, None)
+
+    def pool_one(self):
+        """A GET that leaves one pooled upstream connection; returns its backend conn id."""
+        before = self.backend.connections
+        e = echo(request(self.atlas.port, path="/echo"))
+        self.assertEqual(self.backend.connections, before + 1)
+        self.assertEqual(e["conn"], self.backend.connections)
+        return e["conn"]
+
+    def test_get_is_retried_on_a_fresh_connection(self):
+        pooled = self.pool_one()
+        r = request(self.atlas.port, path="/drop-reused/echo")
+        self.assertEqual(r.status, 200, r)
+        e = echo(r)
+        self.assertEqual(self.backend.dropped, [("GET", "/drop-reused/echo")])
+        self.assertNotEqual(e["conn"], pooled)
+        self.assertEqual(self.backend.connections, pooled + 1, "the retry's fresh connection")
+        self.assertEqual(sum(1 for m, p, _ in self.backend.seen if p == "/drop-reused/echo"), 2)
+
+    def test_retry_that_waits_for_its_answer(self):
+        # The retried request's answer comes after a sweep of atlas's timeouts (1 s):
+        # the read timeout (30 s by default) must count from the retry, not from zero.
+        pooled = self.pool_one()
+        r = request(self.atlas.port, path="/drop-reused/sleep/2500", timeout=30)
+        self.assertEqual(len(self.backend.dropped), 1)
+        self.assertEqual(self.backend.connections, pooled + 1)
+        self.assertEqual((r.status, r.body), (200, b"slept"), r)
+
+    def test_not_retried_when_non_idempotent_or_with_a_body(self):
+        body = os.urandom(5000)
+        for method, payload in (("POST", body), ("POST", b""), ("PUT", body)):
+            with self.subTest(method=method, body=len(payload)):
+                self.pool_one()
+                conns = self.backend.connections
+                dropped = len(self.backend.dropped)
+                r = request(self.atlas.port, method, "/drop-reused/echo", body=payload)
+                self.assertEqual(r.status, 502, r)
+                self.assertEqual(len(self.backend.dropped), dropped + 1)
+                self.assertEqual(self.backend.connections, conns, "sent again on a new connection")
+        self.assertEqual(request(self.atlas.port, path="/len/3").body, b"abc")
+
+
+class UpstreamKeepAliveTimeout(unittest.TestCase):
+    """An upstream's Keep-Alive: timeout=N retires the pooled connection a second (atlas's
+    margin) before N: with timeout=1 the next request always goes out on a new one."""
+
+    def test_timeout_1_is_not_reused(self):
+        with Backend() as b, Atlas(config([b.address])) as a:
+            c1 = echo(request(a.port, path="/keepalive/1/echo"))["conn"]
+            c2 = echo(request(a.port, path="/keepalive/1/echo"))["conn"]
+            self.assertNotEqual(c2, c1, "a connection past the upstream's Keep-Alive timeout was reused")
+            c3 = echo(request(a.port, path="/echo"))["conn"]
+            self.assertNotEqual(c3, c2)
+            self.assertEqual(b.connections, 3)
+
+    def test_without_keep_alive_or_a_long_one_it_is_reused(self):
+        with Backend() as b, Atlas(config([b.address])) as a:
+            c1 = echo(request(a.port, path="/echo"))["conn"]
+            c2 = echo(request(a.port, path="/echo"))["conn"]
+            self.assertEqual(c2, c1)
+            c3 = echo(request(a.port, path="/keepalive/60/echo"))["conn"]  # retired 59 s from now
+            c4 = echo(request(a.port, path="/echo"))["conn"]
+            self.assertEqual((c3, c4), (c1, c1))
+            self.assertEqual(b.connections, 1)
 
 
 GiB = 1 << 30
@@ -395,14 +499,160 @@ class Balancing(unittest.TestCase):
             busy = slow["r"].header("X-Backend")
             self.assertNotIn(busy, quick, "a request went to the server still busy with the slow one")
 
+    def closed_request(self, port, path):
+        """A request on a new connection (Connection: close) that returns once atlas has
+        closed it: atlas ends the exchange, and with it the request's in-flight count,
+        before it closes, so the next request cannot see a stale count for this one."""
+        with connect(port) as s:
+            s.sendall(build_request("GET", path, headers=[("Connection", "close")]))
+            r = read_response(s)
+            closed, extra = wait_closed(s)
+            self.assertTrue(closed and not extra, "atlas did not close after Connection: close (%r)" % extra)
+            return r
+
+    def busy_server_avoided_by_every_worker(self, lb):
+        """Two workers, two servers: one request held in flight on one server, then 12
+        quick requests, each on a new client connection (SO_REUSEPORT spreads them over
+        both workers).  The load-aware policy of every worker must see the held request."""
+        with Backend("a") as a, Backend("b") as b, \
+                Atlas(config([a.address, b.address], extra_upstream='lb = "%s"' % lb, workers=2)) as at:
+            held = {}
+            t = threading.Thread(target=lambda: held.update(r=request(at.port, path="/hold", timeout=90)))
+            t.start()
+            try:
+                deadline = time.monotonic() + 20
+                while len(a.seen) + len(b.seen) < 1 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                self.assertEqual(len(a.seen) + len(b.seen), 1, "the held request never reached a backend")
+                busy = "a" if a.seen else "b"
+                quick = [self.closed_request(at.port, "/len/1").header("X-Backend") for _ in range(12)]
+            finally:
+                a.release()
+                b.release()
+                t.join(90)
+            self.assertIn("r", held, "the held request got no answer")
+            self.assertEqual(held["r"].body, b"held")
+            self.assertEqual(held["r"].header("X-Backend"), busy)
+            self.assertNotIn(busy, quick, "a request went to the server still busy with the held one")
+
+    def test_least_connections_across_workers(self):
+        self.busy_server_avoided_by_every_worker("least_connections")
+
+    def test_p2c_across_workers(self):
+        # p2c with two servers always compares both: as deterministic as least_connections.
+        self.busy_server_avoided_by_every_worker("p2c")
+
+
+def example(name):
+    with open(os.path.join(REPO, "configs", "examples", name, "atlas.toml")) as f:
+        return f.read()
+
+
+PORT_LINE = re.compile(r"^(port\s*=\s*)(\d+)", re.M)
+
+
+def with_ports(text, ports):
+    """The example with each `port = N` line's N replaced by ports[N]; nothing else."""
+    out = PORT_LINE.sub(lambda m: m.group(1) + str(ports[int(m.group(2))]), text)
+    old_lines, new_lines = text.splitlines(), out.splitlines()
+    assert len(old_lines) == len(new_lines)
+    for o, n in zip(old_lines, new_lines):
+        assert o == n or (PORT_LINE.match(o) and PORT_LINE.sub("", o) == PORT_LINE.sub("", n)), (o, n)
+    return out
+
+
+@contextlib.contextmanager
+def server_process(argv_for_port, cwd=None, what="backend"):
+    """Runs argv_for_port(port) on a free port until the block ends; yields the port once
+    it accepts connections.  A start that fails (the port was taken meanwhile) is retried
+    on another port.  The process is stopped by its PID: SIGTERM, then SIGKILL."""
+    for attempt in range(3):
+        port = free_port()
+        err = tempfile.TemporaryFile()
+        proc = subprocess.Popen(argv_for_port(port), cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            deadline = time.monotonic() + 20
+            while proc.poll() is None and not can_connect(port, timeout=0.5):
+                if time.monotonic() > deadline:
+                    raise AssertionError("%s did not listen on %d within 20 s" % (what, port))
+                time.sleep(0.05)
+            if proc.poll() is None:
+                yield port
+                return
+            err.seek(0)
+            text = err.read().decode("utf-8", "replace")
+            if attempt == 2:
+                raise AssertionError("%s exited %s before listening:\n%s" % (what, proc.returncode, tail(text)))
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+            err.close()
+
+
+def node_server(text):
+    """argv for the load-balancing example's node backend answering `text`."""
+    return lambda port: ["node", "-e", "require('http').createServer((q,s)=>s.end(%s)).listen(%d,'127.0.0.1')"
+                         % (json.dumps(text), port)]
+
 
 class SeedExamples(unittest.TestCase):
     def test_examples_check(self):
         for name in ("reverse-proxy", "load-balancing"):
             with self.subTest(example=name):
-                rc, out, err = run_check({"atlas.toml": open(os.path.join(REPO, "configs", "examples", name,
-                                                                           "atlas.toml")).read()})
+                rc, out, err = run_check({"atlas.toml": example(name)})
                 self.assertEqual(rc, 0, err)
+
+    def test_reverse_proxy_example_runs(self):
+        text = example("reverse-proxy")
+        self.assertEqual(sorted(int(m.group(2)) for m in PORT_LINE.finditer(text)), [3000, 8080])
+        docroot = tempfile.mkdtemp(prefix="atlas-it-httpserver-")
+        self.addCleanup(shutil.rmtree, docroot, True)
+        with open(os.path.join(docroot, "hello.txt"), "wb") as f:
+            f.write(b"hello from python3 -m http.server\n")
+        with server_process(lambda port: [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                            cwd=docroot, what="python3 -m http.server") as up:
+            listen = free_port()
+            cfg = with_ports(text, {8080: listen, 3000: up})
+            # as its comment says: atlasd configs/examples/reverse-proxy/atlas.toml
+            with Atlas({"atlas.toml": cfg}, port=listen, argv="file") as a:
+                for _ in range(8):  # workers = 4: fresh connections reach several of them
+                    r = request(a.port, path="/hello.txt")
+                    self.assertEqual(r.status, 200, r)
+                    self.assertEqual(r.body, b"hello from python3 -m http.server\n")
+                r = request(a.port, path="/")
+                self.assertEqual(r.status, 200, r)
+                self.assertIn(b"hello.txt", r.body)  # http.server's directory listing
+                self.assertEqual(request(a.port, path="/missing").status, 404)
+
+    @unittest.skipUnless(shutil.which("node"), "node is not installed")
+    def test_load_balancing_example_runs(self):
+        text = example("load-balancing")
+        self.assertEqual(sorted(int(m.group(2)) for m in PORT_LINE.finditer(text)), [3001, 3002, 3003, 8080])
+        # No `workers` in the example: one per CPU.  The weighted round robin state is a
+        # worker's own, so the requests go down one client connection (one worker), where
+        # the sequence is exact.
+        with server_process(node_server("Server 1"), what="node 1") as p1, \
+                server_process(node_server("Server 2"), what="node 2") as p2, \
+                server_process(node_server("Server 3"), what="node 3") as p3:
+            listen = free_port()
+            cfg = with_ports(text, {8080: listen, 3001: p1, 3002: p2, 3003: p3})
+            with Atlas({"atlas.toml": cfg}, port=listen, argv="file") as a, connect(a.port) as s:
+                names = []
+                for _ in range(12):
+                    s.sendall(build_request("GET", "/"))
+                    r = read_response(s)
+                    self.assertEqual(r.status, 200, r)
+                    names.append(r.body.decode())
+        for i in range(0, 12, 6):
+            cycle = names[i:i + 6]
+            self.assertEqual([cycle.count("Server %d" % n) for n in (1, 2, 3)], [3, 2, 1], names)
+        self.assertEqual(names[:6], names[6:], "the weighted cycle does not repeat")
 
 
 if __name__ == "__main__":
