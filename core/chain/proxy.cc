@@ -16,6 +16,7 @@
 #include "chain/response_headers.hh"
 #include "chain/session.hh"
 #include "chain/worker.hh"
+#include "http/response_head.hh"
 #include "http/response_parser.hh"
 #include "upstream/client_identity.hh"
 #include "upstream/request_writer.hh"
@@ -496,8 +497,7 @@ void on_client_body(worker &w, exchange *ex, std::string_view piece, bool last) 
     if (k->req_body.kind == upstream::body_kind::chunked) {
         if (!piece.empty()) {
             char size_line[24];
-            int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size());
-            upstream_write(w, k, std::string_view(size_line, size_t(n)));
+            upstream_write(w, k, std::string_view(size_line, http::format_chunk_size(size_line, piece.size())));
             upstream_write(w, k, piece);
             upstream_write(w, k, "\r\n");
         }

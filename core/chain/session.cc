@@ -600,7 +600,7 @@ int32_t response_start(exchange *ex, uint32_t status, int64_t content_length) {
     } else if (status == 204) {
         fl = 0;
     } else if (content_length >= 0) {
-        fl = size_t(std::snprintf(framing, sizeof framing, "Content-Length: %lld\r\n", (long long)content_length));
+        fl = http::format_content_length(framing, uint64_t(content_length));
     } else if (status == 304) {
         fl = 0;
     } else if (ex->head.version_minor >= 1) {
@@ -652,8 +652,7 @@ int32_t response_write(exchange *ex, const atlas_iovec_t *iov, size_t iovcnt, ui
     } else {
         if (ex->resp_chunked) {
             char hdr[24];
-            int n = std::snprintf(hdr, sizeof hdr, "%llx\r\n", (unsigned long long)total);
-            push_copy(w, c, ex, std::string_view(hdr, size_t(n)));
+            push_copy(w, c, ex, std::string_view(hdr, http::format_chunk_size(hdr, total)));
         }
         if (c->out.empty()) c->last_send = w.now_ms_;
         ex->pending_segments +=
@@ -678,8 +677,7 @@ int32_t response_sendfile(exchange *ex, int fd, uint64_t offset, uint64_t length
     } else {
         if (ex->resp_chunked) {
             char hdr[24];
-            int n = std::snprintf(hdr, sizeof hdr, "%llx\r\n", (unsigned long long)length);
-            push_copy(w, c, ex, std::string_view(hdr, size_t(n)));
+            push_copy(w, c, ex, std::string_view(hdr, http::format_chunk_size(hdr, length)));
         }
         out_segment s;
         s.fd = fd;

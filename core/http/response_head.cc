@@ -1,5 +1,6 @@
 #include "http/response_head.hh"
 
+#include <charconv>
 #include <cstring>
 
 namespace atlas::http {
@@ -77,6 +78,21 @@ size_t format_status_line(char *buf, unsigned status) {
     *p++ = '\r';
     *p++ = '\n';
     return static_cast<size_t>(p - buf);
+}
+
+size_t format_content_length(char *buf, uint64_t n) {
+    std::memcpy(buf, "Content-Length: ", 16);
+    char *p = std::to_chars(buf + 16, buf + 36, n).ptr;
+    *p++ = '\r';
+    *p++ = '\n';
+    return size_t(p - buf);
+}
+
+size_t format_chunk_size(char *buf, uint64_t n) {
+    char *p = std::to_chars(buf, buf + 16, n, 16).ptr;
+    *p++ = '\r';
+    *p++ = '\n';
+    return size_t(p - buf);
 }
 
 } // namespace atlas::http

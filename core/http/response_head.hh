@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 namespace atlas::http {
@@ -14,5 +15,12 @@ std::string_view reason_phrase(unsigned status);
 // its length; not NUL-terminated. A status outside 100..999 cannot be written as three digits and
 // is sent as 500.
 size_t format_status_line(char *buf, unsigned status);
+
+// "Content-Length: <n>\r\n" into buf (at least 40 bytes); returns its length. Once per response:
+// to_chars, not snprintf (whose format parsing showed in the proxy's profile).
+size_t format_content_length(char *buf, uint64_t n);
+
+// A chunk-size line, "<hex>\r\n", into buf (at least 18 bytes); returns its length.
+size_t format_chunk_size(char *buf, uint64_t n);
 
 } // namespace atlas::http

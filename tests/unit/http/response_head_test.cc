@@ -72,3 +72,15 @@ TEST_CASE("status lines") {
         REQUIRE(std::string(big + len - 2, 2) == "\r\n");
     }
 }
+
+TEST_CASE("framing lines: Content-Length in decimal, chunk sizes in hex, at their extremes") {
+    char buf[40];
+    CHECK(std::string_view(buf, atlas::http::format_content_length(buf, 0)) == "Content-Length: 0\r\n");
+    CHECK(std::string_view(buf, atlas::http::format_content_length(buf, 1073741824)) ==
+          "Content-Length: 1073741824\r\n");
+    CHECK(std::string_view(buf, atlas::http::format_content_length(buf, UINT64_MAX)) ==
+          "Content-Length: 18446744073709551615\r\n");
+    CHECK(std::string_view(buf, atlas::http::format_chunk_size(buf, 0)) == "0\r\n");
+    CHECK(std::string_view(buf, atlas::http::format_chunk_size(buf, 65536)) == "10000\r\n");
+    CHECK(std::string_view(buf, atlas::http::format_chunk_size(buf, UINT64_MAX)) == "ffffffffffffffff\r\n");
+}
