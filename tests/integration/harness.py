@@ -16,6 +16,7 @@ asserts how fast something happens, only that it happens before a generous deadl
 """
 
 import contextlib
+import hashlib
 import os
 import random
 import shutil
@@ -542,6 +543,21 @@ def read_until_close(sock, timeout=5):
             break
         chunks.append(b)
     return b"".join(chunks)
+
+
+def recv_sha256(sock, size, have=b""):
+    """Reads until `size` bytes have come (counting `have`, read before), hashing them as
+    they come instead of holding them; returns the SHA-256 hex digest. Raises
+    AssertionError when the peer closes first."""
+    h = hashlib.sha256(have)
+    n = len(have)
+    while n < size:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            raise AssertionError("closed after %d of %d bytes" % (n, size))
+        h.update(chunk)
+        n += len(chunk)
+    return h.hexdigest()
 
 
 def wait_closed(sock, timeout=10):

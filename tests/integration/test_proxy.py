@@ -22,7 +22,7 @@ import unittest
 
 from backend import Backend, pattern
 from harness import (REPO, Atlas, build_request, can_connect, connect, free_port, read_response,
-                     read_until_close, request, run_check, tail, wait_closed)
+                     read_until_close, recv_sha256, request, run_check, tail, wait_closed)
 
 
 def config(servers, extra_upstream="", handler_extra="", routes=None, workers=1):
@@ -435,15 +435,8 @@ class BigBodies(unittest.TestCase):
                 buf += s.recv(65536)
             head, rest = buf.split(b"\r\n\r\n", 1)
             self.assertIn(b"Content-Length: %d" % GiB, head)
-            got = hashlib.sha256(rest)
-            n = len(rest)
-            while n < GiB:
-                chunk = s.recv(1 << 20)
-                self.assertTrue(chunk, "closed after %d bytes" % n)
-                got.update(chunk)
-                n += len(chunk)
-        self.assertEqual(n, GiB)
-        self.assertEqual(got.hexdigest(), want.hexdigest())
+            got = recv_sha256(s, GiB, rest)
+        self.assertEqual(got, want.hexdigest())
         self.check_rss()
 
     def test_upload_1gib(self):

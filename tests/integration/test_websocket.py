@@ -14,7 +14,7 @@ import time
 import unittest
 
 from harness import (HERE, Atlas, _buffers, _take_buffer, build_request, connect, read_response, read_until_close,
-                     run_check)
+                     recv_sha256, run_check)
 
 NODE = shutil.which("node")
 HAVE_WS = os.path.isdir(os.path.join(HERE, "node_modules", "ws"))
@@ -336,19 +336,12 @@ class OtherUpgrades(unittest.TestCase):
             sender = threading.Thread(target=lambda: [s.sendall(piece) for _ in range(64)])
             sender.start()
             time.sleep(0.5)  # not a readiness wait: lets the download back up before reading
-            early = _take_buffer(s)
-            got = hashlib.sha256(early)
-            n = len(early)
-            while n < size:
-                chunk = s.recv(1 << 20)
-                self.assertTrue(chunk, "closed after %d bytes" % n)
-                got.update(chunk)
-                n += len(chunk)
+            got = recv_sha256(s, size, _take_buffer(s))
             sender.join(120)
             s.shutdown(socket.SHUT_WR)
             self.assertEqual(read_until_close(s, timeout=20), b"")
             self.assertTrue(up.done.wait(60))
-        self.assertEqual(got.hexdigest(), want)
+        self.assertEqual(got, want)
         self.assertEqual(server_got.hexdigest(), want)
         self.assertEqual(up.errors, [])
 
