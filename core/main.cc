@@ -119,7 +119,7 @@ int main(int argc, char **argv) {
     // any worker exists so every thread inherits the mask.
     sigset_t sigs;
     sigemptyset(&sigs);
-    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP}) sigaddset(&sigs, s);
+    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1}) sigaddset(&sigs, s);
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
     signal(SIGPIPE, SIG_IGN);
 
@@ -161,6 +161,9 @@ int main(int argc, char **argv) {
             chain::log::info("SIGQUIT: stopping now");
             draining = true;
             for (auto &w : workers) w->stop_now();
+        } else if (sig == SIGUSR1) {
+            chain::log::info("SIGUSR1: reopening the access logs");
+            chain::reopen_access_logs(*shared_rt);
         } else if (sig == SIGHUP) {
             chain::log::warn("SIGHUP: configuration reload is not available in this version; ignored");
         }

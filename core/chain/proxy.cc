@@ -707,6 +707,16 @@ void check_timeouts(worker &w, conn *uc, uint64_t now) {
         fail(w, k, 504, "response timed out");
 }
 
+std::string_view client_of(const exchange *ex) {
+    return ex->proxy ? ex->proxy->id.client_text() : std::string_view();
+}
+
+std::string_view server_of(const exchange *ex) {
+    const call *k = ex->proxy;
+    if (!k || k->taken < 0) return {};
+    return k->up->servers[size_t(k->taken)].address;
+}
+
 void tunnel_from_client(worker &w, conn *c, const char *data, size_t len) {
     call *k = c->cur ? c->cur->proxy : nullptr;
     if (!k || !k->uc) return;  // the upstream side is gone: the client is being closed

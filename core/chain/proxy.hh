@@ -46,6 +46,11 @@ void on_client_body(worker &w, exchange *ex, std::string_view piece, bool last);
 // The exchange is being destroyed (finished or aborted): let go of its upstream side.
 void release(worker &w, exchange *ex);
 
+// For the access log: the client as the proxy resolved it, and the server picked
+// ("ip:port"); empty when the exchange was not proxied.
+std::string_view client_of(const exchange *ex);
+std::string_view server_of(const exchange *ex);
+
 // From the HTTP session, for a client connection in tunnel mode (conn::tunnel): bytes of
 // the new protocol, and the client's half-close.
 void tunnel_from_client(worker &w, conn *c, const char *data, size_t len);

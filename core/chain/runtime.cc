@@ -1,18 +1,31 @@
 #include "chain/runtime.hh"
 
+#include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <climits>
 #include <cstring>
 
 #include "chain/host_api.hh"
+#include "chain/log.hh"
 #include "chain/response_headers.hh"
 
 namespace atlas::chain {
 
+namespace {
+
+int open_access_log(const std::string &path) {
+    return ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+}
+
+}  // namespace
+
 runtime::~runtime() {
+    for (const listener_rt &l : listeners)
+        if (l.log_fd > STDERR_FILENO) ::close(l.log_fd);
     for (auto &inst : instances)
         if (inst->config && inst->life.config_destroy) inst->life.config_destroy(inst->config);
 }
@@ -205,6 +218,14 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
         }
         lr.client_from = l.client_address_from == "forwarded" ? upstream::client_source::forwarded
                                                               : upstream::client_source::x_forwarded_for;
+        lr.log_json = l.access_log_json;
+        if (l.access_log == "stderr") {
+            lr.log_fd = STDERR_FILENO;
+        } else if (!l.access_log.empty()) {
+            lr.log_fd = open_access_log(l.access_log);
+            if (lr.log_fd < 0)
+                errors.push_back(l.key + ".access_log: cannot open '" + l.access_log + "': " + std::strerror(errno));
+        }
         if (l.transport) lr.transport = b.instantiate(*l.transport, kind::transport);
         if (!l.is_http) {
             if (l.stream) lr.stream = b.instantiate(*l.stream, kind::stream);
@@ -237,6 +258,18 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
         rt->listeners.push_back(std::move(lr));
     }
     return rt;
+}
+
+void reopen_access_logs(const runtime &rt) {
+    for (const listener_rt &l : rt.listeners) {
+        if (l.log_fd <= STDERR_FILENO) continue;
+        const std::string &path = l.cfg->access_log;
+        int fd = open_access_log(path);
+        if (fd < 0 || ::dup2(fd, l.log_fd) < 0) {
+            log::warn("%s.access_log: cannot reopen '%s': %s", l.cfg->key.c_str(), path.c_str(), std::strerror(errno));
+        }
+        if (fd >= 0) ::close(fd);
+    }
 }
 
 const upstream_rt *find_upstream(const runtime &rt, std::string_view name) {

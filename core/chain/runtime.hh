@@ -65,6 +65,10 @@ struct listener_rt {
     std::vector<route_rt> routes;
     module_instance *transport = nullptr;
     module_instance *stream = nullptr;
+    // Access log: -1 = off. Workers append whole lines to it (O_APPEND) from their own
+    // buffers; SIGUSR1 reopens the file onto the same descriptor (reopen_access_logs).
+    int log_fd = -1;
+    bool log_json = false;
 };
 
 // One server of an upstream after name resolution: a hostname that resolves to
@@ -115,6 +119,11 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
                                        module::loader &loader, std::vector<std::string> &errors);
 
 const upstream_rt *find_upstream(const runtime &rt, std::string_view name);
+
+// SIGUSR1 (logrotate): each access log file is opened again by its path and put in place
+// of the old descriptor (dup2), so workers go on writing to the same fd number. Problems
+// are logged; the old file then stays in use.
+void reopen_access_logs(const runtime &rt);
 
 // Route selection: longest path prefix wins; on a tie an exact host beats a
 // wildcard beats any host, then more header conditions beat fewer, then declaration

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "chain/access_log.hh"
 #include "chain/log.hh"
 #include "chain/proxy.hh"
 #include "chain/response_headers.hh"
@@ -101,6 +102,7 @@ void destroy_exchange(worker &w, exchange *ex) {
 }
 
 void finish_exchange(worker &w, conn *c, exchange *ex) {
+    access_log::record(w, ex, ex->status);
     c->cur = nullptr;
     ++c->requests;
     ex->finished = true;
@@ -239,6 +241,7 @@ std::string_view relocate(std::string_view sv, const char *from, size_t from_len
 void start_exchange(worker &w, conn *c, std::string_view raw, const http::request_head &parsed) {
     exchange *ex = w.alloc_exchange();
     ex->c = c;
+    ex->start_ms = w.now_ms_;
     ex->head_buf.assign(raw.begin(), raw.end());
     const char *from = raw.data();
     const char *to = ex->head_buf.data();
@@ -528,6 +531,7 @@ void segment_done(worker &w, out_segment &s, int32_t status) {
 
 void abort_all(worker &w, conn *c) {
     if (exchange *ex = c->cur) {
+        access_log::record(w, ex, ex->head_sent ? ex->status : 499);  // 499: nginx's "client closed"
         c->cur = nullptr;
         const atlas_http_handler_t *h = ex->route ? ex->route->handler->handler : nullptr;
         if (ex->handler_called && h && h->on_abort && !ex->complete) h->on_abort(ex->handler_state, handle(ex));
@@ -715,6 +719,11 @@ int32_t response_raw(exchange *ex, const void *bytes, size_t len, size_t head_on
         return ATLAS_EINVAL;
     worker &w = *ex->c->w;
     push_ref(w, ex->c, ex, bytes, ex->head.is_head ? head_only_len : len, done, user);
+    // The status and body size for the access log, from the bytes themselves.
+    const char *b = static_cast<const char *>(bytes);
+    if (head_only_len >= 12 && std::memcmp(b, "HTTP/1.", 7) == 0)
+        ex->status = unsigned(b[9] - '0') * 100 + unsigned(b[10] - '0') * 10 + unsigned(b[11] - '0');
+    ex->resp_written = len - head_only_len;
     ex->head_sent = true;
     ex->body_allowed = false;
     if (w.draining_) ex->keep_alive = false;

@@ -174,6 +174,7 @@ bool worker::setup(std::string &err) {
 }
 
 void worker::teardown() {
+    access_log::flush(*this);
     for (auto &inst : rt_->instances)
         if (inst->life.worker_destroy)
             inst->life.worker_destroy(inst->config, states_.empty() ? nullptr : states_[inst->slot]);
@@ -652,6 +653,7 @@ void worker::free_conn(conn *c) {
 }
 
 void worker::sweep() {
+    access_log::flush(*this);
     for (conn *c = conns_; c;) {
         conn *n = c->next;
         if (c->upstream) proxy::check_timeouts(*this, c, now_ms_);

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "chain/access_log.hh"
 #include "chain/out_queue.hh"
 #include "chain/proxy.hh"
 #include "chain/runtime.hh"
@@ -43,6 +44,8 @@ struct exchange {
     std::forward_list<std::string> req_strings;  // storage for headers added by filters (stable)
     std::string path;                     // normalised
     std::string host;                     // lowercase, without port
+
+    uint64_t start_ms = 0;                // head complete (the access log's duration)
 
     enum class body_mode : uint8_t { none, length, chunked } body = body_mode::none;
     uint64_t body_left = 0;
@@ -213,6 +216,7 @@ public:
     std::vector<http::header_field> scratch_headers_;
     out_arena_pool arena_pool_;
     proxy::pools pools_;
+    access_log::buffers log_buffers_;
     bool draining_ = false;
     uint64_t drain_started_ = 0;
     bool exit_ = false;

@@ -60,6 +60,9 @@ struct listener {
     // built), and which header names the client: "x-forwarded-for" or "forwarded".
     std::vector<std::string> trusted_proxies;
     std::string client_address_from = "x-forwarded-for";
+    // access_log = "off" (default) | "stderr" | "PATH" | { path = ..., format = "combined" | "json" }
+    std::string access_log;                  // "" = off, "stderr", or an absolute file path
+    bool access_log_json = false;
     std::string key;                         // "listener.web"
 };
 

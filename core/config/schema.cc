@@ -127,6 +127,34 @@ void read_upstream(checker &ck, const std::string &name, const node &t, snapshot
     snap.upstreams.push_back(std::move(up));
 }
 
+// access_log = "off" | "stderr" | "PATH" | { path = "off" | "stderr" | PATH, format = "combined" | "json" }
+// A relative PATH is relative to the file that names it.
+void read_access_log(checker &ck, scope &ls, listener &l) {
+    const node *v = ls.get("access_log");
+    if (!v) return;
+    auto target = [&](scope &s, std::string_view name) {
+        const node *p = s.get(name);
+        if (!p) return;
+        auto text = s.string(name);
+        if (!text) return;
+        if (*text == "off") l.access_log.clear();
+        else if (*text == "stderr") l.access_log = "stderr";
+        else if (auto abs = s.path(name)) l.access_log = *abs;
+    };
+    if (v->is(node::kind::table)) {
+        scope t(ck, *v, ls.key("access_log"));
+        t.allow_only({"path", "format"});
+        if (!t.get("path")) t.fail("path", "required: \"stderr\", \"off\" or a file path");
+        target(t, "path");
+        if (auto f = t.string("format")) {
+            if (*f == "json") l.access_log_json = true;
+            else if (*f != "combined") t.fail("format", "expected \"combined\" or \"json\", got \"" + *f + "\"");
+        }
+    } else {
+        target(ls, "access_log");
+    }
+}
+
 void read_limits(checker &ck, const node &t, const std::string &key, http_limits &lim) {
     scope s(ck, t, key);
     s.allow_only({"max_request_line", "max_header_bytes", "max_headers", "max_body", "header_timeout",
@@ -283,7 +311,7 @@ void read_listeners(checker &ck, const node &arr, snapshot &snap) {
 
         scope s(ck, t, l.key);
         s.allow_only({"name", "listen", "chain", "max_connections", "limits", "route", "trusted_proxies",
-                      "client_address_from"});
+                      "client_address_from", "access_log"});
 
         const node *listen = s.get("listen");
         std::vector<std::pair<const node *, std::string>> addrs;
@@ -328,6 +356,7 @@ void read_listeners(checker &ck, const node &arr, snapshot &snap) {
                 s.fail("client_address_from", "expected \"x-forwarded-for\" or \"forwarded\", got \"" + *from + "\"");
         }
         if (const node *lim = s.table("limits")) read_limits(ck, *lim, s.key("limits"), l.limits);
+        read_access_log(ck, s, l);
         bool chain_ok = read_chain(ck, s.get("chain"), l);
 
         const node *routes = s.get("route");

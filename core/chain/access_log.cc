@@ -1,0 +1,193 @@
+#include "chain/access_log.hh"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <ctime>
+#include <span>
+#include <string_view>
+
+#include "chain/proxy.hh"
+#include "chain/worker.hh"
+#include "http/chars.hh"
+#include "upstream/client_identity.hh"
+
+namespace atlas::chain::access_log {
+
+namespace {
+
+// A buffer is written once it holds this much (else on the sweep).
+constexpr size_t flush_at = 32 * 1024;
+
+// The second's timestamps, formatted once per second per thread.
+struct clock_text {
+    time_t sec = -1;
+    char combined[32];  // 22/Nov/2026:06:20:00 +0000
+    char iso[24];       // 2026-11-22T06:20:00Z
+};
+
+const clock_text &now_text() {
+    thread_local clock_text t;
+    time_t s = time(nullptr);
+    if (s != t.sec) {
+        tm g;
+        gmtime_r(&s, &g);
+        strftime(t.combined, sizeof t.combined, "%d/%b/%Y:%H:%M:%S +0000", &g);
+        strftime(t.iso, sizeof t.iso, "%Y-%m-%dT%H:%M:%SZ", &g);
+        t.sec = s;
+    }
+    return t;
+}
+
+void put_number(std::string &out, uint64_t n) {
+    char num[24];
+    out.append(num, size_t(std::to_chars(num, num + sizeof num, n).ptr - num));
+}
+
+const char hex[] = "0123456789abcdef";
+
+// A request-supplied value inside "...": nginx's escaping (\xHH for '"', '\\', controls
+// and bytes >= 0x7f), so a client cannot forge line breaks or fields.
+void put_quoted_combined(std::string &out, std::string_view v) {
+    for (unsigned char c : v) {
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+            const char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+            out.append(e, 4);
+        } else {
+            out.push_back(char(c));
+        }
+    }
+}
+
+// A JSON string value. Bytes >= 0x80 are written as \u00HH (read as Latin-1), so the
+// line stays valid JSON whatever the client sent.
+void put_json_string(std::string &out, std::string_view v) {
+    out.push_back('"');
+    for (unsigned char c : v) {
+        if (c == '"' || c == '\\') {
+            out.push_back('\\');
+            out.push_back(char(c));
+        } else if (c < 0x20 || c >= 0x7f) {
+            const char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            out.append(e, 6);
+        } else {
+            out.push_back(char(c));
+        }
+    }
+    out.push_back('"');
+}
+
+std::string_view header(const exchange *ex, std::string_view lower_name) {
+    for (const http::header_field &h : ex->req_headers)
+        if (http::chars::iequals(h.name, lower_name)) return h.value;
+    return {};
+}
+
+// An address as logs show it (nginx's $remote_addr): "1.2.3.4:5678" -> "1.2.3.4",
+// "[::1]:5678" -> "::1"; a bare address stays as it is.
+std::string_view without_port(std::string_view a) {
+    if (!a.empty() && a.front() == '[') {
+        size_t close = a.find(']');
+        return close == std::string_view::npos ? a : a.substr(1, close - 1);
+    }
+    size_t colon = a.find(':');
+    if (colon != std::string_view::npos && a.find(':', colon + 1) == std::string_view::npos) return a.substr(0, colon);
+    return a;
+}
+
+// The one client identity: the proxy's when it resolved one, else resolved here the
+// same way (trusted proxies, then the header), else the TCP peer.
+std::string_view client_of(worker &w, exchange *ex) {
+    std::string_view proxied = proxy::client_of(ex);
+    if (!proxied.empty()) return proxied;
+    const listener_rt &l = *ex->c->listener;
+    std::string_view peer(w.peer_of(ex->c));
+    if (l.trusted.empty()) return peer;
+    thread_local upstream::client_identity id;
+    std::span<const http::header_field> headers(ex->req_headers.data(), ex->req_headers.size());
+    if (!upstream::resolve_client(peer, headers, l.trusted, l.client_from, id)) return peer;
+    return id.client_text();
+}
+
+std::string &buffer_for(worker &w, int fd) {
+    for (auto &[f, buf] : w.log_buffers_)
+        if (f == fd) return buf;
+    w.log_buffers_.emplace_back(fd, std::string());
+    w.log_buffers_.back().second.reserve(flush_at * 2);
+    return w.log_buffers_.back().second;
+}
+
+void write_out(int fd, std::string &buf) {
+    size_t off = 0;
+    while (off < buf.size()) {
+        ssize_t n = ::write(fd, buf.data() + off, buf.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;  // a full disk or a closed stderr: these lines are lost, not retried forever
+        off += size_t(n);
+    }
+    buf.clear();
+}
+
+}  // namespace
+
+void record(worker &w, exchange *ex, unsigned status) {
+    const listener_rt *l = ex->c ? ex->c->listener : nullptr;
+    if (!l || l->log_fd < 0 || ex->head.method.empty()) return;
+    std::string &out = buffer_for(w, l->log_fd);
+    const clock_text &t = now_text();
+    std::string_view client = without_port(client_of(w, ex));
+    std::string_view protocol = ex->head.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    uint64_t bytes = ex->head.is_head ? 0 : ex->resp_written;
+    std::string_view referer = header(ex, "referer"), agent = header(ex, "user-agent");
+    if (!l->log_json) {
+        // nginx's combined: $remote_addr - $remote_user [$time_local] "$request" $status
+        // $body_bytes_sent "$http_referer" "$http_user_agent"
+        out.append(client).append(" - - [").append(t.combined).append("] \"");
+        put_quoted_combined(out, ex->head.method);
+        out.push_back(' ');
+        put_quoted_combined(out, ex->head.target);
+        out.push_back(' ');
+        out.append(protocol).append("\" ");
+        put_number(out, status);
+        out.push_back(' ');
+        put_number(out, bytes);
+        out.append(" \"");
+        if (referer.empty()) out.push_back('-');
+        else put_quoted_combined(out, referer);
+        out.append("\" \"");
+        if (agent.empty()) out.push_back('-');
+        else put_quoted_combined(out, agent);
+        out.append("\"\n");
+    } else {
+        out.append("{\"time\":\"").append(t.iso).append("\",\"client\":");
+        put_json_string(out, client);
+        out.append(",\"method\":");
+        put_json_string(out, ex->head.method);
+        out.append(",\"target\":");
+        put_json_string(out, ex->head.target);
+        out.append(",\"protocol\":\"").append(protocol).append("\",\"host\":");
+        put_json_string(out, ex->host);
+        out.append(",\"status\":");
+        put_number(out, status);
+        out.append(",\"bytes\":");
+        put_number(out, bytes);
+        out.append(",\"duration_ms\":");
+        put_number(out, w.now_ms_ > ex->start_ms ? w.now_ms_ - ex->start_ms : 0);
+        out.append(",\"referer\":");
+        put_json_string(out, referer);
+        out.append(",\"user_agent\":");
+        put_json_string(out, agent);
+        out.append(",\"upstream\":");
+        put_json_string(out, proxy::server_of(ex));
+        out.append("}\n");
+    }
+    if (out.size() >= flush_at) write_out(l->log_fd, out);
+}
+
+void flush(worker &w) {
+    for (auto &[fd, buf] : w.log_buffers_)
+        if (!buf.empty()) write_out(fd, buf);
+}
+
+}  // namespace atlas::chain::access_log

@@ -1,0 +1,29 @@
+// Access log: one line per HTTP exchange, nginx's "combined" format or one JSON object,
+// per listener (listener_rt::log_fd). Lines collect in a per-worker buffer per log and
+// are written whole with O_APPEND, so lines of different workers never interleave; the
+// buffers go out when large, on the worker's 1 s sweep and when the worker stops.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace atlas::chain {
+
+class worker;
+struct exchange;
+
+namespace access_log {
+
+// Per worker: pending lines by log descriptor.
+using buffers = std::vector<std::pair<int, std::string>>;
+
+// The exchange is over with `status` (499: the client went away before a response
+// head). Nothing happens when its listener logs nothing.
+void record(worker &w, exchange *ex, unsigned status);
+// Writes every pending buffer.
+void flush(worker &w);
+
+}  // namespace access_log
+}  // namespace atlas::chain
