@@ -129,60 +129,96 @@ void write_out(int fd, std::string &buf) {
     buf.clear();
 }
 
+// What one line says. An empty method means the request was rejected before it parsed.
+struct entry {
+    std::string_view client, method, target, protocol, host, referer, agent, upstream;
+    unsigned status = 0;
+    uint64_t bytes = 0, duration_ms = 0;
+};
+
+void write_entry(worker &w, const listener_rt &l, const entry &e) {
+    std::string &out = buffer_for(w, l.log_fd);
+    const clock_text &t = now_text();
+    if (!l.log_json) {
+        // nginx's combined: $remote_addr - $remote_user [$time_local] "$request" $status
+        // $body_bytes_sent "$http_referer" "$http_user_agent"
+        out.append(e.client).append(" - - [").append(t.combined).append("] \"");
+        if (e.method.empty()) {
+            out.push_back('-');
+        } else {
+            put_quoted_combined(out, e.method);
+            out.push_back(' ');
+            put_quoted_combined(out, e.target);
+            out.push_back(' ');
+            out.append(e.protocol);
+        }
+        out.append("\" ");
+        put_number(out, e.status);
+        out.push_back(' ');
+        put_number(out, e.bytes);
+        out.append(" \"");
+        if (e.referer.empty()) out.push_back('-');
+        else put_quoted_combined(out, e.referer);
+        out.append("\" \"");
+        if (e.agent.empty()) out.push_back('-');
+        else put_quoted_combined(out, e.agent);
+        out.append("\"\n");
+    } else {
+        out.append("{\"time\":\"").append(t.iso).append("\",\"client\":");
+        put_json_string(out, e.client);
+        out.append(",\"method\":");
+        put_json_string(out, e.method);
+        out.append(",\"target\":");
+        put_json_string(out, e.target);
+        out.append(",\"protocol\":");
+        put_json_string(out, e.protocol);
+        out.append(",\"host\":");
+        put_json_string(out, e.host);
+        out.append(",\"status\":");
+        put_number(out, e.status);
+        out.append(",\"bytes\":");
+        put_number(out, e.bytes);
+        out.append(",\"duration_ms\":");
+        put_number(out, e.duration_ms);
+        out.append(",\"referer\":");
+        put_json_string(out, e.referer);
+        out.append(",\"user_agent\":");
+        put_json_string(out, e.agent);
+        out.append(",\"upstream\":");
+        put_json_string(out, e.upstream);
+        out.append("}\n");
+    }
+    if (out.size() >= flush_at) write_out(l.log_fd, out);
+}
+
 }  // namespace
 
 void record(worker &w, exchange *ex, unsigned status) {
     const listener_rt *l = ex->c ? ex->c->listener : nullptr;
     if (!l || l->log_fd < 0 || ex->head.method.empty()) return;
-    std::string &out = buffer_for(w, l->log_fd);
-    const clock_text &t = now_text();
-    std::string_view client = without_port(client_of(w, ex));
-    std::string_view protocol = ex->head.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
-    uint64_t bytes = ex->head.is_head ? 0 : ex->resp_written;
-    std::string_view referer = header(ex, "referer"), agent = header(ex, "user-agent");
-    if (!l->log_json) {
-        // nginx's combined: $remote_addr - $remote_user [$time_local] "$request" $status
-        // $body_bytes_sent "$http_referer" "$http_user_agent"
-        out.append(client).append(" - - [").append(t.combined).append("] \"");
-        put_quoted_combined(out, ex->head.method);
-        out.push_back(' ');
-        put_quoted_combined(out, ex->head.target);
-        out.push_back(' ');
-        out.append(protocol).append("\" ");
-        put_number(out, status);
-        out.push_back(' ');
-        put_number(out, bytes);
-        out.append(" \"");
-        if (referer.empty()) out.push_back('-');
-        else put_quoted_combined(out, referer);
-        out.append("\" \"");
-        if (agent.empty()) out.push_back('-');
-        else put_quoted_combined(out, agent);
-        out.append("\"\n");
-    } else {
-        out.append("{\"time\":\"").append(t.iso).append("\",\"client\":");
-        put_json_string(out, client);
-        out.append(",\"method\":");
-        put_json_string(out, ex->head.method);
-        out.append(",\"target\":");
-        put_json_string(out, ex->head.target);
-        out.append(",\"protocol\":\"").append(protocol).append("\",\"host\":");
-        put_json_string(out, ex->host);
-        out.append(",\"status\":");
-        put_number(out, status);
-        out.append(",\"bytes\":");
-        put_number(out, bytes);
-        out.append(",\"duration_ms\":");
-        put_number(out, w.now_ms_ > ex->start_ms ? w.now_ms_ - ex->start_ms : 0);
-        out.append(",\"referer\":");
-        put_json_string(out, referer);
-        out.append(",\"user_agent\":");
-        put_json_string(out, agent);
-        out.append(",\"upstream\":");
-        put_json_string(out, proxy::server_of(ex));
-        out.append("}\n");
-    }
-    if (out.size() >= flush_at) write_out(l->log_fd, out);
+    entry e;
+    e.client = without_port(client_of(w, ex));
+    e.method = ex->head.method;
+    e.target = ex->head.target;
+    e.protocol = ex->head.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    e.host = ex->host;
+    e.referer = header(ex, "referer");
+    e.agent = header(ex, "user-agent");
+    e.upstream = proxy::server_of(ex);
+    e.status = status;
+    e.bytes = ex->head.is_head ? 0 : ex->resp_written;
+    e.duration_ms = w.now_ms_ > ex->start_ms ? w.now_ms_ - ex->start_ms : 0;
+    write_entry(w, *l, e);
+}
+
+void record_rejected(worker &w, conn *c, unsigned status, uint64_t bytes) {
+    const listener_rt *l = c->listener;
+    if (!l || l->log_fd < 0) return;
+    entry e;
+    e.client = without_port(w.peer_of(c));
+    e.status = status;
+    e.bytes = bytes;
+    write_entry(w, *l, e);
 }
 
 void flush(worker &w) {

@@ -12,6 +12,7 @@
 namespace atlas::chain {
 
 class worker;
+struct conn;
 struct exchange;
 
 namespace access_log {
@@ -22,6 +23,9 @@ using buffers = std::vector<std::pair<int, std::string>>;
 // The exchange is over with `status` (499: the client went away before a response
 // head). Nothing happens when its listener logs nothing.
 void record(worker &w, exchange *ex, unsigned status);
+// The codec answered `status` (400, 408, 414, 431...) to bytes that never became a
+// request: logged with "-" for the request (JSON: empty method, target and protocol).
+void record_rejected(worker &w, conn *c, unsigned status, uint64_t bytes);
 // Writes every pending buffer.
 void flush(worker &w);
 

@@ -78,6 +78,7 @@ void send_error(worker &w, conn *c, unsigned status) {
     p += std::snprintf(p, 160, "\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", bl);
     push_copy(w, c, nullptr, std::string_view(head, size_t(p - head)));
     push_copy(w, c, nullptr, std::string_view(body, size_t(bl)));
+    access_log::record_rejected(w, c, status, uint64_t(bl));
     c->close_after_flush = true;
     c->in_start = c->in_end = 0;  // whatever else the client sent is not read
     c->scan_from = 0;

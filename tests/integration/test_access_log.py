@@ -1,6 +1,7 @@
 """Access logs per listener: nginx's combined format and JSON, field by field, to a file
 or stderr; the client as the trusted-proxy rules resolve it; 499 for a client that left;
-SIGUSR1 reopening the file after logrotate moved it; off by default."""
+SIGUSR1 reopening the file after logrotate moved it; requests the codec rejects; off by
+default."""
 
 import json
 import os
@@ -72,6 +73,17 @@ class Combined(unittest.TestCase):
         self.assertEqual(len(lines), 1)
         self.assertEqual(COMBINED.match(lines[0])["agent"], r"a\x09b\xc3\xbfd")
 
+    def test_requests_the_codec_rejects(self):
+        with Atlas(config('"access.log"'), www=WWW) as a:
+            with connect(a.port) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+                r = read_response(s)
+            self.assertEqual(r.status, 400)
+            lines = wait_lines(os.path.join(a.dir, "access.log"), 1)
+        m = COMBINED.match(lines[0])
+        self.assertTrue(m, lines)
+        self.assertEqual((m["request"], m["status"], m["bytes"]), ("-", "400", str(len(r.body))))
+
     def test_two_workers_never_interleave_lines(self):
         with Atlas(config('"access.log"', workers=2), www=WWW) as a:
             def load():
@@ -141,6 +153,16 @@ class Json(unittest.TestCase):
             lines = wait_lines(os.path.join(a.dir, "access.json"), 1)
         e = json.loads(lines[0])
         self.assertEqual((e["target"], e["status"], e["bytes"]), ("/sleep/3000", 499, 0))
+
+    def test_rejected_request_has_empty_request_fields(self):
+        with Atlas(config('{ path = "access.json", format = "json" }'), www=WWW) as a:
+            with connect(a.port) as s:
+                s.sendall(b"GET / HTTP/9.9\r\nHost: x\r\n\r\n")
+                status = read_response(s).status
+            lines = wait_lines(os.path.join(a.dir, "access.json"), 1)
+        e = json.loads(lines[0])
+        self.assertEqual((e["method"], e["target"], e["protocol"], e["status"]), ("", "", "", status))
+        self.assertEqual(e["client"], "127.0.0.1")
 
     def test_stderr(self):
         with Atlas(config('{ path = "stderr", format = "json" }'), www=WWW) as a:
