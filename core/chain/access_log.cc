@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <charconv>
 #include <ctime>
+#include <initializer_list>
 #include <span>
 #include <string_view>
 
@@ -164,28 +165,23 @@ void write_entry(worker &w, const listener_rt &l, const entry &e) {
         else put_quoted_combined(out, e.agent);
         out.append("\"\n");
     } else {
-        out.append("{\"time\":\"").append(t.iso).append("\",\"client\":");
-        put_json_string(out, e.client);
-        out.append(",\"method\":");
-        put_json_string(out, e.method);
-        out.append(",\"target\":");
-        put_json_string(out, e.target);
-        out.append(",\"protocol\":");
-        put_json_string(out, e.protocol);
-        out.append(",\"host\":");
-        put_json_string(out, e.host);
-        out.append(",\"status\":");
-        put_number(out, e.status);
-        out.append(",\"bytes\":");
-        put_number(out, e.bytes);
-        out.append(",\"duration_ms\":");
-        put_number(out, e.duration_ms);
-        out.append(",\"referer\":");
-        put_json_string(out, e.referer);
-        out.append(",\"user_agent\":");
-        put_json_string(out, e.agent);
-        out.append(",\"upstream\":");
-        put_json_string(out, e.upstream);
+        // Keys in a fixed order: text fields, numbers, then the rest of the text fields.
+        using text = std::pair<std::string_view, std::string_view>;
+        using number = std::pair<std::string_view, uint64_t>;
+        auto put_texts = [&](std::initializer_list<text> fields) {
+            for (const text &f : fields) {
+                out.append(",\"").append(f.first).append("\":");
+                put_json_string(out, f.second);
+            }
+        };
+        out.append("{\"time\":\"").append(t.iso).append("\"");
+        put_texts({{"client", e.client}, {"method", e.method}, {"target", e.target}, {"protocol", e.protocol},
+                   {"host", e.host}});
+        for (const number &f : {number{"status", e.status}, number{"bytes", e.bytes}, number{"duration_ms", e.duration_ms}}) {
+            out.append(",\"").append(f.first).append("\":");
+            put_number(out, f.second);
+        }
+        put_texts({{"referer", e.referer}, {"user_agent", e.agent}, {"upstream", e.upstream}});
         out.append("}\n");
     }
     if (out.size() >= flush_at) write_out(l.log_fd, out);
