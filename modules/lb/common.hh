@@ -254,11 +254,7 @@ struct adapter {
                                        nullptr,           nullptr,  nullptr,  &adapter<P>::table};  \
     }                                                                                             \
     }                                                                                             \
-    extern "C" ATLAS_EXPORT const atlas_module_t *atlas_module_entry(const atlas_host_api_t *host) { \
-        atlas::lb::module_ctx.host = host;                                                        \
-        atlas::lb::module_ctx.self = &atlas::lb::descriptor;                                      \
-        return &atlas::lb::descriptor;                                                            \
-    }
+    ATLAS_MODULE_ENTRY(atlas::lb::module_ctx, atlas::lb::descriptor)
 
 // The endpoints of a load-aware policy with the in-flight counts it keeps itself (this
 // worker's requests, from on_take/on_release), used when the host gives no ctx->inflight.

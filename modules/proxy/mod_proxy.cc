@@ -167,8 +167,4 @@ const atlas_module_t descriptor = {
 
 }  // namespace
 
-extern "C" ATLAS_EXPORT const atlas_module_t *atlas_module_entry(const atlas_host_api_t *host) {
-    ctx.host = host;
-    ctx.self = &descriptor;
-    return &descriptor;
-}
+ATLAS_MODULE_ENTRY(ctx, descriptor)

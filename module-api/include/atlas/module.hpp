@@ -30,6 +30,15 @@ struct context {
     }
 };
 
+// The module's one exported entry point, at namespace scope: keeps the host table in the
+// context `ctx` and hands atlasd `descriptor` (both names as seen from there).
+#define ATLAS_MODULE_ENTRY(ctx, descriptor)                                                        \
+    extern "C" ATLAS_EXPORT const atlas_module_t *atlas_module_entry(const atlas_host_api_t *host) { \
+        (ctx).host = host;                                                                         \
+        (ctx).self = &(descriptor);                                                                \
+        return &(descriptor);                                                                      \
+    }
+
 // Writes one line into a host-provided error buffer.
 inline void set_error(atlas_error_t *err, std::string_view msg) noexcept {
     if (!err) return;
