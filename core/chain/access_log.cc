@@ -103,7 +103,7 @@ std::string_view client_of(worker &w, exchange *ex) {
     std::string_view proxied = proxy::client_of(ex);
     if (!proxied.empty()) return proxied;
     const listener_rt &l = *ex->c->listener;
-    std::string_view peer(w.peer_of(ex->c));
+    std::string_view peer = w.peer_address(ex->c);
     if (l.trusted.empty()) return peer;
     thread_local upstream::client_identity id;
     std::span<const http::header_field> headers(ex->req_headers.data(), ex->req_headers.size());
@@ -211,7 +211,7 @@ void record_rejected(worker &w, conn *c, unsigned status, uint64_t bytes) {
     const listener_rt *l = c->listener;
     if (!l || l->log_fd < 0) return;
     entry e;
-    e.client = without_port(w.peer_of(c));
+    e.client = without_port(w.peer_address(c));
     e.status = status;
     e.bytes = bytes;
     write_entry(w, *l, e);

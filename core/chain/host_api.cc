@@ -102,8 +102,7 @@ int32_t h_request_info(atlas_exchange_t *e, atlas_request_info_t *out) {
     r.query = slice(ex->head.query);
     r.host = slice(ex->head.host);
     r.route_prefix = ex->route ? slice(ex->route->path_prefix) : atlas_slice_t{"", 0};
-    const char *peer = ex->c->w->peer_of(ex->c);
-    r.peer = {peer, ex->c->peer_len};
+    r.peer = slice(ex->c->w->peer_address(ex->c));
     r.content_length = ex->head.chunked ? -1 : ex->head.content_length;
     r.chunked = ex->head.chunked;
     r.has_body = ex->head.chunked || ex->head.content_length > 0;

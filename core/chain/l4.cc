@@ -189,8 +189,8 @@ void pause_read(conn *c, bool paused) {
 
 atlas_slice_t peer(conn *c) {
     if (!c || c->fd < 0) return {"", 0};
-    const char *p = c->w->peer_of(c);
-    return {p, c->peer_len};
+    std::string_view p = c->w->peer_address(c);
+    return {p.data(), p.size()};
 }
 
 int32_t transport_deliver(conn *c, atlas_slice_t plain) {

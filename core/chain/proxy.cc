@@ -467,7 +467,7 @@ int32_t forward(exchange *ex, const atlas_proxy_options_t *opt) {
     // One client identity: the peer, or what a trusted proxy's header says.
     const listener_rt &l = *ex->c->listener;
     std::span<const http::header_field> headers(ex->req_headers.data(), ex->req_headers.size());
-    upstream::resolve_client(std::string_view(w.peer_of(ex->c)), headers, l.trusted, l.client_from, k->id);
+    upstream::resolve_client(w.peer_address(ex->c), headers, l.trusted, l.client_from, k->id);
     upstream::forward_options fo;
     fo.strip_prefix = {opt->strip_prefix.ptr, opt->strip_prefix.len};
     fo.host = {opt->host.ptr, opt->host.len};

@@ -400,7 +400,7 @@ void worker::end_of_turn() {
         conn *c = dirty_[i];
         c->dirty = false;
         if (c->closing) {
-            if (!c->recv_armed && !c->send_inflight && !c->poll_inflight && !c->connecting) free_conn(c);
+            if (!c->in_kernel()) free_conn(c);
             continue;
         }
         if (c->need_process) session::process(*this, c);
@@ -611,7 +611,7 @@ void worker::fail_output(conn *c) {
 // Connections are only ever freed at the end of a turn, so no call stack above
 // (a completion handler, a module hook) can see one vanish under it.
 void worker::maybe_free(conn *c) {
-    if (c->closing && !c->recv_armed && !c->send_inflight && !c->poll_inflight && !c->connecting) mark_dirty(c);
+    if (c->closing && !c->in_kernel()) mark_dirty(c);
 }
 
 

@@ -147,6 +147,8 @@ struct conn {
     conn *prev = nullptr, *next = nullptr;  // worker's live list
 
     size_t buffered() const { return in_end - in_start; }
+    // An operation on the socket is still in the kernel: the connection cannot be freed yet.
+    bool in_kernel() const { return recv_armed || send_inflight || poll_inflight || connecting; }
     // The queue the kernel reads from: the transport's output when there is one.
     out_queue &wire() { return *wire_; }
     out_queue &socket_queue() { return has_transport ? *wire_ : out; }
@@ -187,7 +189,8 @@ public:
     void mark_dirty(conn *c);
     exchange *alloc_exchange();
     void free_exchange(exchange *ex);
-    const char *peer_of(conn *c);
+    const char *peer_of(conn *c);  // "ip:port", NUL-terminated (for logs), cached per connection
+    std::string_view peer_address(conn *c) { return {peer_of(c), c->peer_len}; }
     void flush(conn *c);
     void begin_graceful_close(conn *c);
     void hard_close(conn *c);
