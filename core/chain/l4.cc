@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "chain/log.hh"
+#include "chain/proxy.hh"
 #include "chain/session.hh"
 #include "chain/worker.hh"
 
@@ -22,10 +23,13 @@ bool usable(const conn *c) { return c && c->fd >= 0 && !c->closing; }
 const atlas_transport_t *transport_of(const conn *c) { return c->listener->transport->transport; }
 const atlas_stream_handler_t *stream_of(const conn *c) { return c->listener->stream->stream; }
 
-// Plain bytes for the chain: the stream handler, or the HTTP codec.
+// Plain bytes for the chain: the stream handler, the proxy's tunnel once an Upgrade
+// switched protocols, or the HTTP codec.
 void deliver(worker &w, conn *c, const char *data, size_t len) {
     if (c->is_stream) {
         if (!c->closing) stream_of(c)->on_data(c->stream_state, handle(c), {data, len});
+    } else if (c->tunnel) {
+        if (!c->closing && !c->close_after_flush) proxy::tunnel_from_client(w, c, data, len);
     } else {
         session::on_data(w, c, data, len);
     }
@@ -66,7 +70,8 @@ void on_eof(worker &w, conn *c) {
         w.mark_dirty(c);  // a finished half-close on our side now ends the connection
         return;
     }
-    session::on_eof(w, c);
+    if (c->tunnel) proxy::tunnel_client_eof(w, c);
+    else session::on_eof(w, c);
 }
 
 void pump(worker &w, conn *c) {

@@ -51,7 +51,7 @@ void release(worker &w, exchange *ex);
 std::string_view client_of(const exchange *ex);
 std::string_view server_of(const exchange *ex);
 
-// From the HTTP session, for a client connection in tunnel mode (conn::tunnel): bytes of
+// From the connection layer (l4), for a client connection in tunnel mode (conn::tunnel): bytes of
 // the new protocol, and the client's half-close.
 void tunnel_from_client(worker &w, conn *c, const char *data, size_t len);
 void tunnel_client_eof(worker &w, conn *c);

@@ -429,10 +429,6 @@ void after_input(worker &w, conn *c) {
 void on_data(worker &w, conn *c, const char *data, size_t len) {
     if (c->closing || c->lingering) return;  // lingering: discard
     if (c->close_after_flush) return;
-    if (c->tunnel) {
-        proxy::tunnel_from_client(w, c, data, len);
-        return;
-    }
     if (c->buffered() == 0) {
         size_t used = consume(w, c, std::string_view(data, len));
         if (!c->closing && !c->close_after_flush && used < len) append_input(c, data + used, len - used);
@@ -445,10 +441,6 @@ void on_data(worker &w, conn *c, const char *data, size_t len) {
 }
 
 void on_eof(worker &w, conn *c) {
-    if (c->tunnel) {
-        proxy::tunnel_client_eof(w, c);
-        return;
-    }
     if (c->cur && !c->cur->body_done) {
         if (!c->cur->complete) {
             w.hard_close(c);  // the request body will never arrive
