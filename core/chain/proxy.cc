@@ -77,7 +77,6 @@ struct call {
     bool idempotent = false;
     bool retried = false;
     bool upgrading = false;                // the request's Upgrade went upstream
-    bool tunnel = false;                   // the upstream answered 101: bytes flow both ways
     uint64_t tunnel_active = 0;            // last tunnel byte either way (ms)
     bool req_done = false;                 // the whole request is queued for the upstream
     bool client_paused = false;            // client body paused for upstream backpressure
@@ -93,6 +92,9 @@ struct call {
     uint64_t left = 0;                     // length framing: bytes still expected
     http::chunked_decoder chunked;
     bool reusable = false;
+
+    // The upstream answered 101: bytes flow both ways until a side closes.
+    bool tunnel() const { return kind == http::response_body_kind::tunnel; }
 };
 
 namespace {
@@ -272,7 +274,7 @@ void body_bytes(worker &w, call *k, std::string_view data) {
 // What the client sends is held back: its request body, or in a tunnel its socket reads.
 void pause_client(call *k, bool paused) {
     if (!client_usable(k->ex)) return;
-    if (k->tunnel) l4::pause_read(k->ex->c, paused);
+    if (k->tunnel()) l4::pause_read(k->ex->c, paused);
     else session::request_body_pause(k->ex, paused);
 }
 
@@ -291,7 +293,7 @@ void upstream_write(worker &w, call *k, std::string_view bytes) {
     conn *uc = k->uc;
     if (!uc || bytes.empty()) return;
     atlas_iovec_t v{bytes.data(), bytes.size()};
-    bool pause = uc->out.bytes() + bytes.size() > max_upstream_backlog && (!k->req_done || k->tunnel);
+    bool pause = uc->out.bytes() + bytes.size() > max_upstream_backlog && (!k->req_done || k->tunnel());
     if (uc->out.empty()) uc->last_send = w.now_ms_;
     uc->out.append_iov(w.arena_pool_, &v, 1, false, pause ? resume_client : nullptr, pause ? uc : nullptr, nullptr);
     w.mark_dirty(uc);
@@ -319,7 +321,6 @@ bool start_tunnel(worker &w, call *k, const http::response_head &h) {
         return false;
     }
     k->head_done = true;
-    k->tunnel = true;
     k->kind = http::response_body_kind::tunnel;
     k->reusable = false;
     k->tunnel_active = w.now_ms_;
@@ -521,7 +522,7 @@ void release(worker &w, exchange *ex) {
         k->up->inflight[size_t(k->taken)].n.fetch_sub(1, std::memory_order_relaxed);
         if (k->up->lb->lb->on_release) k->up->lb->lb->on_release(w.states_[k->up->lb->slot], uint32_t(k->taken));
     }
-    if (conn *uc = k->uc; uc && k->tunnel && uc->shut_wr_after_flush && !uc->closing) {
+    if (conn *uc = k->uc; uc && k->tunnel() && uc->shut_wr_after_flush && !uc->closing) {
         // The client's side of the tunnel ended cleanly (both ways) while bytes for the
         // upstream may still be queued: the connection sends them, shuts, and closes itself
         // (l4::on_drained); unowned, it is bounded by the idle timeout meanwhile.
@@ -621,7 +622,7 @@ void on_eof(worker &w, conn *uc) {
         w.hard_close(uc);
         return;
     }
-    if (k->tunnel) {
+    if (k->tunnel()) {
         // The upstream sent all it will: the client gets its half-close once it has it all;
         // the upstream connection closes once our side is shut too (l4::on_drained).
         if (client_usable(k->ex)) {
@@ -668,7 +669,7 @@ void on_closed(worker &w, conn *uc) {
     if (call *k = u->owner) {
         k->uc = nullptr;
         u->owner = nullptr;
-        if (k->tunnel) end_tunnel(w, k);
+        if (k->tunnel()) end_tunnel(w, k);
         else if (!k->resp_done) fail(w, k, 502, "connection lost");
     }
     auto it = w.pools_.idle.find(u->server);
@@ -691,7 +692,7 @@ void check_timeouts(worker &w, conn *uc, uint64_t now) {
         if (now - u->started > uint64_t(cfg.connect_timeout.count())) fail(w, k, 504, "connect timed out");
         return;
     }
-    if (k->tunnel) {  // ends both connections: closing this one ends the client's (end_tunnel)
+    if (k->tunnel()) {  // ends both connections: closing this one ends the client's (end_tunnel)
         bool stuck = uc->output_pending() && now - uc->last_send > uint64_t(cfg.write_timeout.count());
         if (stuck || now - k->tunnel_active > uint64_t(cfg.tunnel_timeout.count())) w.hard_close(uc);
         return;
