@@ -405,42 +405,44 @@ void attach(worker &w, call *k, conn *uc) {
 }
 
 // Picks a server and attaches a connection to it (pooled or new), then queues the
-// request head. false after answering the client.
-bool dispatch(worker &w, call *k, bool fresh_only) {
+// request head; answers the client itself when that fails. (A running runtime always
+// has an LB policy instance per upstream: one that failed to load is a config error.)
+void dispatch(worker &w, call *k) {
     const upstream_rt *up = k->up;
+    const atlas_lb_policy_t *policy = up->lb->lb;
+    void *state = w.states_[up->lb->slot];
     int32_t index = -1;
-    if (up->lb && up->lb->lb && !up->servers.empty()) {
+    if (!up->servers.empty()) {
         atlas_lb_context_t ctx{};
         ctx.struct_size = sizeof ctx;
         std::string_view client = k->id.client_text();
         ctx.hash_key = {client.data(), client.size()};
         ctx.tried = k->buf.tried.data();
         ctx.exchange = handle(k->ex);
-        if (up->lb->lb->on_take) {  // a load-aware policy: it gets every worker's counts
+        if (policy->on_take) {  // a load-aware policy: it gets every worker's counts
             std::vector<uint32_t> &loads = w.pools_.loads;
             loads.resize(up->servers.size());
             for (size_t i = 0; i < loads.size(); ++i) loads[i] = up->inflight[i].n.load(std::memory_order_relaxed);
             ctx.inflight = loads.data();
         }
-        index = up->lb->lb->pick(w.states_[up->lb->slot], &ctx);
+        index = policy->pick(state, &ctx);
     }
     if (index < 0 || size_t(index) >= up->servers.size()) {
         fail(w, k, 502, "no usable server");
-        return false;
+        return;
     }
     k->buf.tried[size_t(index) / 8] |= uint8_t(1u << (index % 8));
     k->taken = index;
     up->inflight[size_t(index)].n.fetch_add(1, std::memory_order_relaxed);
-    if (up->lb->lb->on_take) up->lb->lb->on_take(w.states_[up->lb->slot], uint32_t(index));
+    if (policy->on_take) policy->on_take(state, uint32_t(index));
     const upstream_server_rt *server = &up->servers[size_t(index)];
-    conn *uc = fresh_only ? nullptr : take_idle(w, server);
+    conn *uc = take_idle(w, server);
     if (!uc) uc = connect_to(w, up, server);
     if (!uc) {
         fail(w, k, 502, "cannot create a socket");
-        return false;
+        return;
     }
     attach(w, k, uc);
-    return true;
 }
 
 }  // namespace
@@ -488,7 +490,7 @@ int32_t forward(exchange *ex, const atlas_proxy_options_t *opt) {
         return ATLAS_OK;
     }
     k->req_done = k->req_body.kind == upstream::body_kind::none;
-    dispatch(w, k, false);
+    dispatch(w, k);
     return ATLAS_OK;
 }
 
