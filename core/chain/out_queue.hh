@@ -6,6 +6,7 @@
 
 #include <atlas/module.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -62,7 +63,7 @@ public:
     char *alloc(out_arena_pool &pool, size_t n) {
         if (n > out_arena_pool::block_size / 2) {
             char *p = static_cast<char *>(std::malloc(n));
-            big_.push_back(p);
+            big_.push_back({p, n});
             return p;
         }
         if (blocks_.empty() || pos_ + n > out_arena_pool::block_size) {
@@ -76,17 +77,46 @@ public:
     // Only when nothing queued refers to the arena any more.
     void reset(out_arena_pool &pool) { release_all(&pool); }
     bool empty() const { return blocks_.empty() && big_.empty(); }
+    size_t blocks() const { return blocks_.size() + big_.size(); }
+
+    // A segment whose bytes are at `p` was sent. Segments are sent in the order their
+    // bytes were allocated, so every block (and big allocation) older than the one
+    // holding p is referred to by nothing any more: it goes now, not when the queue
+    // next empties, so a stream whose queue never drains holds its backlog, not its
+    // history. A p outside the arena (a referenced module buffer) frees nothing.
+    void release_before(out_arena_pool &pool, const char *p) {
+        const auto within = [p](const char *base, size_t n) {
+            auto a = reinterpret_cast<uintptr_t>(p), b = reinterpret_cast<uintptr_t>(base);
+            return a >= b && a <= b + n;  // a segment fully sent points one past its end
+        };
+        auto block = std::find_if(blocks_.begin(), blocks_.end(),
+                                  [&](const char *b) { return within(b, out_arena_pool::block_size); });
+        if (block != blocks_.end() && block != blocks_.begin()) {
+            for (auto it = blocks_.begin(); it != block; ++it) pool.put(*it);
+            blocks_.erase(blocks_.begin(), block);
+            return;
+        }
+        auto big = std::find_if(big_.begin(), big_.end(), [&](const big_block &b) { return within(b.p, b.n); });
+        if (big != big_.end() && big != big_.begin()) {
+            for (auto it = big_.begin(); it != big; ++it) std::free(it->p);
+            big_.erase(big_.begin(), big);
+        }
+    }
 
 private:
+    struct big_block {
+        char *p;
+        size_t n;
+    };
     void release_all(out_arena_pool *pool) {
         for (char *b : blocks_) pool ? pool->put(b) : std::free(b);
-        for (char *b : big_) std::free(b);
+        for (const big_block &b : big_) std::free(b.p);
         blocks_.clear();
         big_.clear();
         pos_ = 0;
     }
     std::vector<char *> blocks_;
-    std::vector<char *> big_;
+    std::vector<big_block> big_;
     size_t pos_ = 0;
 };
 
@@ -120,6 +150,7 @@ public:
         bytes_ += s.remaining();
     }
     void pop() {
+        if (const out_segment &s = front(); s.data && arena_pool_) arena.release_before(*arena_pool_, s.data);
         ++head_;
         if (empty()) head_ = tail_ = 0;
     }
@@ -128,6 +159,7 @@ public:
     // drains at a flush (a long upload, refilled as soon as it empties) cannot grow it
     // without bound.
     char *alloc(out_arena_pool &pool, size_t n) {
+        arena_pool_ = &pool;
         if (empty() && !arena.empty()) arena.reset(pool);
         return arena.alloc(pool, n);
     }
@@ -201,6 +233,7 @@ private:
     }
     std::vector<out_segment> ring_;
     std::vector<std::vector<out_segment>> *pool_ = nullptr;
+    out_arena_pool *arena_pool_ = nullptr;  // the worker's, once anything was copied
     size_t head_ = 0, tail_ = 0, mask_ = 0;
     uint64_t bytes_ = 0;
 };
