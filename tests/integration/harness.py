@@ -545,6 +545,24 @@ def read_until_close(sock, timeout=5):
     return b"".join(chunks)
 
 
+def vm_hwm(pid):
+    """Peak resident set size of process `pid` in bytes (VmHWM)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                value, unit = line.split()[1:3]
+                assert unit == "kB", line
+                return int(value) * 1024
+    raise AssertionError("no VmHWM in /proc/%d/status" % pid)
+
+
+def runs_asan(pid):
+    """True when `pid` is an ASan build: its quarantine and shadow memory make RSS bounds
+    meaningless there (the normal build's run checks them)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
 def recv_sha256(sock, size, have=b""):
     """Reads until `size` bytes have come (counting `have`, read before), hashing them as
     they come instead of holding them; returns the SHA-256 hex digest. Raises

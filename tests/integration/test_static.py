@@ -22,7 +22,7 @@ import time
 import unittest
 
 from harness import (Atlas, REPO, build_request, connect, free_port,
-                     parse_response_bytes, raw, read_response, run_check, site_config)
+                     parse_response_bytes, raw, read_response, run_check, site_config, vm_hwm)
 
 MTIME = 1600000000                               # Sun, 13 Sep 2020 12:26:40 GMT
 LM = email.utils.formatdate(MTIME, usegmt=True)  # IMF-fixdate
@@ -977,16 +977,6 @@ def sha256_file(path):
                 break
             h.update(mv[:n])
     return h.hexdigest()
-
-
-def vm_hwm(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                value, unit = line.split()[1:3]
-                assert unit == "kB", line
-                return int(value) * 1024
-    raise AssertionError("no VmHWM in /proc/%d/status" % pid)
 
 
 class BigFile(unittest.TestCase):
