@@ -71,6 +71,39 @@ struct upstream_server {
     uint32_t weight = 1;
 };
 
+// Active health checks of an upstream's servers, run from the main thread.
+struct health_check {
+    bool enabled = false;                    // a `health` table is present
+    bool http = true;                        // false: a TCP connect is the whole check
+    std::string path = "/";                  // http: the request target
+    std::string host;                        // http: Host header; empty = the server's address
+    uint32_t status_min = 200, status_max = 399;  // http: statuses that pass
+    duration interval{5000};
+    duration timeout{2000};
+    uint32_t rise = 2;                       // consecutive passes that bring a server up
+    uint32_t fall = 3;                       // consecutive failures that take it down
+};
+
+// Passive detection: failures seen by real traffic (refused, reset, timed out).
+struct passive_check {
+    uint32_t fails = 1;                      // consecutive failures that mark a server down; 0 = off
+    duration cooldown{10000};                // down this long, then one probe request (no active check)
+};
+
+// Circuit breaker per server: opens on consecutive failures or 5xx responses.
+struct circuit_breaker {
+    uint32_t failures = 0;                   // 0 = off
+    duration cooldown{30000};                // open this long, then half-open (one probe request)
+};
+
+// Retries to another server, bounded by a budget shared by the upstream's requests.
+struct retry_policy {
+    uint32_t retries = 1;                    // extra attempts on other servers
+    uint32_t budget_percent = 20;            // retries may add this share of the requests...
+    uint32_t budget_min_per_second = 10;     // ...or this many per second, whichever is more
+    uint64_t replay_body_bytes = 64 * 1024;  // request bodies kept for a replay up to this size
+};
+
 struct upstream {
     std::string name;
     module_ref lb;                           // lb = "round_robin" -> mod_lb_round_robin.so
@@ -81,7 +114,11 @@ struct upstream {
     duration read_timeout{30000};
     duration write_timeout{30000};
     duration tunnel_timeout{3600000};        // an upgraded (WebSocket) connection idle both ways
-    std::string health_json;                 // raw `health` table as JSON ("" if absent)
+    health_check health;
+    passive_check passive;
+    circuit_breaker breaker;
+    retry_policy retry;
+    duration slow_start{0};                  // a server back up ramps its weight over this long
     std::string key;                         // "upstream.api"
 };
 
@@ -95,6 +132,9 @@ struct server_settings {
 struct admin_settings {
     std::string listen = "127.0.0.1:9901";
     bool enabled = false;                    // true when an [admin] table is present
+    std::string token_file;                  // absolute path; empty = no token required
+    std::string token;                       // the file's content (trimmed), read at load
+    std::string key_file;                    // where [admin] was declared, for messages
 };
 
 struct snapshot {

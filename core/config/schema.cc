@@ -1,7 +1,10 @@
 // The new config format (DESIGN §5) -> snapshot, plus the sections both formats share.
 #include <cctype>
 #include <cstdint>
+#include <cstdio>
+#include <fstream>
 #include <map>
+#include <sstream>
 
 #include "config/address.hh"
 #include "config/build.hh"
@@ -44,6 +47,73 @@ bool valid_field_value(std::string_view v) {
     return true;
 }
 
+// A duration that must be above zero (intervals, timeouts): `fallback` when it is not.
+duration positive(scope &s, std::string_view name, duration d, duration fallback) {
+    if (d.count() > 0) return d;
+    s.fail(name, "must be longer than 0");
+    return fallback;
+}
+
+// "200-399", "200" or 204: the statuses that pass an HTTP health check.
+bool read_status_range(scope &s, health_check &h) {
+    const node *v = s.get("status");
+    if (!v) return true;
+    if (v->is(node::kind::integer)) {
+        if (v->integer < 100 || v->integer > 599) {
+            s.fail("status", "must be an HTTP status between 100 and 599");
+            return false;
+        }
+        h.status_min = h.status_max = static_cast<uint32_t>(v->integer);
+        return true;
+    }
+    auto text = s.string("status");
+    if (!text) return false;
+    unsigned lo = 0, hi = 0;
+    char dash = 0, extra = 0;
+    int n = std::sscanf(text->c_str(), "%3u%c%3u%c", &lo, &dash, &hi, &extra);
+    if (n == 1) hi = lo;
+    bool ok = (n == 1 && text->size() == 3) || (n == 3 && dash == '-' && text->size() == 7);
+    if (!ok || lo < 100 || hi > 599 || lo > hi) {
+        s.fail("status", "bad status range \"" + *text + "\" (use e.g. \"200-399\" or 204)");
+        return false;
+    }
+    h.status_min = lo;
+    h.status_max = hi;
+    return true;
+}
+
+// health = { type = "http" | "tcp", path, host, status, interval, timeout, rise, fall }
+void read_health(checker &ck, const node &t, const std::string &key, health_check &h) {
+    scope s(ck, t, key);
+    s.allow_only({"type", "path", "host", "status", "interval", "timeout", "rise", "fall"});
+    h.enabled = true;
+    // Without a type, a path asks for HTTP and its absence for a TCP connect.
+    h.http = s.get("path") != nullptr;
+    if (auto type = s.string("type")) {
+        if (*type == "http") h.http = true;
+        else if (*type == "tcp") h.http = false;
+        else s.fail("type", "expected \"http\" or \"tcp\", got \"" + *type + "\"");
+    }
+    if (auto path = s.string("path")) {
+        bool clean = path->starts_with('/');
+        for (char c : *path) clean = clean && static_cast<unsigned char>(c) > 0x20 && c != 0x7f;
+        if (clean) h.path = *path;
+        else s.fail("path", "must start with '/' and have no spaces or control characters (got \"" + *path + "\")");
+    }
+    if (auto host = s.string("host")) {
+        if (valid_hostname(*host) || valid_server_address(*host)) h.host = *host;
+        else s.fail("host", "bad host \"" + *host + "\"");
+    }
+    read_status_range(s, h);
+    if (!h.http)
+        for (const char *http_only : {"path", "host", "status"})
+            if (s.get(http_only)) s.fail(http_only, "only for type = \"http\" checks");
+    if (auto d = s.dur("interval")) h.interval = positive(s, "interval", *d, h.interval);
+    if (auto d = s.dur("timeout")) h.timeout = positive(s, "timeout", *d, h.timeout);
+    if (auto n = s.integer("rise", 1, 1000)) h.rise = static_cast<uint32_t>(*n);
+    if (auto n = s.integer("fall", 1, 1000)) h.fall = static_cast<uint32_t>(*n);
+}
+
 void read_upstream(checker &ck, const std::string &name, const node &t, snapshot &snap) {
     upstream up;
     up.name = name;
@@ -51,7 +121,8 @@ void read_upstream(checker &ck, const std::string &name, const node &t, snapshot
     if (!valid_name(name)) ck.fail(t, up.key, "bad upstream name (use letters, digits, '_' and '-')");
     if (!ck.table(t, up.key)) return;
     scope s(ck, t, up.key);
-    s.allow_only({"lb", "servers", "keepalive", "timeouts", "health"});
+    s.allow_only({"lb", "servers", "keepalive", "timeouts", "health", "passive", "circuit_breaker", "retries",
+                  "retry_budget", "replay_body", "slow_start"});
 
     up.lb = lb_module("round_robin", nlohmann::json::object(), t, s.key("lb"));
     if (const node *lb = s.get("lb")) {
@@ -121,8 +192,29 @@ void read_upstream(checker &ck, const std::string &name, const node &t, snapshot
         if (auto d = ts.dur("write")) up.write_timeout = *d;
         if (auto d = ts.dur("tunnel")) up.tunnel_timeout = *d;
     }
-    // Health checks belong to the upstream registry, which validates its own table.
-    if (const node *h = s.table("health")) up.health_json = to_json<nlohmann::json>(*h).dump();
+    if (const node *h = s.table("health")) read_health(ck, *h, s.key("health"), up.health);
+    if (const node *p = s.table("passive")) {
+        scope ps(ck, *p, s.key("passive"));
+        ps.allow_only({"fails", "cooldown"});
+        if (auto n = ps.integer("fails", 0, 1000)) up.passive.fails = static_cast<uint32_t>(*n);
+        if (auto d = ps.dur("cooldown")) up.passive.cooldown = positive(ps, "cooldown", *d, up.passive.cooldown);
+    }
+    if (const node *b = s.table("circuit_breaker")) {
+        scope bs(ck, *b, s.key("circuit_breaker"));
+        bs.allow_only({"failures", "cooldown"});
+        if (!bs.get("failures")) bs.fail("failures", "required (consecutive failures or 5xx that open the circuit, e.g. 5)");
+        if (auto n = bs.integer("failures", 1, 1000)) up.breaker.failures = static_cast<uint32_t>(*n);
+        if (auto d = bs.dur("cooldown")) up.breaker.cooldown = positive(bs, "cooldown", *d, up.breaker.cooldown);
+    }
+    if (auto n = s.integer("retries", 0, 16)) up.retry.retries = static_cast<uint32_t>(*n);
+    if (const node *b = s.table("retry_budget")) {
+        scope bs(ck, *b, s.key("retry_budget"));
+        bs.allow_only({"percent", "min_per_second"});
+        if (auto n = bs.integer("percent", 0, 100)) up.retry.budget_percent = static_cast<uint32_t>(*n);
+        if (auto n = bs.integer("min_per_second", 0, u32_max)) up.retry.budget_min_per_second = static_cast<uint32_t>(*n);
+    }
+    if (auto n = s.size("replay_body", 0, 16u << 20)) up.retry.replay_body_bytes = *n;
+    if (auto d = s.dur("slow_start")) up.slow_start = *d;
 
     snap.upstreams.push_back(std::move(up));
 }
@@ -420,14 +512,39 @@ void read_server(scope s, server_settings &out) {
 }
 
 void read_admin(scope s, admin_settings &out) {
-    s.allow_only({"listen"});
+    s.allow_only({"listen", "token_file"});
     out.enabled = true;
+    std::optional<std::string> canon = canonical_listen_address(out.listen);
     if (auto a = s.string("listen")) {
-        if (canonical_listen_address(*a))
+        canon = canonical_listen_address(*a);
+        if (canon)
             out.listen = *a;
         else
             s.fail("listen", "bad address \"" + *a + "\"" + listen_hint);
     }
+    if (auto p = s.path("token_file")) {
+        out.token_file = *p;
+        std::ifstream in(*p);
+        std::stringstream text;
+        if (in) text << in.rdbuf();
+        std::string token = text.str();
+        while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+        size_t start = 0;
+        while (start < token.size() && std::isspace(static_cast<unsigned char>(token[start]))) ++start;
+        token.erase(0, start);
+        bool printable = true;
+        for (char c : token) printable = printable && static_cast<unsigned char>(c) > 0x20 && c != 0x7f;
+        if (!in)
+            s.fail("token_file", "cannot read \"" + *p + "\"");
+        else if (token.size() < 16 || !printable)
+            s.fail("token_file", "\"" + *p + "\" must hold one token of at least 16 visible characters");
+        else
+            out.token = token;
+    }
+    // Anyone who can reach the admin listener can change upstreams and reload: off
+    // loopback it needs a token.
+    if (canon && out.token_file.empty() && !(canon->starts_with("127.") || canon->starts_with("[::1]:")))
+        s.fail("listen", "\"" + out.listen + "\" is not a loopback address: set admin.token_file to require a bearer token");
 }
 
 void build_new(const node &root, checker &ck, snapshot &snap) {

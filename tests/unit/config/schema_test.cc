@@ -84,8 +84,13 @@ TEST_CASE("the DESIGN example loads into the model") {
     CHECK(up.connect_timeout == duration(5000));
     CHECK(up.read_timeout == duration(30000));
     CHECK(up.write_timeout == duration(30000));
-    CHECK(json_of(up.health_json) ==
-          nlohmann::json{{"path", "/health"}, {"interval", "5s"}, {"timeout", "2s"}, {"rise", 2}, {"fall", 3}});
+    CHECK(up.health.enabled);
+    CHECK(up.health.http);
+    CHECK(up.health.path == "/health");
+    CHECK(up.health.interval == duration(5000));
+    CHECK(up.health.timeout == duration(2000));
+    CHECK(up.health.rise == 2);
+    CHECK(up.health.fall == 3);
 
     REQUIRE(s.listeners.size() == 1);
     const auto &l = s.listeners[0];
@@ -159,7 +164,102 @@ listen = "127.0.0.1:8080"
     CHECK(up.lb.config_json == "{}");
     CHECK(up.servers.empty());
     CHECK(up.keepalive_idle_per_worker == 32);
-    CHECK(up.health_json.empty());
+    CHECK_FALSE(up.health.enabled);
+    CHECK(up.passive.fails == 1);
+    CHECK(up.passive.cooldown == duration(10000));
+    CHECK(up.breaker.failures == 0);
+    CHECK(up.retry.retries == 1);
+    CHECK(up.retry.budget_percent == 20);
+    CHECK(up.retry.budget_min_per_second == 10);
+    CHECK(up.retry.replay_body_bytes == 65536);
+    CHECK(up.slow_start == duration(0));
+}
+
+TEST_CASE("upstream resilience: health, passive, circuit breaker, retries") {
+    auto r = parse(std::string(R"([upstream.api]
+servers = ["127.0.0.1:3001"]
+health = { type = "http", path = "/healthz?full=1", host = "api.internal", status = "200-204", interval = "1s", timeout = "500ms", rise = 3, fall = 2 }
+passive = { fails = 2, cooldown = "3s" }
+circuit_breaker = { failures = 5, cooldown = "20s" }
+retries = 3
+retry_budget = { percent = 50, min_per_second = 2 }
+replay_body = "8k"
+slow_start = "30s"
+[upstream.db]
+health = { interval = 2 }
+[upstream.one]
+health = { path = "/", status = 204 }
+)") + minimal_listener);
+    INFO(errors_of(r));
+    REQUIRE(r.ok());
+    const auto &api = r.snap.upstreams.at(0);
+    CHECK(api.health.http);
+    CHECK(api.health.path == "/healthz?full=1");
+    CHECK(api.health.host == "api.internal");
+    CHECK(api.health.status_min == 200);
+    CHECK(api.health.status_max == 204);
+    CHECK(api.health.interval == duration(1000));
+    CHECK(api.health.timeout == duration(500));
+    CHECK(api.health.rise == 3);
+    CHECK(api.health.fall == 2);
+    CHECK(api.passive.fails == 2);
+    CHECK(api.passive.cooldown == duration(3000));
+    CHECK(api.breaker.failures == 5);
+    CHECK(api.breaker.cooldown == duration(20000));
+    CHECK(api.retry.retries == 3);
+    CHECK(api.retry.budget_percent == 50);
+    CHECK(api.retry.budget_min_per_second == 2);
+    CHECK(api.retry.replay_body_bytes == 8192);
+    CHECK(api.slow_start == duration(30000));
+    const auto &db = r.snap.upstreams.at(1);  // no path, no type: a TCP connect check
+    CHECK(db.health.enabled);
+    CHECK_FALSE(db.health.http);
+    CHECK(db.health.interval == duration(2000));
+    const auto &one = r.snap.upstreams.at(2);
+    CHECK(one.health.status_min == 204);
+    CHECK(one.health.status_max == 204);
+}
+
+TEST_CASE("upstream resilience: bad values name the key") {
+    auto r = parse(std::string(R"([upstream.api]
+health = { type = "grpc", interval = "0s", status = "300-200", rise = 0 }
+passive = { fails = -1 }
+circuit_breaker = { cooldown = "5s" }
+retries = 99
+retry_budget = { percent = 150 }
+[upstream.tcp]
+health = { type = "tcp", path = "/x" }
+)") + minimal_listener);
+    CHECK(has_error(r, "atlas.toml:2: upstream.api.health.type: expected \"http\" or \"tcp\", got \"grpc\""));
+    CHECK(has_error(r, "atlas.toml:2: upstream.api.health.interval: must be longer than 0"));
+    CHECK(has_error(r, "upstream.api.health.status: bad status range \"300-200\""));
+    CHECK(has_error(r, "upstream.api.health.rise: must be an integer between 1 and 1000"));
+    CHECK(has_error(r, "atlas.toml:3: upstream.api.passive.fails: must be an integer between 0 and 1000"));
+    CHECK(has_error(r, "atlas.toml:4: upstream.api.circuit_breaker.failures: required"));
+    CHECK(has_error(r, "atlas.toml:5: upstream.api.retries: must be an integer between 0 and 16"));
+    CHECK(has_error(r, "atlas.toml:6: upstream.api.retry_budget.percent: must be an integer between 0 and 100"));
+    CHECK(has_error(r, "atlas.toml:8: upstream.tcp.health.path: only for type = \"http\" checks"));
+}
+
+TEST_CASE("admin: token file, loopback rule") {
+    atlas::config::test::temp_dir d;
+    d.write("token", "  0123456789abcdef0123\n");
+    d.write("short", "abc\n");
+    auto ok = load_text(std::string("[admin]\nlisten = \"0.0.0.0:9901\"\ntoken_file = \"token\"\n") + minimal_listener,
+                        "atlas.toml", d.str());
+    INFO(errors_of(ok));
+    REQUIRE(ok.ok());
+    CHECK(ok.snap.admin.token == "0123456789abcdef0123");
+    CHECK(ok.snap.admin.token_file == d.str() + "/token");
+
+    auto open = parse(std::string("[admin]\nlisten = \"0.0.0.0:9901\"\n") + minimal_listener);
+    CHECK(has_error(open, "atlas.toml:2: admin.listen: \"0.0.0.0:9901\" is not a loopback address: set admin.token_file"));
+    auto v6 = parse(std::string("[admin]\nlisten = \"[::1]:9901\"\n") + minimal_listener);
+    CHECK(v6.ok());
+    auto missing = load_text(std::string("[admin]\ntoken_file = \"nope\"\n") + minimal_listener, "atlas.toml", d.str());
+    CHECK(has_error(missing, "admin.token_file: cannot read \"" + d.str() + "/nope\""));
+    auto short_token = load_text(std::string("[admin]\ntoken_file = \"short\"\n") + minimal_listener, "atlas.toml", d.str());
+    CHECK(has_error(short_token, "must hold one token of at least 16 visible characters"));
 }
 
 TEST_CASE("server and admin settings") {
@@ -240,7 +340,7 @@ listen = "127.0.0.1:8080"
     CHECK(r.errors.size() == 6);
 }
 
-TEST_CASE("unknown keys are errors outside module tables and health") {
+TEST_CASE("unknown keys are errors outside module tables") {
     auto r = parse(R"([server]
 wrokers = 3
 [admin]
@@ -267,11 +367,13 @@ limits = { max_body_size = 1 }
     CHECK(has_error(r, "atlas.toml:6: upstream.api.servers[0].wieght: unknown key"));
     CHECK(has_error(r, "atlas.toml:7: upstream.api.keepalive.idle: unknown key"));
     CHECK(has_error(r, "atlas.toml:8: upstream.api.timeouts.conect: unknown key"));
+    CHECK(has_error(r, "atlas.toml:9: upstream.api.health.anything: unknown key"));
+    CHECK(has_error(r, "atlas.toml:9: upstream.api.health.nested: unknown key"));
     CHECK(has_error(r, "atlas.toml:13: listener.web.limit: unknown key"));
     CHECK(has_error(r, "atlas.toml:14: listener.web.limits.max_body_size: unknown key"));
     CHECK(has_error(r, "atlas.toml:16: listener.web.route[0].prefix: unknown key"));
     CHECK(has_error(r, "atlas.toml:19: extra: unknown key"));
-    CHECK(r.errors.size() == 9);  // nothing from health, handler or filters
+    CHECK(r.errors.size() == 11);  // nothing from the handler or filters (their modules check those)
 }
 
 TEST_CASE("wrong types name the expected type") {
