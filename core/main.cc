@@ -19,6 +19,7 @@
 #include "chain/runtime.hh"
 #include "chain/worker.hh"
 #include "config/loader.hh"
+#include "event/clock.hh"
 #include "module/loader.hh"
 
 namespace {
@@ -123,8 +124,16 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
     signal(SIGPIPE, SIG_IGN);
 
+    upstream::registry registry(rt->workers);
+    chain::bind_upstreams(*rt, registry, event::monotonic_ms());
     std::shared_ptr<chain::runtime> shared_rt(std::move(rt));
     std::vector<std::unique_ptr<chain::worker>> workers;
+    registry.on_publish = [&workers](uint32_t slot) {
+        for (auto &w : workers) {
+            chain::worker *wp = w.get();
+            wp->post([wp, slot] { wp->refresh_group(slot); });
+        }
+    };
     for (uint32_t i = 0; i < shared_rt->workers; ++i) {
         auto w = std::make_unique<chain::worker>(i, shared_rt->workers, shared_rt);
         std::string err;

@@ -44,12 +44,12 @@ bool open(worker &w, conn *c) {
     if (c->has_transport) {
         if (!c->wire_) c->wire_ = std::make_unique<out_queue>();
         module_instance *t = l->transport;
-        c->transport_state = t->transport->conn_open(t->config, w.states_[t->slot], handle(c));
+        c->transport_state = t->transport->conn_open(t->config, c->rt->state(w.index_, t->slot), handle(c));
         if (!c->transport_state) return false;
     }
     if (c->is_stream) {
         module_instance *s = l->stream;
-        c->stream_state = s->stream->conn_open(s->config, w.states_[s->slot], handle(c));
+        c->stream_state = s->stream->conn_open(s->config, c->rt->state(w.index_, s->slot), handle(c));
         if (!c->stream_state) return false;
     }
     return true;

@@ -36,7 +36,7 @@ constexpr uint64_t keepalive_margin_ms = 1000;
 // What a connection to an upstream server carries besides the worker's conn.
 struct upconn {
     const upstream_rt *up = nullptr;
-    const upstream_server_rt *server = nullptr;
+    upstream::server *server = nullptr;
     call *owner = nullptr;         // busy with this call; nullptr while pooled
     uint64_t started = 0;          // connect began / last request was sent (ms)
     uint64_t last_recv = 0;
@@ -44,6 +44,7 @@ struct upconn {
     uint64_t retire_at = UINT64_MAX;
     bool reused = false;           // served a request before this one
     bool got_bytes = false;        // any response byte for the current call
+    bool was_connecting = false;   // the current call waited for this connection's connect
 };
 
 upconn *up_of(conn *uc) { return static_cast<upconn *>(uc->upstream); }
@@ -53,7 +54,8 @@ upconn *up_of(conn *uc) { return static_cast<upconn *>(uc->upstream); }
 // The buffers of a call, kept (emptied) when a finished call is reused.
 struct call_buffers {
     std::string head;                      // the serialised upstream request head
-    std::vector<uint8_t> tried;            // LB bitmap of servers tried for this request
+    std::string replay;                    // request body bytes as sent, kept for a replay
+    std::vector<upstream::server *> tried; // servers already attempted for this request
     std::vector<char> in;                  // a response head that came in pieces, until complete
 };
 
@@ -64,24 +66,37 @@ struct call {
         *this = call{};
         buf = std::move(b);
         buf.head.clear();
+        buf.replay.clear();
         buf.tried.clear();
         buf.in.clear();
     }
 
     call_buffers buf;
     exchange *ex = nullptr;
+    const runtime *rt = nullptr;           // the client connection's: module states, registry
     const upstream_rt *up = nullptr;
     conn *uc = nullptr;
     upstream::body_framing req_body;
     upstream::forward_options fo;          // what the request went out with (upgrade checks)
-    bool idempotent = false;
-    bool retried = false;
+    // May be sent again after it reached a server: an idempotent method, or an
+    // Idempotency-Key (the body must then also be whole in buf.replay).
+    bool may_replay = false;
+    bool replayable = true;                // every body byte sent so far is in buf.replay
+    bool retried = false;                  // the keep-alive race was retried on a fresh connection
+    bool awaiting_connect = false;         // the client body waits for the new connection
     bool upgrading = false;                // the request's Upgrade went upstream
     uint64_t tunnel_active = 0;            // last tunnel byte either way (ms)
     bool req_done = false;                 // the whole request is queued for the upstream
     bool client_paused = false;            // client body paused for upstream backpressure
     bool upstream_paused = false;          // upstream reads paused for client backpressure
-    int32_t taken = -1;                    // server the LB policy was told (on_take) we use
+    // The server of the current attempt: it counts this request in flight (so it is not
+    // freed) until drop_server, which is the last use of it.
+    upstream::server *srv = nullptr;
+    int32_t taken = -1;                    // its index, as told to the LB policy (on_take)
+    uint64_t taken_version = 0;            // in the membership of this version
+    uint32_t attempts = 0;                 // servers tried
+    bool probe = false;                    // the half-open probe request of srv
+    uint64_t attempt_us = 0;               // when the current attempt's request was queued
     upstream::client_identity id;          // who the client is (hash key, forwarding headers)
     // Response side.
     uint32_t scan_from = 0;
@@ -107,21 +122,37 @@ bool idempotent_method(std::string_view m) {
     return m == "GET" || m == "HEAD" || m == "PUT" || m == "DELETE" || m == "OPTIONS" || m == "TRACE";
 }
 
+bool has_header(const exchange *ex, std::string_view name) {
+    for (const http::header_field &f : ex->req_headers)
+        if (response_headers::iequals_nocase(f.name, name)) return true;
+    return false;
+}
+
 void detach(worker &w, call *k, bool keep);
+
+// Writes "N" seconds for Retry-After: until the first server may take traffic again.
+unsigned retry_after_s(const worker &w, const upstream::membership &m) {
+    if (m.usable_at_ms <= w.now_ms_) return 1;
+    return unsigned((m.usable_at_ms - w.now_ms_ + 999) / 1000);
+}
 
 // The exchange cannot be served: answer `status` when nothing was sent yet, else cut
 // the client connection (the only way to tell it the body is incomplete).
-void fail(worker &w, call *k, unsigned status, const char *why) {
+// `retry_after`: for 503, the Retry-After seconds.
+void fail(worker &w, call *k, unsigned status, const char *why, unsigned retry_after = 0) {
     exchange *ex = k->ex;
-    conn *uc = k->uc;
-    if (uc) log::rate_limited_warn("upstream %s: %s", up_of(uc)->server->address.c_str(), why);
-    else log::rate_limited_warn("upstream: %s", why);
+    const char *upstream_name = k->up->cfg->name.c_str();
+    if (k->srv) log::rate_limited_warn("upstream %s, server %s: %s", upstream_name, k->srv->address.c_str(), why);
+    else log::rate_limited_warn("upstream %s: %s", upstream_name, why);
     detach(w, k, false);
     k->resp_done = true;
     if (!client_usable(ex)) return;
     if (!ex->head_sent) {
-        std::string_view reason = status == 504 ? "504 Gateway Timeout\n" : "502 Bad Gateway\n";
         ex->resp_headers.clear();
+        if (retry_after) ex->resp_headers.append("Retry-After: ").append(std::to_string(retry_after)).append("\r\n");
+        std::string_view reason = status == 504   ? "504 Gateway Timeout\n"
+                                  : status == 503 ? "503 Service Unavailable\n"
+                                                  : "502 Bad Gateway\n";
         session::respond(ex, status, "text/plain", reason);
     } else {
         w.hard_close(ex->c);
@@ -140,7 +171,8 @@ void detach(worker &w, call *k, bool keep) {
         uc->read_paused = false;
         w.mark_dirty(uc);
     }
-    bool ok = keep && !uc->closing && !uc->peer_eof && !uc->output_pending() && !uc->connecting && !w.draining_;
+    bool ok = keep && !uc->closing && !uc->peer_eof && !uc->output_pending() && !uc->connecting && !w.draining_ &&
+              !u->server->retired.load(std::memory_order_relaxed);
     if (ok) {
         auto &idle = w.pools_.idle[u->server];
         if (idle.size() < u->up->cfg->keepalive_idle_per_worker) {
@@ -151,6 +183,92 @@ void detach(worker &w, call *k, bool keep) {
         }
     }
     w.hard_close(uc);
+}
+
+upstream::server_shard &shard_of(const worker &w, upstream::server *s) { return s->shards[w.index_]; }
+
+// Ends the attempt on k->srv: the LB policy and the in-flight count let go of it. The
+// decrement is the call's last use of the server (the registry may free a removed one
+// once nothing is in flight to it).
+void drop_server(worker &w, call *k) {
+    upstream::server *s = k->srv;
+    if (!s) return;
+    k->srv = nullptr;
+    const atlas_lb_policy_t *policy = k->up->lb->lb;
+    if (policy->on_release && k->taken >= 0) {
+        // The policy's indices are those of the membership it last got: find the server
+        // again when a newer one arrived since the pick.
+        const upstream_view &v = w.view(*k->up->group);
+        int32_t index = k->taken;
+        if (v.m->version != k->taken_version) {
+            index = -1;
+            for (size_t i = 0; i < v.m->servers.size(); ++i)
+                if (v.m->servers[i] == s) index = int32_t(i);
+        }
+        if (index >= 0) policy->on_release(k->rt->state(w.index_, k->up->lb->slot), uint32_t(index));
+    }
+    k->taken = -1;
+    if (k->probe) {  // ended without a verdict (the client went away): let another request probe
+        k->probe = false;
+        k->rt->registry->post({k->up->group->slot, s->id, upstream::report::kind::probe_dropped, 0, {}});
+    }
+    s->inflight.fetch_sub(1, std::memory_order_release);
+}
+
+void post_report(call *k, upstream::report::kind what, uint32_t n, std::string_view why) {
+    k->rt->registry->post({k->up->group->slot, k->srv->id, what, n, std::string(why)});
+}
+
+// The current attempt failed because of the server. `connection`: refused, reset, closed
+// or timed out (what passive detection counts), else a protocol error (only the circuit
+// breaker counts those). A client that went away never gets here.
+void server_failed(worker &w, call *k, std::string_view why, bool connection) {
+    upstream::server *s = k->srv;
+    if (!s) return;
+    shard_of(w, s).failures.add();
+    uint32_t fails = connection ? s->consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1 : 0;
+    uint32_t errors = s->consecutive_errors.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (k->probe) {
+        k->probe = false;
+        post_report(k, upstream::report::kind::probe_failed, 0, why);
+        return;
+    }
+    if (s->state.load(std::memory_order_relaxed) != upstream::server_state::up) return;
+    const config::upstream &cfg = *k->up->cfg;
+    if (connection && cfg.passive.fails && fails >= cfg.passive.fails)
+        post_report(k, upstream::report::kind::failure, fails, why);
+    else if (cfg.breaker.failures && errors >= cfg.breaker.failures)
+        post_report(k, upstream::report::kind::breaker, errors, why);
+}
+
+// The server answered with a response head: counted, and a 5xx feeds the breaker.
+void server_answered(worker &w, call *k, unsigned status) {
+    upstream::server *s = k->srv;
+    if (!s) return;
+    upstream::server_shard &sh = shard_of(w, s);
+    sh.responses[upstream::status_class(status)].add();
+    uint64_t now_us = event::monotonic_us();
+    sh.latency.observe(now_us > k->attempt_us ? now_us - k->attempt_us : 0);
+    // The server is reachable: passive failures in a row end here.
+    if (s->consecutive_failures.load(std::memory_order_relaxed)) s->consecutive_failures.store(0, std::memory_order_relaxed);
+    char why[32];
+    std::snprintf(why, sizeof why, "status %u", status);
+    if (status >= 500) {
+        uint32_t errors = s->consecutive_errors.fetch_add(1, std::memory_order_relaxed) + 1;
+        if (k->probe) {
+            k->probe = false;
+            post_report(k, upstream::report::kind::probe_failed, 0, why);
+        } else if (k->up->cfg->breaker.failures && errors >= k->up->cfg->breaker.failures &&
+                   s->state.load(std::memory_order_relaxed) == upstream::server_state::up) {
+            post_report(k, upstream::report::kind::breaker, errors, why);
+        }
+        return;
+    }
+    if (s->consecutive_errors.load(std::memory_order_relaxed)) s->consecutive_errors.store(0, std::memory_order_relaxed);
+    if (k->probe) {
+        k->probe = false;
+        post_report(k, upstream::report::kind::probe_ok, 0, why);
+    }
 }
 
 void maybe_finish(worker &w, call *k) {
@@ -197,6 +315,7 @@ void body_bytes(worker &w, call *k, std::string_view data);
 void start_response(worker &w, call *k, const http::response_head &h) {
     exchange *ex = k->ex;
     k->head_done = true;
+    server_answered(w, k, h.status);
     k->kind = http::framing(h, k->is_head, false);
     k->reusable = http::connection_reusable(h, k->kind);
     upconn *u = up_of(k->uc);
@@ -251,6 +370,7 @@ void body_bytes(worker &w, call *k, std::string_view data) {
             size_t used = 0;
             auto st = k->chunked.feed(data, used, [&](std::string_view piece) { write_client(w, k, piece, false); });
             if (st == http::chunked_decoder::status::error) {
+                server_failed(w, k, "bad chunked response body", false);
                 fail(w, k, 502, "bad chunked response body");
                 return;
             }
@@ -271,11 +391,15 @@ void body_bytes(worker &w, call *k, std::string_view data) {
     maybe_finish(w, k);
 }
 
-// What the client sends is held back: its request body, or in a tunnel its socket reads.
-void pause_client(call *k, bool paused) {
+// What the client sends (its request body, or in a tunnel its socket reads) is held back
+// while the upstream cannot take it: backpressure, or for a new connection until its
+// connect is through, so a failed connect leaves the body unread and the request can go
+// to another server whole.
+void update_client_pause(call *k) {
+    bool paused = k->client_paused || k->awaiting_connect;
     if (!client_usable(k->ex)) return;
     if (k->tunnel()) l4::pause_read(k->ex->c, paused);
-    else session::request_body_pause(k->ex, paused);
+    else if (k->ex->body_paused != paused) session::request_body_pause(k->ex, paused);
 }
 
 // Keyed by the upstream connection, not the call: the call may be gone when the
@@ -285,7 +409,7 @@ void resume_client(void *user, int32_t) {
     call *k = u ? u->owner : nullptr;
     if (!k || !k->client_paused) return;
     k->client_paused = false;
-    pause_client(k, false);
+    update_client_pause(k);
 }
 
 // Queues bytes (copied) for the upstream; the client is paused while too much waits.
@@ -299,7 +423,7 @@ void upstream_write(worker &w, call *k, std::string_view bytes) {
     w.mark_dirty(uc);
     if (pause && !k->client_paused && client_usable(k->ex)) {
         k->client_paused = true;
-        pause_client(k, true);
+        update_client_pause(k);
     }
 }
 
@@ -321,6 +445,7 @@ bool start_tunnel(worker &w, call *k, const http::response_head &h) {
         return false;
     }
     k->head_done = true;
+    server_answered(w, k, 101);
     k->kind = http::response_body_kind::tunnel;
     k->reusable = false;
     k->tunnel_active = w.now_ms_;
@@ -357,7 +482,7 @@ void end_tunnel(worker &w, call *k) {
     w.mark_dirty(c);
 }
 
-conn *connect_to(worker &w, const upstream_rt *up, const upstream_server_rt *server) {
+conn *connect_to(worker &w, const upstream_rt *up, upstream::server *server) {
     const net::address &a = server->addr;
     int fd = socket(a.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return nullptr;
@@ -375,7 +500,7 @@ conn *connect_to(worker &w, const upstream_rt *up, const upstream_server_rt *ser
 }
 
 // A pooled connection to `server` that is still fit for use, or nullptr.
-conn *take_idle(worker &w, const upstream_server_rt *server) {
+conn *take_idle(worker &w, const upstream::server *server) {
     auto it = w.pools_.idle.find(server);
     if (it == w.pools_.idle.end()) return nullptr;
     auto &idle = it->second;
@@ -393,51 +518,161 @@ conn *take_idle(worker &w, const upstream_server_rt *server) {
 }
 
 // The call uses `uc` (pooled or new) from now on: its clocks restart and the request
-// head is queued.
+// head is queued, with the body bytes kept for a replay when this is one.
 void attach(worker &w, call *k, conn *uc) {
     upconn *u = up_of(uc);
     u->owner = k;
     u->got_bytes = false;
+    u->was_connecting = uc->connecting;
     u->started = u->last_recv = w.now_ms_;
     u->retire_at = UINT64_MAX;
     k->uc = uc;
+    k->attempt_us = event::monotonic_us();
     upstream_write(w, k, k->buf.head);
+    upstream_write(w, k, k->buf.replay);
+    if (uc->connecting && !k->req_done) {
+        k->awaiting_connect = true;
+        update_client_pause(k);
+    }
 }
 
-// Picks a server and attaches a connection to it (pooled or new), then queues the
-// request head; answers the client itself when that fails. (A running runtime always
-// has an LB policy instance per upstream: one that failed to load is a config error.)
+// Another retry within the upstream's budget? Every worker keeps its share: tokens
+// earned by first attempts (budget_percent of them) plus min_per_second / workers.
+bool retry_budget_allows(worker &w, call *k) {
+    upstream_view &v = w.view(*k->up->group);
+    if (v.free_retries) {
+        --v.free_retries;
+        return true;
+    }
+    if (v.retry_milli >= 1000) {
+        v.retry_milli -= 1000;
+        return true;
+    }
+    k->up->group->shards[w.index_].budget_exhausted.add();
+    return false;
+}
+
+void dispatch(worker &w, call *k);
+
+enum class phase {
+    connect,  // the request never reached the server: any request may go elsewhere
+    sent,     // it may have: only a replayable one, and only before any response byte
+};
+
+// The attempt failed before anything went to the client: the request goes to another
+// server when the upstream's retries, the budget and the request allow it, else the
+// client gets `status`.
+// Is there a usable server this request has not been sent to yet?
+bool another_server(worker &w, const call *k) {
+    const upstream::membership &m = *w.view(*k->up->group).m;
+    for (size_t i = 0; i < m.servers.size(); ++i) {
+        upstream::server *s = m.servers[i];
+        if (!m.endpoints[i].usable || s == k->srv) continue;
+        if (std::find(k->buf.tried.begin(), k->buf.tried.end(), s) == k->buf.tried.end()) return true;
+    }
+    return false;
+}
+
+void retry_or_fail(worker &w, call *k, phase p, unsigned status, const char *why) {
+    exchange *ex = k->ex;
+    bool replayable = p == phase::connect || (k->may_replay && k->replayable);
+    bool fresh_response = !k->head_done && !(k->uc && up_of(k->uc)->got_bytes);
+    if (client_usable(ex) && !ex->head_sent && fresh_response && replayable &&
+        k->attempts <= k->up->cfg->retry.retries && another_server(w, k) && retry_budget_allows(w, k)) {
+        log::rate_limited_warn("upstream %s, server %s: %s; retrying on another server", k->up->cfg->name.c_str(),
+                               k->srv ? k->srv->address.c_str() : "?", why);
+        detach(w, k, false);
+        k->awaiting_connect = false;
+        if (k->srv) k->buf.tried.push_back(k->srv);
+        drop_server(w, k);
+        k->scan_from = 0;
+        k->buf.in.clear();
+        dispatch(w, k);
+        return;
+    }
+    fail(w, k, status, why);
+}
+
+// Picks a server that is usable and not tried yet for this request, takes the probe slot
+// of a half-open one, and attaches a connection to it (pooled or new). Answers the
+// client itself when there is none: 503 with Retry-After when the upstream has no usable
+// server at all, else the last failure's 502.
 void dispatch(worker &w, call *k) {
     const upstream_rt *up = k->up;
+    const upstream_view &v = w.view(*up->group);
+    const upstream::membership &m = *v.m;
     const atlas_lb_policy_t *policy = up->lb->lb;
-    void *state = w.states_[up->lb->slot];
+    void *state = k->rt->state(w.index_, up->lb->slot);
+    size_t n = m.servers.size();
     int32_t index = -1;
-    if (!up->servers.empty()) {
+    if (m.usable > 0) {
+        std::vector<uint8_t> &tried = w.pools_.tried;
+        tried.assign(n / 8 + 1, 0);
+        auto mark = [&](size_t i) { tried[i / 8] |= uint8_t(1u << (i % 8)); };
+        for (upstream::server *t : k->buf.tried)
+            for (size_t i = 0; i < n; ++i)
+                if (m.servers[i] == t) mark(i);
         atlas_lb_context_t ctx{};
         ctx.struct_size = sizeof ctx;
         std::string_view client = k->id.client_text();
         ctx.hash_key = {client.data(), client.size()};
-        ctx.tried = k->buf.tried.data();
+        ctx.tried = tried.data();
         ctx.exchange = handle(k->ex);
         if (policy->on_take) {  // a load-aware policy: it gets every worker's counts
             std::vector<uint32_t> &loads = w.pools_.loads;
-            loads.resize(up->servers.size());
-            for (size_t i = 0; i < loads.size(); ++i) loads[i] = up->inflight[i].n.load(std::memory_order_relaxed);
+            loads.resize(n);
+            for (size_t i = 0; i < n; ++i) loads[i] = m.servers[i]->inflight.load(std::memory_order_relaxed);
             ctx.inflight = loads.data();
         }
-        index = policy->pick(state, &ctx);
+        // A half-open server takes one probe request at a time: when another worker or
+        // request holds it, pick again without it.
+        for (size_t round = 0; round <= n; ++round) {
+            index = policy->pick(state, &ctx);
+            if (index < 0 || size_t(index) >= n) {
+                index = -1;
+                break;
+            }
+            upstream::server *s = m.servers[size_t(index)];
+            if (s->state.load(std::memory_order_relaxed) != upstream::server_state::half_open) break;
+            if (!s->probe_taken.exchange(true, std::memory_order_relaxed)) {
+                k->probe = true;
+                break;
+            }
+            mark(size_t(index));
+            index = -1;
+        }
     }
-    if (index < 0 || size_t(index) >= up->servers.size()) {
-        fail(w, k, 502, "no usable server");
+    if (index < 0) {
+        if (k->attempts > 0) {
+            fail(w, k, 502, "no other server to retry on");
+        } else {
+            up->group->shards[w.index_].no_server.add();
+            fail(w, k, 503, "no usable server", retry_after_s(w, m));
+        }
         return;
     }
-    k->buf.tried[size_t(index) / 8] |= uint8_t(1u << (index % 8));
+    upstream::server *server = m.servers[size_t(index)];
+    k->srv = server;
     k->taken = index;
-    up->inflight[size_t(index)].n.fetch_add(1, std::memory_order_relaxed);
+    k->taken_version = m.version;
+    server->inflight.fetch_add(1, std::memory_order_relaxed);
     if (policy->on_take) policy->on_take(state, uint32_t(index));
-    const upstream_server_rt *server = &up->servers[size_t(index)];
+    upstream::server_shard &sh = shard_of(w, server);
+    sh.attempts.add();
+    if (k->attempts++ == 0) {
+        upstream_view &mv = w.view(*up->group);
+        uint64_t cap = 100000;  // at most 100 retries saved up
+        mv.retry_milli = std::min<uint64_t>(cap, mv.retry_milli + up->cfg->retry.budget_percent * 10);
+    } else {
+        sh.retries.add();
+    }
     conn *uc = take_idle(w, server);
-    if (!uc) uc = connect_to(w, up, server);
+    if (uc) {
+        sh.pool_hits.add();
+    } else {
+        sh.pool_misses.add();
+        uc = connect_to(w, up, server);
+    }
     if (!uc) {
         fail(w, k, 502, "cannot create a socket");
         return;
@@ -461,10 +696,12 @@ int32_t forward(exchange *ex, const atlas_proxy_options_t *opt) {
         w.pools_.spare_calls.pop_back();
     }
     k->ex = ex;
+    k->rt = ex->c->rt.get();
     k->up = up;
     k->is_head = ex->head.is_head;
-    k->idempotent = idempotent_method(ex->head.method);
-    k->buf.tried.assign((up->servers.size() + 7) / 8 + 1, 0);
+    // RFC 9110 9.2.2; a non-idempotent request only with an Idempotency-Key (IETF
+    // httpapi draft): its sender asked for the server to dedupe repeats.
+    k->may_replay = idempotent_method(ex->head.method) || has_header(ex, "Idempotency-Key");
     ex->proxy = k;
 
     // One client identity: the peer, or what a trusted proxy's header says.
@@ -494,19 +731,37 @@ int32_t forward(exchange *ex, const atlas_proxy_options_t *opt) {
     return ATLAS_OK;
 }
 
+namespace {
+
+// Body bytes go upstream, and into the replay buffer while the request may be replayed
+// and the body stays under the upstream's replay_body size.
+void send_body(worker &w, call *k, std::string_view bytes) {
+    if (k->may_replay && k->replayable) {
+        if (k->buf.replay.size() + bytes.size() <= k->up->cfg->retry.replay_body_bytes) {
+            k->buf.replay.append(bytes);
+        } else {
+            k->replayable = false;
+            std::string().swap(k->buf.replay);
+        }
+    }
+    upstream_write(w, k, bytes);
+}
+
+}  // namespace
+
 void on_client_body(worker &w, exchange *ex, std::string_view piece, bool last) {
     call *k = ex->proxy;
     if (!k || k->req_done) return;
     if (k->req_body.kind == upstream::body_kind::chunked) {
         if (!piece.empty()) {
             char size_line[24];
-            upstream_write(w, k, std::string_view(size_line, http::format_chunk_size(size_line, piece.size())));
-            upstream_write(w, k, piece);
-            upstream_write(w, k, "\r\n");
+            send_body(w, k, std::string_view(size_line, http::format_chunk_size(size_line, piece.size())));
+            send_body(w, k, piece);
+            send_body(w, k, "\r\n");
         }
-        if (last) upstream_write(w, k, "0\r\n\r\n");
+        if (last) send_body(w, k, "0\r\n\r\n");
     } else {
-        upstream_write(w, k, piece);
+        send_body(w, k, piece);
     }
     if (last) {
         k->req_done = true;
@@ -520,10 +775,6 @@ void release(worker &w, exchange *ex) {
     if (!k) return;
     ex->proxy = nullptr;
     k->ex = nullptr;
-    if (k->taken >= 0) {
-        k->up->inflight[size_t(k->taken)].n.fetch_sub(1, std::memory_order_relaxed);
-        if (k->up->lb->lb->on_release) k->up->lb->lb->on_release(w.states_[k->up->lb->slot], uint32_t(k->taken));
-    }
     if (conn *uc = k->uc; uc && k->tunnel() && uc->shut_wr_after_flush && !uc->closing) {
         // The client's side of the tunnel ended cleanly (both ways) while bytes for the
         // upstream may still be queued: the connection sends them, shuts, and closes itself
@@ -535,7 +786,9 @@ void release(worker &w, exchange *ex) {
     }
     // A call that did not finish cleanly (client gone, error) never pools its connection.
     detach(w, k, k->resp_done && k->req_done && k->reusable);
-    if (w.pools_.spare_calls.size() < 1024 && k->buf.in.capacity() <= 65536 && k->buf.head.capacity() <= 65536) {
+    drop_server(w, k);
+    if (w.pools_.spare_calls.size() < 1024 && k->buf.in.capacity() <= 65536 && k->buf.head.capacity() <= 65536 &&
+        k->buf.replay.capacity() <= 65536) {
         k->reset();
         w.pools_.spare_calls.push_back(k);
     } else {
@@ -547,6 +800,40 @@ pools::~pools() {
     for (call *k : spare_calls) delete k;
 }
 
+namespace {
+
+// The connection of the current attempt broke (reset, closed, lost) before the response
+// was complete. A reused connection that died before any response byte raced the
+// upstream's keep-alive close: the server is not blamed, and a replayable request goes
+// again, once, on a fresh connection to the same server. Otherwise the server failed:
+// the request goes elsewhere when it may, else the client gets a 502.
+void connection_failed(worker &w, call *k, const char *why) {
+    upconn *u = k->uc ? up_of(k->uc) : nullptr;
+    bool race = u && !u->got_bytes && u->reused && !k->head_done && !k->retried;
+    if (race && !(k->may_replay && k->replayable)) {
+        fail(w, k, 502, "a reused connection closed before answering a request that may not be sent again");
+        return;
+    }
+    if (race) {
+        k->retried = true;
+        upstream::server *server = u->server;
+        detach(w, k, false);
+        conn *fresh = connect_to(w, k->up, server);
+        if (!fresh) {
+            fail(w, k, 502, "cannot create a socket");
+            return;
+        }
+        shard_of(w, server).pool_misses.add();
+        attach(w, k, fresh);
+        return;
+    }
+    server_failed(w, k, why, true);
+    if (k->head_done) fail(w, k, 502, why);  // in the middle of the body: too late for anything else
+    else retry_or_fail(w, k, phase::sent, 502, why);
+}
+
+}  // namespace
+
 void on_connected(worker &w, conn *uc, int32_t res) {
     uc->connecting = false;
     upconn *u = up_of(uc);
@@ -555,11 +842,16 @@ void on_connected(worker &w, conn *uc, int32_t res) {
     if (res < 0) {
         if (k) {
             std::string why = std::string("connect failed: ") + std::strerror(-res);
-            fail(w, k, 502, why.c_str());
+            server_failed(w, k, why, true);
+            retry_or_fail(w, k, phase::connect, 502, why.c_str());
         } else {
             w.hard_close(uc);
         }
         return;
+    }
+    if (k && k->awaiting_connect) {
+        k->awaiting_connect = false;
+        update_client_pause(k);
     }
     w.mark_dirty(uc);  // sends what is queued and arms the receive
 }
@@ -593,13 +885,16 @@ void on_data(worker &w, conn *uc, const char *data, size_t len) {
             return;
         }
         if (r == http::parse_result::error) {
-            fail(w, k, 502, h.error_reason ? h.error_reason : "bad response head");
+            const char *why = h.error_reason ? h.error_reason : "bad response head";
+            server_failed(w, k, why, false);
+            fail(w, k, 502, why);
             return;
         }
         input.remove_prefix(h.head_length);
         if (h.is_interim()) continue;  // 100 Continue, 103 Early Hints: the core already spoke for us
         if (h.status == 101) {
             if (!k->upgrading) {
+                server_failed(w, k, "101 without an upgrade request", false);
                 fail(w, k, 502, "101 Switching Protocols without an upgrade request");
                 return;
             }
@@ -646,33 +941,28 @@ void on_eof(worker &w, conn *uc) {
         detach(w, k, false);
         return;
     }
-    // Closed before answering. A reused connection that died before any response byte
-    // raced the upstream's keep-alive close: an idempotent request without a body is
-    // sent again, once, on a fresh connection.
-    if (!u->got_bytes && u->reused && k->idempotent && !k->retried &&
-        k->req_body.kind == upstream::body_kind::none) {
-        k->retried = true;
-        const upstream_server_rt *server = u->server;
-        detach(w, k, false);
-        conn *fresh = connect_to(w, k->up, server);
-        if (!fresh) {
-            fail(w, k, 502, "cannot create a socket");
-            return;
-        }
-        attach(w, k, fresh);
-        return;
-    }
-    fail(w, k, 502, k->head_done ? "closed in the middle of the response body" : "closed before answering");
+    connection_failed(w, k, k->head_done ? "closed in the middle of the response body" : "closed before answering");
+}
+
+void on_recv_error(worker &w, conn *uc, int32_t res) {
+    upconn *u = up_of(uc);
+    call *k = u ? u->owner : nullptr;
+    if (!k || k->tunnel() || k->resp_done) return;  // the close that follows ends it (on_closed)
+    std::string why = std::string("receive failed: ") + std::strerror(-res);
+    connection_failed(w, k, why.c_str());
 }
 
 void on_closed(worker &w, conn *uc) {
     upconn *u = up_of(uc);
     if (!u) return;
     if (call *k = u->owner) {
-        k->uc = nullptr;
-        u->owner = nullptr;
-        if (k->tunnel()) end_tunnel(w, k);
-        else if (!k->resp_done) fail(w, k, 502, "connection lost");
+        if (!k->tunnel() && !k->resp_done) {
+            connection_failed(w, k, "connection lost");  // detaches it
+        } else {
+            k->uc = nullptr;
+            u->owner = nullptr;
+            if (k->tunnel()) end_tunnel(w, k);
+        }
     }
     auto it = w.pools_.idle.find(u->server);
     if (it != w.pools_.idle.end()) std::erase(it->second, uc);
@@ -691,7 +981,10 @@ void check_timeouts(worker &w, conn *uc, uint64_t now) {
         return;
     }
     if (uc->connecting) {
-        if (now - u->started > uint64_t(cfg.connect_timeout.count())) fail(w, k, 504, "connect timed out");
+        if (now - u->started > uint64_t(cfg.connect_timeout.count())) {
+            server_failed(w, k, "connect timed out", true);
+            retry_or_fail(w, k, phase::connect, 504, "connect timed out");
+        }
         return;
     }
     if (k->tunnel()) {  // ends both connections: closing this one ends the client's (end_tunnel)
@@ -700,14 +993,17 @@ void check_timeouts(worker &w, conn *uc, uint64_t now) {
         return;
     }
     if (uc->output_pending() && now - uc->last_send > uint64_t(cfg.write_timeout.count())) {
-        fail(w, k, 504, "send timed out");
+        server_failed(w, k, "send timed out", true);
+        retry_or_fail(w, k, phase::sent, 504, "send timed out");
         return;
     }
     // The read timeout runs between two reads once the whole request is sent (as nginx's
     // proxy_read_timeout): a long upload is covered by the write timeout instead.
     if (!k->resp_done && k->req_done && !k->upstream_paused &&
-        now - u->last_recv > uint64_t(cfg.read_timeout.count()))
-        fail(w, k, 504, "response timed out");
+        now - u->last_recv > uint64_t(cfg.read_timeout.count())) {
+        server_failed(w, k, "response timed out", true);
+        retry_or_fail(w, k, phase::sent, 504, "response timed out");
+    }
 }
 
 std::string_view client_of(const exchange *ex) {
@@ -716,8 +1012,8 @@ std::string_view client_of(const exchange *ex) {
 
 std::string_view server_of(const exchange *ex) {
     const call *k = ex->proxy;
-    if (!k || k->taken < 0) return {};
-    return k->up->servers[size_t(k->taken)].address;
+    if (!k || !k->srv) return {};
+    return k->srv->address;
 }
 
 void tunnel_from_client(worker &w, conn *c, const char *data, size_t len) {
@@ -743,6 +1039,30 @@ void close_idle(worker &w) {
         std::vector<conn *> doomed;
         doomed.swap(idle);
         for (conn *uc : doomed) w.hard_close(uc);
+    }
+}
+
+void close_idle_unusable(worker &w, const upstream::membership &m) {
+    for (auto it = w.pools_.idle.begin(); it != w.pools_.idle.end();) {
+        const upstream::server *s = it->first;
+        size_t i = 0;
+        while (i < m.servers.size() && m.servers[i] != s) ++i;
+        bool gone = i == m.servers.size();
+        // Another group's server: not this membership's business.
+        if (gone && !s->retired.load(std::memory_order_relaxed)) {
+            ++it;
+            continue;
+        }
+        if (gone || !m.endpoints[i].usable) {
+            std::vector<conn *> doomed;
+            doomed.swap(it->second);
+            for (conn *uc : doomed) w.hard_close(uc);
+            if (gone) {  // the server may be freed: no key may outlive it
+                it = w.pools_.idle.erase(it);
+                continue;
+            }
+        }
+        ++it;
     }
 }
 

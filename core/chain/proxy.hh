@@ -14,12 +14,16 @@
 #include <unordered_map>
 #include <vector>
 
+namespace atlas::upstream {
+struct server;
+struct membership;
+}  // namespace atlas::upstream
+
 namespace atlas::chain {
 
 class worker;
 struct conn;
 struct exchange;
-struct upstream_server_rt;
 
 namespace proxy {
 
@@ -28,10 +32,11 @@ struct call;
 // Per worker: idle keep-alive connections per upstream server, and finished calls
 // kept for reuse (a proxied request allocates nothing once these are warm).
 struct pools {
-    std::unordered_map<const upstream_server_rt *, std::vector<conn *>> idle;
+    std::unordered_map<const upstream::server *, std::vector<conn *>> idle;
     std::vector<call *> spare_calls;
     std::vector<http::header_field> response_fields;  // parse storage for upstream response heads
     std::vector<uint32_t> loads;  // the shared in-flight counts, read for one LB pick
+    std::vector<uint8_t> tried;   // LB bitmap of one pick
     pools() = default;
     pools(const pools &) = delete;
     pools &operator=(const pools &) = delete;
@@ -60,10 +65,14 @@ void tunnel_client_eof(worker &w, conn *c);
 void on_connected(worker &w, conn *uc, int32_t res);
 void on_data(worker &w, conn *uc, const char *data, size_t len);
 void on_eof(worker &w, conn *uc);
+// A receive on the upstream connection failed (reset and the like); it is closed after.
+void on_recv_error(worker &w, conn *uc, int32_t res);
 void on_closed(worker &w, conn *uc);  // the connection is being freed
 void check_timeouts(worker &w, conn *uc, uint64_t now);
 // Drain: pooled idle connections would keep the worker alive.
 void close_idle(worker &w);
+// A new membership: pooled connections to servers that left it or take no traffic close.
+void close_idle_unusable(worker &w, const upstream::membership &m);
 
 }  // namespace proxy
 }  // namespace atlas::chain

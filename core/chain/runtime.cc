@@ -168,6 +168,7 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
     long cpus = sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed)
                                                                      : sysconf(_SC_NPROCESSORS_ONLN);
     rt->workers = snap->server.workers ? snap->server.workers : uint32_t(cpus > 0 ? cpus : 1);
+    rt->worker_states = std::make_unique<std::vector<void *>[]>(rt->workers);
     builder b{*rt, loader, errors};
 
     rt->upstreams.reserve(snap->upstreams.size());
@@ -182,18 +183,8 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
                 errors.push_back(u.key + ".servers[" + std::to_string(i) + "]: '" + s.address + "': " + err);
                 continue;
             }
-            for (const net::address &a : addrs)
-                ur.servers.push_back({a, net::to_string(a), s.address, s.weight});
+            for (const net::address &a : addrs) ur.specs.push_back({a, net::to_string(a), s.address, s.weight});
         }
-        for (const upstream_server_rt &s : ur.servers) {
-            atlas_lb_endpoint_t e{};
-            e.struct_size = sizeof e;
-            e.address = {s.address.data(), s.address.size()};
-            e.weight = s.weight;
-            e.usable = true;
-            ur.endpoints.push_back(e);
-        }
-        ur.inflight = std::make_unique<inflight_count[]>(ur.servers.size());
         ur.lb = b.instantiate(u.lb, kind::lb);
         rt->upstreams.push_back(std::move(ur));
     }
@@ -270,6 +261,11 @@ void reopen_access_logs(const runtime &rt) {
         }
         if (fd >= 0) ::close(fd);
     }
+}
+
+void bind_upstreams(runtime &rt, upstream::registry &reg, uint64_t now) {
+    rt.registry = &reg;
+    for (upstream_rt &u : rt.upstreams) u.group = reg.bind(*u.cfg, u.specs, now);
 }
 
 const upstream_rt *find_upstream(const runtime &rt, std::string_view name) {

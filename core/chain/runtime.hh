@@ -12,6 +12,7 @@
 #include "config/model.hh"
 #include "http/request_parser.hh"
 #include "upstream/client_identity.hh"
+#include "upstream/registry.hh"
 #include "module/loader.hh"
 #include "net/address.hh"
 
@@ -71,28 +72,13 @@ struct listener_rt {
     bool log_json = false;
 };
 
-// One server of an upstream after name resolution: a hostname that resolves to
-// several addresses gives one server per address (as nginx does).
-struct upstream_server_rt {
-    net::address addr;
-    std::string address;  // "ip:port" / "[ip6]:port", what LB policies and logs see
-    std::string written;  // as in the config, e.g. "app.internal:8080"
-    uint32_t weight = 1;
-};
-
-// Requests (and tunnels) in flight to one server, counted by every worker, so load-aware
-// LB policies see the whole process's load. One cache line each: workers bumping
-// different servers never contend for a line.
-struct alignas(64) inflight_count {
-    std::atomic<uint32_t> n{0};
-};
-
 struct upstream_rt {
     const config::upstream *cfg = nullptr;
-    std::vector<upstream_server_rt> servers;
-    std::unique_ptr<inflight_count[]> inflight;  // one per server, shared by the workers
+    std::vector<upstream::server_spec> specs;  // the config's servers, resolved
+    // The registry's group of this name: its servers, health and membership. Set by
+    // bind_upstreams once the whole runtime is known to be good.
+    std::shared_ptr<upstream::group> group;
     module_instance *lb = nullptr;
-    std::vector<atlas_lb_endpoint_t> endpoints;  // what set_endpoints gets; slices into servers
 };
 
 struct runtime {
@@ -102,6 +88,12 @@ struct runtime {
     std::vector<upstream_rt> upstreams;
     uint32_t workers = 1;
     std::string module_dir;
+    upstream::registry *registry = nullptr;  // outlives every runtime; set by bind_upstreams
+    // Per worker, per module instance slot: what worker_init returned. Row w is written
+    // and read by worker w only.
+    std::unique_ptr<std::vector<void *>[]> worker_states;
+
+    void *state(uint32_t worker, uint32_t slot) const { return worker_states[worker][slot]; }
 
     runtime() = default;
     runtime(const runtime &) = delete;
@@ -119,6 +111,10 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
                                        module::loader &loader, std::vector<std::string> &errors);
 
 const upstream_rt *find_upstream(const runtime &rt, std::string_view name);
+
+// Binds every upstream of a good runtime to its group in the registry (creating or
+// updating it, publishing its membership).
+void bind_upstreams(runtime &rt, upstream::registry &reg, uint64_t now);
 
 // SIGUSR1 (logrotate): each access log file is opened again by its path and put in place
 // of the old descriptor (dup2), so workers go on writing to the same fd number. Problems

@@ -189,7 +189,7 @@ void call_handler(worker &w, exchange *ex) {
     conn *c = ex->c;
     ex->discard_first = false;
     ex->handler_called = true;
-    int32_t rc = h->handler->on_request(h->config, w.states_[h->slot], handle(ex), &ex->handler_state);
+    int32_t rc = h->handler->on_request(h->config, c->rt->state(w.index_, h->slot), handle(ex), &ex->handler_state);
     if (rc != ATLAS_OK && !c->closing && !ex->complete) {
         log::warn("%s: handler failed", h->key.c_str());
         core_error(ex, 500);
@@ -203,7 +203,7 @@ void run_chain(worker &w, exchange *ex) {
         module_instance *f = r->filters[i];
         if (!f->filter->on_request_head) continue;
         ex->in_filters = true;
-        int32_t rc = f->filter->on_request_head(f->config, w.states_[f->slot], handle(ex), &ex->filter_states[i]);
+        int32_t rc = f->filter->on_request_head(f->config, ex->c->rt->state(w.index_, f->slot), handle(ex), &ex->filter_states[i]);
         ex->in_filters = false;
         if (ex->c->closing) return;
         if (rc == ATLAS_STOP) return;

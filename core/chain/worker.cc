@@ -154,13 +154,12 @@ bool worker::setup(std::string &err) {
             listens_.push_back(std::move(ls));
         }
     }
-    states_.assign(rt_->instances.size(), nullptr);
+    std::vector<void *> &states = rt_->worker_states[index_];
+    states.assign(rt_->instances.size(), nullptr);
     for (auto &inst : rt_->instances)
         if (inst->life.worker_init)
-            states_[inst->slot] = inst->life.worker_init(inst->config, reinterpret_cast<atlas_worker_t *>(this));
-    for (const upstream_rt &u : rt_->upstreams)
-        if (u.lb && u.lb->lb->set_endpoints)
-            u.lb->lb->set_endpoints(states_[u.lb->slot], u.endpoints.data(), u.endpoints.size());
+            states[inst->slot] = inst->life.worker_init(inst->config, reinterpret_cast<atlas_worker_t *>(this));
+    for (const upstream_rt &u : rt_->upstreams) refresh_group(u.group->slot);
     uint32_t max_headers = 0;
     for (const listener_rt &l : rt_->listeners)
         max_headers = std::max(max_headers, l.cfg->limits.max_headers);
@@ -175,9 +174,10 @@ bool worker::setup(std::string &err) {
 
 void worker::teardown() {
     access_log::flush(*this);
+    const std::vector<void *> &states = rt_->worker_states[index_];
     for (auto &inst : rt_->instances)
         if (inst->life.worker_destroy)
-            inst->life.worker_destroy(inst->config, states_.empty() ? nullptr : states_[inst->slot]);
+            inst->life.worker_destroy(inst->config, states.empty() ? nullptr : states[inst->slot]);
     close_listeners();
 }
 
@@ -652,8 +652,33 @@ void worker::free_conn(conn *c) {
     conn_pool_.push_back(c);
 }
 
+void worker::refresh_group(uint32_t slot) {
+    const upstream::group *g = nullptr;
+    for (const upstream_rt &u : rt_->upstreams)
+        if (u.group->slot == slot) g = u.group.get();
+    if (!g) return;  // a group the runtime in use does not bind
+    std::shared_ptr<const upstream::membership> m = g->current.load(std::memory_order_acquire);
+    if (views_.size() <= slot) views_.resize(slot + 1);
+    upstream_view &v = views_[slot];
+    if (!v.m || v.m->version < m->version) {
+        v.m = m;
+        proxy::close_idle_unusable(*this, *m);
+        for (const upstream_rt &u : rt_->upstreams)
+            if (u.group.get() == g && u.lb && u.lb->lb->set_endpoints)
+                u.lb->lb->set_endpoints(rt_->state(index_, u.lb->slot), m->endpoints.data(), m->endpoints.size());
+    }
+    // From here on this worker picks from m only: a server m left behind may be freed
+    // once nothing is in flight to it.
+    g->acks[index_].store(v.m->version, std::memory_order_release);
+}
+
 void worker::sweep() {
     access_log::flush(*this);
+    // A new second of the retry budget's minimum, shared among the workers.
+    for (const upstream_rt &u : rt_->upstreams) {
+        uint32_t min = u.cfg->retry.budget_min_per_second;
+        view(*u.group).free_retries = (min + count_ - 1) / count_;
+    }
     for (conn *c = conns_; c;) {
         conn *n = c->next;
         if (c->upstream) proxy::check_timeouts(*this, c, now_ms_);

@@ -156,6 +156,14 @@ struct conn {
     uint64_t output_bytes() const { return out.bytes() + (wire_ ? wire_->bytes() : 0); }
 };
 
+// A worker's view of one upstream group: the membership it picks from (taken over on
+// this thread when the main thread publishes one), and its share of the retry budget.
+struct upstream_view {
+    std::shared_ptr<const upstream::membership> m;
+    uint32_t free_retries = 0;  // left of this second's share of retry_budget.min_per_second
+    uint64_t retry_milli = 0;   // retries earned by first attempts, in thousandths
+};
+
 // The msghdr + iovecs of one gathered send. The kernel copies them when it takes
 // the submission (IORING_FEAT_SUBMIT_STABLE), so they live only until the next
 // submit instead of inside every connection.
@@ -196,6 +204,10 @@ public:
     void hard_close(conn *c);
     // A connection object for `fd` (registered, linked), for accepted and outgoing sockets.
     conn *new_conn(int fd);
+    // This worker's view of group `g` (the runtime in use binds it).
+    upstream_view &view(const upstream::group &g) { return views_[g.slot]; }
+    // The main thread published a membership of group `slot`: take it over.
+    void refresh_group(uint32_t slot);
 
     uint32_t index_;
     uint32_t count_;
@@ -206,7 +218,7 @@ public:
     uint64_t now_ms_ = 0;
     uint64_t next_sweep_ = 0;
     std::vector<std::unique_ptr<listen_socket>> listens_;
-    std::vector<void *> states_;  // per module instance slot
+    std::vector<upstream_view> views_;  // by upstream group slot
     std::vector<conn *> dirty_;
     std::vector<conn *> later_;  // continue sending next turn (fairness)
     conn *conns_ = nullptr;

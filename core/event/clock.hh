@@ -8,6 +8,8 @@
 namespace atlas::event {
 
 uint64_t monotonic_ms();
+// Precise (not coarse) microseconds, for latency histograms; a vDSO call.
+uint64_t monotonic_us();
 
 // Formats an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT", 29 chars) into out[30].
 void format_http_date(time_t t, char out[30]);
