@@ -15,11 +15,9 @@
 #include <vector>
 
 #include "chain/host_api.hh"
-#include "chain/log.hh"
 #include "chain/runtime.hh"
-#include "chain/worker.hh"
 #include "config/loader.hh"
-#include "event/clock.hh"
+#include "control/daemon.hh"
 #include "module/loader.hh"
 
 namespace {
@@ -32,7 +30,7 @@ constexpr const char *usage_text =
     "           (default /etc/atlas)\n"
     "  -t       check the configuration and modules, then exit\n"
     "  -v       print the version and module ABI, then exit\n"
-    "signals: TERM/INT drain and exit, QUIT stops at once\n";
+    "signals: TERM/INT drain and exit, QUIT stops at once, HUP reloads, USR1 reopens logs\n";
 
 struct options {
     std::string config = "/etc/atlas";
@@ -66,12 +64,6 @@ int parse_args(int argc, char **argv, options &o) {
         }
     }
     return 0;
-}
-
-bool all_finished(const std::vector<std::unique_ptr<chain::worker>> &ws) {
-    for (auto &w : ws)
-        if (!w->finished_.load()) return false;
-    return true;
 }
 
 }  // namespace
@@ -116,74 +108,13 @@ int main(int argc, char **argv) {
         setrlimit(RLIMIT_NOFILE, &nofile);
     }
 
-    // Signals are taken synchronously by the main thread only: block them before
-    // any worker exists so every thread inherits the mask.
+    // Signals are taken synchronously by the main thread only: block them before any
+    // worker exists so every thread inherits the mask.
     sigset_t sigs;
     sigemptyset(&sigs);
     for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1}) sigaddset(&sigs, s);
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
     signal(SIGPIPE, SIG_IGN);
 
-    upstream::registry registry(rt->workers);
-    chain::bind_upstreams(*rt, registry, event::monotonic_ms());
-    std::shared_ptr<chain::runtime> shared_rt(std::move(rt));
-    std::vector<std::unique_ptr<chain::worker>> workers;
-    registry.on_publish = [&workers](uint32_t slot) {
-        for (auto &w : workers) {
-            chain::worker *wp = w.get();
-            wp->post([wp, slot] { wp->refresh_group(slot); });
-        }
-    };
-    for (uint32_t i = 0; i < shared_rt->workers; ++i) {
-        auto w = std::make_unique<chain::worker>(i, shared_rt->workers, shared_rt);
-        std::string err;
-        if (!w->start(err)) {
-            chain::log::error("%s", err.c_str());
-            for (auto &started : workers) started->stop_now();
-            workers.clear();
-            return 1;
-        }
-        workers.push_back(std::move(w));
-    }
-    for (const chain::listener_rt &l : shared_rt->listeners)
-        for (const net::address &a : l.addresses)
-            chain::log::info("listening on %s (%s)", net::to_string(a).c_str(), l.cfg->name.c_str());
-    chain::log::info("atlasd %s started: %u worker%s, io_uring %s", ATLAS_VERSION, shared_rt->workers,
-                     shared_rt->workers == 1 ? "" : "s", workers[0]->ring_.mode());
-
-    bool draining = false;
-    auto drain_deadline = std::chrono::steady_clock::time_point::max();
-    for (;;) {
-        if (draining && all_finished(workers)) break;
-        timespec ts{0, 50 * 1000 * 1000};
-        siginfo_t info;
-        int sig = sigtimedwait(&sigs, &info, draining ? &ts : nullptr);
-        if (sig == SIGTERM || sig == SIGINT) {
-            if (!draining) {
-                chain::log::info("%s: stopping accepting, finishing in-flight requests",
-                                 sig == SIGTERM ? "SIGTERM" : "SIGINT");
-                draining = true;
-                drain_deadline = std::chrono::steady_clock::now() + shared_rt->snap->server.drain_timeout;
-                for (auto &w : workers) w->drain();
-            }
-        } else if (sig == SIGQUIT) {
-            chain::log::info("SIGQUIT: stopping now");
-            draining = true;
-            for (auto &w : workers) w->stop_now();
-        } else if (sig == SIGUSR1) {
-            chain::log::info("SIGUSR1: reopening the access logs");
-            chain::reopen_access_logs(*shared_rt);
-        } else if (sig == SIGHUP) {
-            chain::log::warn("SIGHUP: configuration reload is not available in this version; ignored");
-        }
-        if (draining && std::chrono::steady_clock::now() > drain_deadline) {
-            chain::log::warn("drain_timeout reached: closing the remaining connections");
-            for (auto &w : workers) w->stop_now();
-            drain_deadline = std::chrono::steady_clock::time_point::max();
-        }
-    }
-    for (auto &w : workers) w->join();
-    workers.clear();
-    chain::log::info("stopped");
-    return 0;
+    return control::run(opt.config, std::move(rt), loader);
 }

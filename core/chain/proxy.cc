@@ -482,15 +482,17 @@ void end_tunnel(worker &w, call *k) {
     w.mark_dirty(c);
 }
 
-conn *connect_to(worker &w, const upstream_rt *up, upstream::server *server) {
+// A new connection to `server` for call k: it belongs to the call's config generation
+// (its upstream settings live there).
+conn *connect_to(worker &w, call *k, upstream::server *server) {
     const net::address &a = server->addr;
     int fd = socket(a.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return nullptr;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    conn *uc = w.new_conn(fd);
+    conn *uc = w.new_conn(fd, k->ex->c->rt);
     auto *u = new upconn;
-    u->up = up;
+    u->up = k->up;
     u->server = server;
     u->started = w.now_ms_;
     uc->upstream = u;
@@ -521,6 +523,10 @@ conn *take_idle(worker &w, const upstream::server *server) {
 // head is queued, with the body bytes kept for a replay when this is one.
 void attach(worker &w, call *k, conn *uc) {
     upconn *u = up_of(uc);
+    if (u->up != k->up) {  // pooled by a request of another config generation
+        u->up = k->up;
+        w.rebind(uc, k->ex->c->rt);
+    }
     u->owner = k;
     u->got_bytes = false;
     u->was_connecting = uc->connecting;
@@ -671,7 +677,7 @@ void dispatch(worker &w, call *k) {
         sh.pool_hits.add();
     } else {
         sh.pool_misses.add();
-        uc = connect_to(w, up, server);
+        uc = connect_to(w, k, server);
     }
     if (!uc) {
         fail(w, k, 502, "cannot create a socket");
@@ -818,7 +824,7 @@ void connection_failed(worker &w, call *k, const char *why) {
         k->retried = true;
         upstream::server *server = u->server;
         detach(w, k, false);
-        conn *fresh = connect_to(w, k->up, server);
+        conn *fresh = connect_to(w, k, server);
         if (!fresh) {
             fail(w, k, 502, "cannot create a socket");
             return;

@@ -192,6 +192,7 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
     for (const config::listener &l : snap->listeners) {
         listener_rt lr;
         lr.cfg = &l;
+        lr.stats = std::make_unique<listener_shard[]>(rt->workers);
         for (const std::string &a : l.addresses) {
             net::address addr;
             std::string err;
@@ -223,6 +224,8 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
         } else {
             for (const config::route &r : l.routes) {
                 route_rt rr;
+                rr.key = r.key;
+                rr.stats = std::make_unique<http_shard[]>(rt->workers);
                 if (r.host) {
                     std::string h = *r.host;
                     std::transform(h.begin(), h.end(), h.begin(), ::tolower);
@@ -266,6 +269,41 @@ void reopen_access_logs(const runtime &rt) {
 void bind_upstreams(runtime &rt, upstream::registry &reg, uint64_t now) {
     rt.registry = &reg;
     for (upstream_rt &u : rt.upstreams) u.group = reg.bind(*u.cfg, u.specs, now);
+}
+
+std::string listen_key(const net::address &a) { return net::to_string(a); }
+
+namespace {
+
+bool listens_on(const runtime &rt, const std::string &key) {
+    for (const listener_rt &l : rt.listeners)
+        for (const net::address &a : l.addresses)
+            if (listen_key(a) == key && !key.ends_with(":0")) return true;
+    return false;
+}
+
+}  // namespace
+
+bool open_new_listeners(const runtime &next, const runtime &current, std::vector<listen_fds> &out, std::string &err) {
+    out.assign(next.workers, {});
+    for (size_t i = 0; i < next.listeners.size(); ++i) {
+        const listener_rt &l = next.listeners[i];
+        for (const net::address &a : l.addresses) {
+            if (listens_on(current, listen_key(a))) continue;
+            for (uint32_t w = 0; w < next.workers; ++w) {
+                int fd = net::listen_socket(a, 4096, err);
+                if (fd < 0) {
+                    err = l.cfg->key + ": " + err;
+                    for (listen_fds &f : out)
+                        for (const new_listen_socket &n : f.fds) ::close(n.fd);
+                    out.clear();
+                    return false;
+                }
+                out[w].fds.push_back({i, fd});
+            }
+        }
+    }
+    return true;
 }
 
 const upstream_rt *find_upstream(const runtime &rt, std::string_view name) {

@@ -4,6 +4,7 @@
 
 #include <atlas/module.h>
 
+#include <array>
 #include <atomic>
 #include <memory>
 #include <string>
@@ -47,6 +48,24 @@ struct header_match {
     std::string value;  // exact; "*" = present with any value
 };
 
+// One worker's counts of HTTP exchanges (for a route, or those no route took).
+struct alignas(64) http_shard {
+    std::array<upstream::counter, 5> responses;  // by status class
+    upstream::histogram duration;                // head received -> response queued
+
+    void count(unsigned status, uint64_t us) {
+        responses[upstream::status_class(status)].add();
+        duration.observe(us);
+    }
+};
+
+// One worker's counts for a listener.
+struct alignas(64) listener_shard {
+    upstream::counter accepted;
+    upstream::counter open;  // a gauge: added at accept, taken off at close
+    http_shard unrouted;     // no route (404) or rejected before routing (400, 408, 414, 431...)
+};
+
 struct route_rt {
     std::string host;        // lowercase; empty = any
     bool host_wildcard = false;  // "*.example.com": host holds ".example.com"
@@ -56,6 +75,8 @@ struct route_rt {
     std::vector<module_instance *> filters;
     module_instance *handler = nullptr;
     bool has_response_filters = false;
+    std::string key;                         // "listener.web.route[0]"
+    std::unique_ptr<http_shard[]> stats;     // per worker
 };
 
 struct listener_rt {
@@ -70,6 +91,7 @@ struct listener_rt {
     // buffers; SIGUSR1 reopens the file onto the same descriptor (reopen_access_logs).
     int log_fd = -1;
     bool log_json = false;
+    std::unique_ptr<listener_shard[]> stats;  // per worker
 };
 
 struct upstream_rt {
@@ -92,6 +114,9 @@ struct runtime {
     // Per worker, per module instance slot: what worker_init returned. Row w is written
     // and read by worker w only.
     std::unique_ptr<std::vector<void *>[]> worker_states;
+    // Workers that let go of this runtime after a reload (their module states destroyed):
+    // once all have, the main thread frees it.
+    std::atomic<uint32_t> workers_done{0};
 
     void *state(uint32_t worker, uint32_t slot) const { return worker_states[worker][slot]; }
 
@@ -115,6 +140,24 @@ const upstream_rt *find_upstream(const runtime &rt, std::string_view name);
 // Binds every upstream of a good runtime to its group in the registry (creating or
 // updating it, publishing its membership).
 void bind_upstreams(runtime &rt, upstream::registry &reg, uint64_t now);
+
+// A listening socket opened on the main thread for one worker, for a listener address
+// that a reload adds.
+struct new_listen_socket {
+    size_t listener = 0;  // index in the new runtime's listeners
+    int fd = -1;
+};
+struct listen_fds {
+    std::vector<new_listen_socket> fds;
+};
+
+// Before a reload switches to `next`: one socket per worker for every address of `next`
+// that `current` does not listen on, so a taken port fails the reload (and nothing
+// changes) instead of failing in a worker. Out: one entry per worker. false + `err`.
+bool open_new_listeners(const runtime &next, const runtime &current, std::vector<listen_fds> &out, std::string &err);
+
+// The canonical text of a listening address, to match listeners across reloads.
+std::string listen_key(const net::address &a);
 
 // SIGUSR1 (logrotate): each access log file is opened again by its path and put in place
 // of the old descriptor (dup2), so workers go on writing to the same fd number. Problems

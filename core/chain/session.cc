@@ -79,6 +79,7 @@ void send_error(worker &w, conn *c, unsigned status) {
     push_copy(w, c, nullptr, std::string_view(head, size_t(p - head)));
     push_copy(w, c, nullptr, std::string_view(body, size_t(bl)));
     access_log::record_rejected(w, c, status, uint64_t(bl));
+    c->listener->stats[w.index_].unrouted.count(status, 0);
     c->close_after_flush = true;
     c->in_start = c->in_end = 0;  // whatever else the client sent is not read
     c->scan_from = 0;
@@ -102,8 +103,19 @@ void destroy_exchange(worker &w, exchange *ex) {
     w.free_exchange(ex);
 }
 
+// Counted for the route that served it (or as unrouted) and its listener.
+void count_exchange(worker &w, exchange *ex, unsigned status) {
+    const listener_rt *l = ex->c ? ex->c->listener : nullptr;
+    if (!l) return;
+    uint64_t now = event::monotonic_us();
+    uint64_t us = now > ex->start_us ? now - ex->start_us : 0;
+    if (ex->route) ex->route->stats[w.index_].count(status, us);
+    else l->stats[w.index_].unrouted.count(status, us);
+}
+
 void finish_exchange(worker &w, conn *c, exchange *ex) {
     access_log::record(w, ex, ex->status);
+    count_exchange(w, ex, ex->status);
     c->cur = nullptr;
     ++c->requests;
     ex->finished = true;
@@ -243,6 +255,7 @@ void start_exchange(worker &w, conn *c, std::string_view raw, const http::reques
     exchange *ex = w.alloc_exchange();
     ex->c = c;
     ex->start_ms = w.now_ms_;
+    ex->start_us = event::monotonic_us();
     ex->head_buf.assign(raw.begin(), raw.end());
     const char *from = raw.data();
     const char *to = ex->head_buf.data();
@@ -525,6 +538,7 @@ void segment_done(worker &w, out_segment &s, int32_t status) {
 void abort_all(worker &w, conn *c) {
     if (exchange *ex = c->cur) {
         access_log::record(w, ex, ex->head_sent ? ex->status : 499);  // 499: nginx's "client closed"
+        count_exchange(w, ex, ex->head_sent ? ex->status : 499);
         c->cur = nullptr;
         const atlas_http_handler_t *h = ex->route ? ex->route->handler->handler : nullptr;
         if (ex->handler_called && h && h->on_abort && !ex->complete) h->on_abort(ex->handler_state, handle(ex));

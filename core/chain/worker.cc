@@ -140,45 +140,126 @@ bool worker::setup(std::string &err) {
         CPU_SET(cpus[index_ % cpus.size()], &set);
         pthread_setaffinity_np(pthread_self(), sizeof set, &set);
     }
+    std::vector<std::pair<int, const listener_rt *>> opened;
     for (const listener_rt &l : rt_->listeners) {
         for (const net::address &a : l.addresses) {
             int fd = net::listen_socket(a, 4096, err);
             if (fd < 0) {
                 err = l.cfg->key + ": " + err;
+                for (auto &[f, _] : opened) close(f);
                 return false;
             }
-            auto ls = std::make_unique<listen_socket>();
-            ls->fd = fd;
-            ls->listener = &l;
-            ls->owner = this;
-            listens_.push_back(std::move(ls));
+            opened.emplace_back(fd, &l);
+            add_listener(fd, l, listen_key(a));
         }
     }
-    std::vector<void *> &states = rt_->worker_states[index_];
-    states.assign(rt_->instances.size(), nullptr);
-    for (auto &inst : rt_->instances)
-        if (inst->life.worker_init)
-            states[inst->slot] = inst->life.worker_init(inst->config, reinterpret_cast<atlas_worker_t *>(this));
+    live_.push_back({rt_, 0});
+    init_states(*rt_);
     for (const upstream_rt &u : rt_->upstreams) refresh_group(u.group->slot);
-    uint32_t max_headers = 0;
-    for (const listener_rt &l : rt_->listeners)
-        max_headers = std::max(max_headers, l.cfg->limits.max_headers);
-    scratch_headers_.resize(max_headers + 1);
-    for (auto &ls : listens_) {
-        ring_.multishot_accept(ls->fd, event::make_user_data(ls.get(), event::op::accept));
-        ls->armed = true;
-    }
     arm_wake();
     return true;
 }
 
-void worker::teardown() {
-    access_log::flush(*this);
-    const std::vector<void *> &states = rt_->worker_states[index_];
-    for (auto &inst : rt_->instances)
+void worker::add_listener(int fd, const listener_rt &l, std::string key) {
+    auto ls = std::make_unique<listen_socket>();
+    ls->fd = fd;
+    ls->key = std::move(key);
+    ls->listener = &l;
+    ls->owner = this;
+    ring_.multishot_accept(ls->fd, event::make_user_data(ls.get(), event::op::accept));
+    ls->armed = true;
+    listens_.push_back(std::move(ls));
+}
+
+void worker::init_states(runtime &rt) {
+    std::vector<void *> &states = rt.worker_states[index_];
+    states.assign(rt.instances.size(), nullptr);
+    for (auto &inst : rt.instances)
+        if (inst->life.worker_init)
+            states[inst->slot] = inst->life.worker_init(inst->config, reinterpret_cast<atlas_worker_t *>(this));
+    uint32_t max_headers = uint32_t(scratch_headers_.empty() ? 0 : scratch_headers_.size() - 1);
+    for (const listener_rt &l : rt.listeners) max_headers = std::max(max_headers, l.cfg->limits.max_headers);
+    scratch_headers_.resize(max_headers + 1);
+}
+
+void worker::destroy_states(runtime &rt) {
+    const std::vector<void *> &states = rt.worker_states[index_];
+    for (auto &inst : rt.instances)
         if (inst->life.worker_destroy)
             inst->life.worker_destroy(inst->config, states.empty() ? nullptr : states[inst->slot]);
+}
+
+void worker::teardown() {
+    access_log::flush(*this);
+    for (runtime_use &u : live_) destroy_states(*u.rt);
     close_listeners();
+}
+
+worker::runtime_use *worker::use_of(const runtime *rt) {
+    for (runtime_use &u : live_)
+        if (u.rt.get() == rt) return &u;
+    return nullptr;
+}
+
+// A runtime that is no longer in use and has no connection left on this worker: its
+// module states go, and the main thread hears that this worker is done with it.
+void worker::maybe_retire(const runtime *rt) {
+    runtime_use *u = use_of(rt);
+    if (!u || u->conns || u->rt == rt_) return;
+    access_log::flush(*this);  // lines for its log files go out before the files close
+    destroy_states(*u->rt);
+    u->rt->workers_done.fetch_add(1, std::memory_order_release);
+    std::erase_if(live_, [rt](const runtime_use &x) { return x.rt.get() == rt; });
+}
+
+void worker::rebind(conn *c, const std::shared_ptr<runtime> &rt) {
+    if (c->rt == rt) return;
+    const runtime *old = c->rt.get();
+    if (runtime_use *u = use_of(old)) --u->conns;
+    c->rt = rt;
+    if (runtime_use *u = use_of(rt.get())) ++u->conns;
+    maybe_retire(old);
+}
+
+void worker::adopt(std::shared_ptr<runtime> next, std::vector<new_listen_socket> sockets) {
+    if (draining_) {  // no new connections are coming: nothing to switch to
+        for (const new_listen_socket &n : sockets) close(n.fd);
+        next->workers_done.fetch_add(1, std::memory_order_release);
+        return;
+    }
+    init_states(*next);
+    // Listening sockets on an address the new config keeps go on accepting for it; the
+    // others close. New addresses come with their sockets.
+    for (auto &ls : listens_) {
+        if (ls->fd < 0) continue;
+        const listener_rt *target = nullptr;
+        for (const listener_rt &l : next->listeners)
+            for (const net::address &a : l.addresses)
+                if (listen_key(a) == ls->key && !ls->key.ends_with(":0")) target = &l;
+        if (target) ls->listener = target;
+        else close_listener(*ls);
+    }
+    for (const new_listen_socket &n : sockets) {
+        const listener_rt &l = next->listeners[n.listener];
+        sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        char text[64] = "";
+        if (getsockname(n.fd, reinterpret_cast<sockaddr *>(&ss), &len) == 0)
+            net::format_address(reinterpret_cast<sockaddr *>(&ss), text, sizeof text);
+        add_listener(n.fd, l, text);
+    }
+    std::shared_ptr<runtime> old = rt_;
+    rt_ = next;
+    live_.push_back({next, 0});
+    // The new policy instances start empty: each gets the membership this worker uses
+    // (which may already be the newest, if its refresh came before this).
+    for (const upstream_rt &u : next->upstreams) {
+        refresh_group(u.group->slot);
+        const upstream_view &v = view(*u.group);
+        if (u.lb && u.lb->lb->set_endpoints)
+            u.lb->lb->set_endpoints(next->state(index_, u.lb->slot), v.m->endpoints.data(), v.m->endpoints.size());
+    }
+    maybe_retire(old.get());
 }
 
 void worker::run() {
@@ -292,11 +373,14 @@ void worker::unlink(conn *c) {
 
 void worker::on_accept(listen_socket *ls, const event::completion &cq) {
     if (cq.res >= 0) {
-        if (draining_) {
+        if (draining_ || ls->fd < 0) {  // closed (drain, or a reload dropped its address)
             close(cq.res);
         } else {
             conn *c = new_conn(cq.res);
             c->listener = ls->listener;
+            listener_shard &st = c->listener->stats[index_];
+            st.accepted.add();
+            st.open.add();
             if (l4::open(*this, c)) arm_recv(c);
             else hard_close(c);
         }
@@ -317,7 +401,7 @@ void worker::on_accept(listen_socket *ls, const event::completion &cq) {
     }
 }
 
-conn *worker::new_conn(int fd) {
+conn *worker::new_conn(int fd, const std::shared_ptr<runtime> &rt) {
     conn *c;
     if (conn_pool_.empty()) {
         c = new conn;
@@ -329,7 +413,8 @@ conn *worker::new_conn(int fd) {
     c->slot = ring_.register_fd(fd);
     c->out.set_storage_pool(&ring_pool_);
     c->w = this;
-    c->rt = rt_;
+    c->rt = rt ? rt : rt_;
+    if (runtime_use *u = use_of(c->rt.get())) ++u->conns;
     c->idle_since = now_ms_;
     link(c);
     return c;
@@ -621,12 +706,16 @@ void worker::free_conn(conn *c) {
     proxy::on_closed(*this, c);
     session::abort_all(*this, c);
     l4::closed(*this, c);
+    if (c->listener) c->listener->stats[index_].open.sub();
     ring_.unregister_slot(c->slot);  // the ring's reference would keep the socket open
     c->slot = -1;
     close(c->fd);
     c->fd = -1;
     unlink(c);
+    const runtime *rt = c->rt.get();
+    if (runtime_use *u = use_of(rt)) --u->conns;
     c->rt.reset();
+    maybe_retire(rt);
     c->listener = nullptr;
     c->in.clear();
     c->in.shrink_to_fit();
@@ -654,18 +743,21 @@ void worker::free_conn(conn *c) {
 
 void worker::refresh_group(uint32_t slot) {
     const upstream::group *g = nullptr;
-    for (const upstream_rt &u : rt_->upstreams)
-        if (u.group->slot == slot) g = u.group.get();
-    if (!g) return;  // a group the runtime in use does not bind
+    for (const runtime_use &r : live_)
+        for (const upstream_rt &u : r.rt->upstreams)
+            if (u.group && u.group->slot == slot) g = u.group.get();
+    if (!g) return;  // a group no runtime here binds
     std::shared_ptr<const upstream::membership> m = g->current.load(std::memory_order_acquire);
     if (views_.size() <= slot) views_.resize(slot + 1);
     upstream_view &v = views_[slot];
     if (!v.m || v.m->version < m->version) {
         v.m = m;
         proxy::close_idle_unusable(*this, *m);
-        for (const upstream_rt &u : rt_->upstreams)
-            if (u.group.get() == g && u.lb && u.lb->lb->set_endpoints)
-                u.lb->lb->set_endpoints(rt_->state(index_, u.lb->slot), m->endpoints.data(), m->endpoints.size());
+        // Every config generation still served here picks through its own policy instance.
+        for (const runtime_use &r : live_)
+            for (const upstream_rt &u : r.rt->upstreams)
+                if (u.group.get() == g && u.lb && u.lb->lb->set_endpoints)
+                    u.lb->lb->set_endpoints(r.rt->state(index_, u.lb->slot), m->endpoints.data(), m->endpoints.size());
     }
     // From here on this worker picks from m only: a server m left behind may be freed
     // once nothing is in flight to it.
@@ -674,6 +766,8 @@ void worker::refresh_group(uint32_t slot) {
 
 void worker::sweep() {
     access_log::flush(*this);
+    // Listening sockets a reload closed, once their accept is out of the kernel.
+    std::erase_if(listens_, [](const std::unique_ptr<listen_socket> &ls) { return ls->fd < 0 && !ls->armed; });
     // A new second of the retry budget's minimum, shared among the workers.
     for (const upstream_rt &u : rt_->upstreams) {
         uint32_t min = u.cfg->retry.budget_min_per_second;
@@ -688,16 +782,18 @@ void worker::sweep() {
 }
 
 void worker::close_listeners() {
-    for (auto &ls : listens_) {
-        if (ls->fd < 0) continue;
-        // shutdown stops the socket listening now; close alone would not while the
-        // kernel still holds it for the armed accept (until that is cancelled, or
-        // until a dead ring's teardown runs: seconds later).
-        shutdown(ls->fd, SHUT_RD);
-        if (ls->armed) ring_.cancel(event::make_user_data(ls.get(), event::op::accept));
-        close(ls->fd);
-        ls->fd = -1;
-    }
+    for (auto &ls : listens_) close_listener(*ls);
+}
+
+void worker::close_listener(listen_socket &ls) {
+    if (ls.fd < 0) return;
+    // shutdown stops the socket listening now; close alone would not while the kernel
+    // still holds it for the armed accept (until that is cancelled, or until a dead
+    // ring's teardown runs: seconds later).
+    shutdown(ls.fd, SHUT_RD);
+    if (ls.armed) ring_.cancel(event::make_user_data(&ls, event::op::accept));
+    close(ls.fd);
+    ls.fd = -1;
 }
 
 bool worker::accept_armed() const {

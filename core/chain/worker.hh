@@ -46,6 +46,7 @@ struct exchange {
     std::string host;                     // lowercase, without port
 
     uint64_t start_ms = 0;                // head complete (the access log's duration)
+    uint64_t start_us = 0;                // the same, precise (latency histograms)
 
     enum class body_mode : uint8_t { none, length, chunked } body = body_mode::none;
     uint64_t body_left = 0;
@@ -87,6 +88,7 @@ struct exchange {
 
 struct listen_socket {
     int fd = -1;
+    std::string key;  // the address (listen_key), matched across reloads
     const listener_rt *listener = nullptr;
     bool armed = false;
     worker *owner = nullptr;
@@ -202,8 +204,15 @@ public:
     void flush(conn *c);
     void begin_graceful_close(conn *c);
     void hard_close(conn *c);
-    // A connection object for `fd` (registered, linked), for accepted and outgoing sockets.
-    conn *new_conn(int fd);
+    // A connection object for `fd` (registered, linked), for accepted and outgoing sockets,
+    // using the runtime in use (or `rt`).
+    conn *new_conn(int fd, const std::shared_ptr<runtime> &rt = nullptr);
+    // Moves connection `c` to runtime `rt` (a pooled upstream connection taken by a
+    // request of another config generation).
+    void rebind(conn *c, const std::shared_ptr<runtime> &rt);
+    // A reload: new connections use `next`; its new listening sockets come ready-made.
+    // Connections on older runtimes finish on theirs.
+    void adopt(std::shared_ptr<runtime> next, std::vector<new_listen_socket> sockets);
     // This worker's view of group `g` (the runtime in use binds it).
     upstream_view &view(const upstream::group &g) { return views_[g.slot]; }
     // The main thread published a membership of group `slot`: take it over.
@@ -219,6 +228,13 @@ public:
     uint64_t next_sweep_ = 0;
     std::vector<std::unique_ptr<listen_socket>> listens_;
     std::vector<upstream_view> views_;  // by upstream group slot
+    // Every runtime this worker has connections on (and the one in use), with how many:
+    // module states of a runtime are destroyed once it is neither in use nor has any.
+    struct runtime_use {
+        std::shared_ptr<runtime> rt;
+        size_t conns = 0;
+    };
+    std::vector<runtime_use> live_;
     std::vector<conn *> dirty_;
     std::vector<conn *> later_;  // continue sending next turn (fairness)
     conn *conns_ = nullptr;
@@ -256,6 +272,12 @@ private:
     void start_drain();
     bool accept_armed() const;  // an accept is still in the kernel (its cancel not yet seen)
     void close_listeners();
+    void close_listener(listen_socket &ls);
+    void add_listener(int fd, const listener_rt &l, std::string key);
+    void init_states(runtime &rt);
+    void destroy_states(runtime &rt);
+    runtime_use *use_of(const runtime *rt);
+    void maybe_retire(const runtime *rt);
     void arm_recv(conn *c);
     void send_file_segment(conn *c);
     void complete_bytes(conn *c, uint64_t n);

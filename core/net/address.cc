@@ -128,7 +128,7 @@ std::string to_string(const address &a) {
     return std::string(b, n);
 }
 
-int listen_socket(const address &a, int backlog, std::string &err) {
+int listen_socket(const address &a, int backlog, std::string &err, bool reuse_port) {
     int fd = socket(a.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         err = std::string("socket: ") + std::strerror(errno);
@@ -136,7 +136,7 @@ int listen_socket(const address &a, int backlog, std::string &err) {
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (reuse_port) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     // Accepted sockets inherit TCP_NODELAY on Linux: no setsockopt per connection.
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (a.family() == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);

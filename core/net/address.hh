@@ -28,8 +28,9 @@ bool resolve_address(std::string_view text, std::vector<address> &out, std::stri
 size_t format_address(const sockaddr *sa, char *out, size_t cap);
 std::string to_string(const address &a);
 
-// A listening socket with SO_REUSEPORT (one per worker), TCP_NODELAY inherited by
-// accepted sockets. Returns the fd or -1 with `err` set.
-int listen_socket(const address &a, int backlog, std::string &err);
+// A listening socket with SO_REUSEPORT (one per worker; `reuse_port` false for a socket
+// that must be the only one on its address), TCP_NODELAY inherited by accepted sockets.
+// Returns the fd or -1 with `err` set.
+int listen_socket(const address &a, int backlog, std::string &err, bool reuse_port = true);
 
 }  // namespace atlas::net

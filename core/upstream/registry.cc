@@ -137,6 +137,7 @@ void registry::publish(group &g, uint64_t now) {
 void registry::changed(group &g, server &s) {
     server_state st = s.health.state();
     s.state.store(st, std::memory_order_relaxed);
+    ++s.state_changes;
     // A new state starts its own counting: failures that led here are spent.
     s.consecutive_failures.store(0, std::memory_order_relaxed);
     s.consecutive_errors.store(0, std::memory_order_relaxed);

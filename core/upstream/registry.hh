@@ -59,6 +59,7 @@ struct server {
     bool draining = false;  // admin drain: no new requests
     health_state health;
     uint64_t checks_passed = 0, checks_failed = 0;
+    uint64_t state_changes = 0;
     uint64_t removed_at_version = 0;
 
     bool usable() const { return !draining && (health.state() == server_state::up || health.state() == server_state::half_open); }

@@ -234,10 +234,23 @@ class Failures(unittest.TestCase):
             self.assertIn("upstream", a.stderr_text())
 
     def test_slow_upstream_is_504(self):
-        with Backend() as b, Atlas(config([b.address], extra_upstream='timeouts = { read = "1s" }')) as a:
+        # A timeout counts against the server (passive detection): with passive checks off
+        # it stays in use.
+        extra = 'timeouts = { read = "1s" }\npassive = { fails = 0 }'
+        with Backend() as b, Atlas(config([b.address], extra_upstream=extra)) as a:
             r = request(a.port, path="/sleep/3000", timeout=20)
             self.assertEqual(r.status, 504)
             self.assertEqual(request(a.port, path="/len/4").body, pattern(4))
+
+    def test_slow_upstream_is_marked_down(self):
+        extra = 'timeouts = { read = "1s" }\npassive = { fails = 1, cooldown = "30s" }'
+        with Backend() as b, Atlas(config([b.address], extra_upstream=extra)) as a:
+            self.assertEqual(request(a.port, path="/sleep/3000", timeout=20).status, 504)
+            r = request(a.port, path="/len/4")
+            self.assertEqual(r.status, 503, r)
+            retry_after = int(r.header("Retry-After"))
+            self.assertTrue(1 <= retry_after <= 30, retry_after)
+            self.assertIn("passive: response timed out", a.stderr_text())
 
     def test_no_upstream_named_is_a_config_error(self):
         rc, out, err = run_check('[[listener]]\nname = "web"\nlisten = ["127.0.0.1:{port}"]\n'

@@ -17,6 +17,11 @@ route_rt route(std::string host, std::string prefix, std::vector<std::string> me
     r.methods = methods;
     return r;
 }
+// route_rt holds per-worker counters: moved in, never copied.
+template <class... routes>
+void set_routes(listener_rt &l, routes &&...r) {
+    (l.routes.push_back(std::move(r)), ...);
+}
 int which(const listener_rt &l, const char *host, const char *path, const char *method = "GET") {
     const route_rt *r = match_route(l, host, path, method);
     return r ? int(r - l.routes.data()) : -1;
@@ -25,8 +30,8 @@ int which(const listener_rt &l, const char *host, const char *path, const char *
 
 TEST_CASE("longest prefix wins, then host specificity, then order") {
     listener_rt l;
-    l.routes = {route("", "/"), route("", "/api/"), route("api.example.com", "/api/"),
-                route("*.example.com", "/api/"), route("", "/api/v2/"), route("", "/", {"POST"})};
+    set_routes(l, route("", "/"), route("", "/api/"), route("api.example.com", "/api/"),
+               route("*.example.com", "/api/"), route("", "/api/v2/"), route("", "/", {"POST"}));
     CHECK(which(l, "x.org", "/") == 0);
     CHECK(which(l, "x.org", "/api/a") == 1);
     CHECK(which(l, "api.example.com", "/api/a") == 2);
@@ -38,7 +43,7 @@ TEST_CASE("longest prefix wins, then host specificity, then order") {
 
 TEST_CASE("methods restrict a route; nothing matching means 404") {
     listener_rt l;
-    l.routes = {route("", "/upload/", {"POST", "PUT"}), route("only.example", "/")};
+    set_routes(l, route("", "/upload/", {"POST", "PUT"}), route("only.example", "/"));
     CHECK(which(l, "a", "/upload/x", "POST") == 0);
     CHECK(which(l, "a", "/upload/x", "GET") == -1);
     CHECK(which(l, "only.example", "/upload/x", "GET") == 1);
@@ -48,7 +53,7 @@ TEST_CASE("methods restrict a route; nothing matching means 404") {
 TEST_CASE("header conditions: all must hold; more conditions rank higher at equal prefix and host") {
     using atlas::http::header_field;
     listener_rt l;
-    l.routes = {route("", "/"), route("", "/"), route("", "/"), route("", "/api/")};
+    set_routes(l, route("", "/"), route("", "/"), route("", "/"), route("", "/api/"));
     l.routes[1].headers = {{"X-Canary", "1"}};
     l.routes[2].headers = {{"x-canary", "1"}, {"X-Debug", "*"}};
     auto pick = [&](std::vector<header_field> hs, const char *path = "/") {

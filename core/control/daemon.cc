@@ -1,0 +1,281 @@
+#include "control/daemon.hh"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <atlas/module.h>
+
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+#include "admin/api.hh"
+#include "admin/server.hh"
+#include "chain/log.hh"
+#include "chain/runtime.hh"
+#include "chain/worker.hh"
+#include "config/loader.hh"
+#include "control/health_checks.hh"
+#include "control/loop.hh"
+#include "event/clock.hh"
+#include "module/loader.hh"
+#include "upstream/registry.hh"
+
+namespace atlas::control {
+
+namespace {
+
+constexpr uint64_t tick_ms = 1000;
+
+// A file descriptor the loop reads whole records from (signalfd, eventfd).
+struct fd_reader final : handler {
+    int fd = -1;
+    alignas(8) char buf[sizeof(signalfd_siginfo)];
+    std::function<void(const char *data, int32_t n)> on_read;
+    loop *lp = nullptr;
+
+    void arm() { lp->ring().read(fd, buf, sizeof buf, user_data(this, event::op::wake)); }
+    void on_completion(event::op, const event::completion &c) override {
+        on_read(buf, c.res);
+        arm();
+    }
+};
+
+class daemon {
+public:
+    daemon(std::string path, std::unique_ptr<chain::runtime> rt, module::loader &loader)
+        : path_(std::move(path)), loader_(loader), registry_(rt->workers), checks_(loop_, registry_) {
+        current_ = std::shared_ptr<chain::runtime>(std::move(rt));
+    }
+
+    int run();
+
+private:
+    bool start(std::string &err);
+    void stop_workers();
+    void on_signal(int sig);
+    void on_tick();
+    admin::reload_outcome reload(const char *why);
+    bool all_finished() const;
+
+    static void tick(void *self) {
+        auto *d = static_cast<daemon *>(self);
+        d->on_tick();
+        d->loop_.timers().start(d->loop_.now_ms() + tick_ms, &daemon::tick, d);
+    }
+
+    std::string path_;
+    module::loader &loader_;
+    loop loop_;
+    upstream::registry registry_;
+    health_checks checks_;
+    std::shared_ptr<chain::runtime> current_;
+    std::vector<std::shared_ptr<chain::runtime>> retired_;  // reloaded away, still used by workers
+    std::vector<std::unique_ptr<chain::worker>> workers_;
+    std::unique_ptr<admin::server> admin_;
+    admin::context admin_ctx_;
+    fd_reader signals_, reports_;
+    sigset_t sigs_{};
+    bool draining_ = false;
+    uint64_t drain_deadline_ = UINT64_MAX;
+    uint64_t started_ms_ = 0;
+};
+
+bool daemon::all_finished() const {
+    for (auto &w : workers_)
+        if (!w->finished_.load()) return false;
+    return true;
+}
+
+bool daemon::start(std::string &err) {
+    if (!loop_.init(err)) return false;
+    started_ms_ = loop_.now_ms();
+    chain::bind_upstreams(*current_, registry_, loop_.now_ms());
+    registry_.on_publish = [this](uint32_t slot) {
+        for (auto &w : workers_) {
+            chain::worker *wp = w.get();
+            wp->post([wp, slot] { wp->refresh_group(slot); });
+        }
+    };
+    registry_.on_state_change = [](const upstream::group &g, const upstream::server &s, const upstream::state_change &c) {
+        if (c.from == c.to)
+            chain::log::info("upstream %s: server %s: %s", g.name.c_str(), s.address.c_str(), c.reason.c_str());
+        else
+            chain::log::warn("upstream %s: server %s %s -> %s: %s", g.name.c_str(), s.address.c_str(),
+                             upstream::state_name(c.from), upstream::state_name(c.to), c.reason.c_str());
+    };
+
+    for (uint32_t i = 0; i < current_->workers; ++i) {
+        auto w = std::make_unique<chain::worker>(i, current_->workers, current_);
+        if (!w->start(err)) {
+            stop_workers();
+            return false;
+        }
+        workers_.push_back(std::move(w));
+    }
+
+    // Signals are taken synchronously by this thread only: main() blocked them before any
+    // thread existed, so every worker inherited the mask.
+    signals_.lp = &loop_;
+    signals_.fd = signalfd(-1, &sigs_, SFD_CLOEXEC);
+    if (signals_.fd < 0) {
+        err = std::string("signalfd: ") + std::strerror(errno);
+        return false;
+    }
+    signals_.on_read = [this](const char *data, int32_t n) {
+        if (n == int32_t(sizeof(signalfd_siginfo)))
+            on_signal(int(reinterpret_cast<const signalfd_siginfo *>(data)->ssi_signo));
+    };
+    signals_.arm();
+    reports_.lp = &loop_;
+    reports_.fd = registry_.report_fd();
+    reports_.on_read = [this](const char *, int32_t) { registry_.take_reports(loop_.now_ms()); };
+    reports_.arm();
+    loop_.timers().start(loop_.now_ms() + tick_ms, &daemon::tick, this);
+    checks_.sync();
+
+    const config::admin_settings &adm = current_->snap->admin;
+    if (adm.enabled) {
+        admin_ctx_.registry = &registry_;
+        admin_ctx_.loader = &loader_;
+        admin_ctx_.runtime = [this] { return current_; };
+        admin_ctx_.reload = [this] { return reload("POST /reload"); };
+        admin_ctx_.membership_changed = [this] { checks_.sync(); };
+        admin_ctx_.token = adm.token;
+        admin_ctx_.started_ms = started_ms_;
+        admin_ctx_.now_ms = [this] { return loop_.now_ms(); };
+        admin_ = std::make_unique<admin::server>(loop_, [this](const admin::request &r) {
+            return admin::handle(admin_ctx_, r);
+        });
+        std::string why;
+        if (!admin_->listen(adm.listen, why)) {
+            err = "admin.listen: " + why;
+            stop_workers();
+            return false;
+        }
+    }
+    return true;
+}
+
+void daemon::stop_workers() {
+    for (auto &w : workers_) w->stop_now();
+    for (auto &w : workers_) w->join();
+    workers_.clear();
+}
+
+void daemon::on_signal(int sig) {
+    if (sig == SIGTERM || sig == SIGINT) {
+        if (draining_) return;
+        chain::log::info("%s: stopping accepting, finishing in-flight requests", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        draining_ = true;
+        drain_deadline_ = loop_.now_ms() + uint64_t(current_->snap->server.drain_timeout.count());
+        for (auto &w : workers_) w->drain();
+    } else if (sig == SIGQUIT) {
+        chain::log::info("SIGQUIT: stopping now");
+        draining_ = true;
+        for (auto &w : workers_) w->stop_now();
+    } else if (sig == SIGUSR1) {
+        chain::log::info("SIGUSR1: reopening the access logs");
+        chain::reopen_access_logs(*current_);
+    } else if (sig == SIGHUP) {
+        reload("SIGHUP");
+    }
+}
+
+void daemon::on_tick() {
+    registry_.tick(loop_.now_ms());
+    // A reloaded-away runtime goes once no worker uses it any more; its module configs
+    // are destroyed here, on the main thread.
+    std::erase_if(retired_, [this](const std::shared_ptr<chain::runtime> &rt) {
+        return rt->workers_done.load(std::memory_order_acquire) == rt->workers;
+    });
+}
+
+admin::reload_outcome daemon::reload(const char *why) {
+    admin::reload_outcome out;
+    if (draining_) {
+        out.errors.push_back("atlasd is stopping");
+        return out;
+    }
+    config::load_result loaded = config::load(path_);
+    for (auto &d : loaded.errors) out.errors.push_back(d.message);
+    std::unique_ptr<chain::runtime> next;
+    if (out.errors.empty()) {
+        auto snap = std::make_shared<const config::snapshot>(std::move(loaded.snap));
+        next = chain::build_runtime(snap, loader_, out.errors);
+        if (out.errors.empty() && next->listeners.empty()) out.errors.push_back(path_ + ": no listener configured");
+        if (out.errors.empty() && next->workers != current_->workers)
+            out.errors.push_back("server.workers: changing the number of workers needs a restart (running " +
+                                 std::to_string(current_->workers) + ")");
+        if (out.errors.empty() && next->snap->admin.listen != current_->snap->admin.listen)
+            out.errors.push_back("admin.listen: moving the admin listener needs a restart");
+    }
+    std::vector<chain::listen_fds> fds;
+    if (out.errors.empty()) {
+        std::string err;
+        if (!chain::open_new_listeners(*next, *current_, fds, err)) out.errors.push_back(err);
+    }
+    if (!out.errors.empty()) {
+        chain::log::error("%s: configuration not reloaded; the running one stays:", why);
+        for (const std::string &e : out.errors) chain::log::error("  %s", e.c_str());
+        return out;
+    }
+    chain::bind_upstreams(*next, registry_, loop_.now_ms());
+    std::vector<std::shared_ptr<upstream::group>> live;
+    for (const chain::upstream_rt &u : next->upstreams) live.push_back(u.group);
+    registry_.keep_only(live);
+    admin_ctx_.token = next->snap->admin.token;
+    std::shared_ptr<chain::runtime> rt(std::move(next));
+    retired_.push_back(current_);
+    current_ = rt;
+    for (size_t i = 0; i < workers_.size(); ++i) {
+        chain::worker *w = workers_[i].get();
+        std::vector<chain::new_listen_socket> mine = std::move(fds[i].fds);
+        w->post([w, rt, mine] { w->adopt(rt, mine); });
+    }
+    checks_.sync();
+    chain::log::info("%s: Configuration hot-reloaded (%zu listener%s, %zu upstream%s)", why, rt->listeners.size(),
+                     rt->listeners.size() == 1 ? "" : "s", rt->upstreams.size(), rt->upstreams.size() == 1 ? "" : "s");
+    out.ok = true;
+    return out;
+}
+
+int daemon::run() {
+    sigemptyset(&sigs_);
+    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1}) sigaddset(&sigs_, s);
+    std::string err;
+    if (!start(err)) {
+        chain::log::error("%s", err.c_str());
+        return 1;
+    }
+    for (const chain::listener_rt &l : current_->listeners)
+        for (const net::address &a : l.addresses)
+            chain::log::info("listening on %s (%s)", net::to_string(a).c_str(), l.cfg->name.c_str());
+    if (admin_) chain::log::info("admin API on %s", current_->snap->admin.listen.c_str());
+    chain::log::info("atlasd %s started: %u worker%s, io_uring %s", ATLAS_VERSION, current_->workers,
+                     current_->workers == 1 ? "" : "s", workers_[0]->ring_.mode());
+
+    while (!(draining_ && all_finished())) {
+        loop_.turn(draining_ ? 50 : -1);
+        if (draining_ && loop_.now_ms() > drain_deadline_) {
+            chain::log::warn("drain_timeout reached: closing the remaining connections");
+            for (auto &w : workers_) w->stop_now();
+            drain_deadline_ = UINT64_MAX;
+        }
+    }
+    for (auto &w : workers_) w->join();
+    workers_.clear();
+    admin_.reset();
+    chain::log::info("stopped");
+    return 0;
+}
+
+}  // namespace
+
+int run(const std::string &config_path, std::unique_ptr<chain::runtime> rt, module::loader &loader) {
+    daemon d(config_path, std::move(rt), loader);
+    return d.run();
+}
+
+}  // namespace atlas::control

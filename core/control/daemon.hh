@@ -1,0 +1,22 @@
+// The running atlasd on the main thread: starts the workers, then serves signals, the
+// workers' reports, active health checks, the admin API and reloads from one event loop
+// until it is told to stop.
+#pragma once
+
+#include <memory>
+#include <string>
+
+namespace atlas::chain {
+struct runtime;
+}
+namespace atlas::module {
+class loader;
+}
+
+namespace atlas::control {
+
+// `rt` is the checked runtime of the configuration at `config_path`; `loader` loaded its
+// modules (and loads those of later reloads). Returns the process exit status.
+int run(const std::string &config_path, std::unique_ptr<chain::runtime> rt, module::loader &loader);
+
+}  // namespace atlas::control
