@@ -536,10 +536,10 @@ void attach(worker &w, call *k, conn *uc) {
     k->attempt_us = event::monotonic_us();
     upstream_write(w, k, k->buf.head);
     upstream_write(w, k, k->buf.replay);
-    if (uc->connecting && !k->req_done) {
-        k->awaiting_connect = true;
-        update_client_pause(k);
-    }
+    // A new connection holds the body back until its connect is through; a pooled one
+    // (after a retry, say) takes it at once.
+    k->awaiting_connect = uc->connecting && !k->req_done;
+    update_client_pause(k);
 }
 
 // Another retry within the upstream's budget? Every worker keeps its share: tokens
@@ -588,7 +588,6 @@ void retry_or_fail(worker &w, call *k, phase p, unsigned status, const char *why
         log::rate_limited_warn("upstream %s, server %s: %s; retrying on another server", k->up->cfg->name.c_str(),
                                k->srv ? k->srv->address.c_str() : "?", why);
         detach(w, k, false);
-        k->awaiting_connect = false;
         if (k->srv) k->buf.tried.push_back(k->srv);
         drop_server(w, k);
         k->scan_from = 0;

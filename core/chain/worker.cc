@@ -156,6 +156,7 @@ bool worker::setup(std::string &err) {
     live_.push_back({rt_, 0});
     init_states(*rt_);
     for (const upstream_rt &u : rt_->upstreams) refresh_group(u.group->slot);
+    refill_retry_budget();
     arm_wake();
     return true;
 }
@@ -259,6 +260,7 @@ void worker::adopt(std::shared_ptr<runtime> next, std::vector<new_listen_socket>
         if (u.lb && u.lb->lb->set_endpoints)
             u.lb->lb->set_endpoints(next->state(index_, u.lb->slot), v.m->endpoints.data(), v.m->endpoints.size());
     }
+    refill_retry_budget();
     maybe_retire(old.get());
 }
 
@@ -764,15 +766,19 @@ void worker::refresh_group(uint32_t slot) {
     g->acks[index_].store(v.m->version, std::memory_order_release);
 }
 
-void worker::sweep() {
-    access_log::flush(*this);
-    // Listening sockets a reload closed, once their accept is out of the kernel.
-    std::erase_if(listens_, [](const std::unique_ptr<listen_socket> &ls) { return ls->fd < 0 && !ls->armed; });
-    // A new second of the retry budget's minimum, shared among the workers.
+// A new second of the retry budget's minimum, shared among the workers.
+void worker::refill_retry_budget() {
     for (const upstream_rt &u : rt_->upstreams) {
         uint32_t min = u.cfg->retry.budget_min_per_second;
         view(*u.group).free_retries = (min + count_ - 1) / count_;
     }
+}
+
+void worker::sweep() {
+    access_log::flush(*this);
+    // Listening sockets a reload closed, once their accept is out of the kernel.
+    std::erase_if(listens_, [](const std::unique_ptr<listen_socket> &ls) { return ls->fd < 0 && !ls->armed; });
+    refill_retry_budget();
     for (conn *c = conns_; c;) {
         conn *n = c->next;
         if (c->upstream) proxy::check_timeouts(*this, c, now_ms_);

@@ -278,6 +278,7 @@ private:
     void destroy_states(runtime &rt);
     runtime_use *use_of(const runtime *rt);
     void maybe_retire(const runtime *rt);
+    void refill_retry_budget();
     void arm_recv(conn *c);
     void send_file_segment(conn *c);
     void complete_bytes(conn *c, uint64_t n);
