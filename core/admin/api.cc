@@ -60,7 +60,12 @@ std::vector<std::string> segments(const std::string &path) {
 
 class api {
 public:
-    api(context &c) : ctx(c), now(c.now_ms()) {}
+    api(context &c)
+        : ctx(c),
+          now(c.now_ms()),
+          wall_now(std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count()) {}
 
     response handle(const request &req) {
         if (!ctx.token.empty()) {
@@ -94,13 +99,11 @@ public:
 
 private:
     context &ctx;
-    uint64_t now;
+    uint64_t now;       // monotonic, one reading per request
+    int64_t wall_now;   // the same instant on the wall clock
 
     // Monotonic milliseconds -> "2026-12-03T15:08:36.123Z".
     std::string wall_time(uint64_t mono_ms) const {
-        int64_t wall_now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                               std::chrono::system_clock::now().time_since_epoch())
-                               .count();
         int64_t t = wall_now - int64_t(now - std::min(now, mono_ms));
         time_t secs = time_t(t / 1000);
         tm g;
@@ -272,8 +275,9 @@ private:
 
     // {"address": "host:port", "weight": N} or {"url": "http://host:port/"}: the resolved
     // addresses, or an error response.
+    // `seed`: the Go seed's /backends body, which may name its upstream and has no weight.
     bool read_server(std::string_view body, std::vector<upstream::server_spec> &specs, std::string &written,
-                     response &err, bool weight_allowed = true) const {
+                     response &err, bool seed = false) const {
         json j = json::parse(body.begin(), body.end(), nullptr, false);
         if (j.is_discarded() || !j.is_object()) {
             err = error(400, "the body must be a JSON object like {\"address\": \"127.0.0.1:3001\", \"weight\": 1}");
@@ -282,12 +286,12 @@ private:
         uint32_t weight = 1;
         for (auto it = j.begin(); it != j.end(); ++it) {
             const std::string &k = it.key();
-            if (k == "address" || k == "url" || k == "upstream") {
+            if (k == "address" || k == "url" || (k == "upstream" && seed)) {
                 if (!it.value().is_string()) {
                     err = error(400, "\"" + k + "\" must be a string");
                     return false;
                 }
-            } else if (k == "weight" && weight_allowed) {
+            } else if (k == "weight") {
                 if (!it.value().is_number_integer() || it.value().get<int64_t>() < 1 ||
                     it.value().get<int64_t>() > int64_t(UINT32_MAX)) {
                     err = error(400, "\"weight\" must be an integer from 1 to 4294967295");
@@ -323,11 +327,11 @@ private:
         return true;
     }
 
-    response add_server(upstream::group &g, std::string_view body) {
+    response add_server(upstream::group &g, std::string_view body, bool seed = false) {
         std::vector<upstream::server_spec> specs;
         std::string written;
         response err;
-        if (!read_server(body, specs, written, err)) return err;
+        if (!read_server(body, specs, written, err, seed)) return err;
         if (ctx.registry->add_server(g, specs, now) == upstream::registry::change::exists)
             return error(409, "upstream \"" + g.name + "\" already has server " + specs[0].address);
         ctx.membership_changed();
@@ -411,7 +415,7 @@ private:
     response seed_add(std::string_view body) {
         response err;
         upstream::group *g = seed_group(body, err);
-        return g ? add_server(*g, body) : err;
+        return g ? add_server(*g, body, true) : err;
     }
 
     response seed_remove(std::string_view body) {
@@ -420,7 +424,7 @@ private:
         if (!g) return err;
         std::vector<upstream::server_spec> specs;
         std::string written;
-        if (!read_server(body, specs, written, err, false)) return err;
+        if (!read_server(body, specs, written, err, true)) return err;
         return remove_server(*g, g->find(specs[0].address) ? specs[0].address : written);
     }
 };

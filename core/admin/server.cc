@@ -63,7 +63,8 @@ struct server::connection final : control::handler {
         lp().ring().recv_multishot(fd, -1, control::user_data(this, event::op::recv));
     }
 
-    void answer(const response &r, bool keep_alive) {
+    // `head_only`: a HEAD request gets the head a GET would (its Content-Length too), no body.
+    void answer(const response &r, bool keep_alive, bool head_only = false) {
         std::string_view reason = http::reason_phrase(r.status);
         out = "HTTP/1.1 " + std::to_string(r.status) + " " + std::string(reason) + "\r\nServer: atlas\r\n";
         if (!r.body.empty() || r.status != 204) out += "Content-Type: " + r.content_type + "\r\n";
@@ -75,7 +76,7 @@ struct server::connection final : control::handler {
             closing = true;
         }
         out += "\r\n";
-        out += r.body;
+        if (!head_only) out += r.body;
         out_sent = 0;
         send_more();
     }
@@ -123,10 +124,9 @@ struct server::connection final : control::handler {
             }
             req.body = std::string_view(in).substr(head.head_length, length);
             response resp = srv.fn_(req);
-            if (head.is_head) resp.body.clear();
             in.erase(0, head.head_length + length);
             scan_from = 0;
-            answer(resp, head.keep_alive);
+            answer(resp, head.keep_alive, head.is_head);
         }
     }
 

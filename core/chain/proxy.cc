@@ -251,8 +251,8 @@ void server_answered(worker &w, call *k, unsigned status) {
     sh.latency.observe(now_us > k->attempt_us ? now_us - k->attempt_us : 0);
     // The server is reachable: passive failures in a row end here.
     if (s->consecutive_failures.load(std::memory_order_relaxed)) s->consecutive_failures.store(0, std::memory_order_relaxed);
-    char why[32];
-    std::snprintf(why, sizeof why, "status %u", status);
+    char why[32] = "";
+    if (status >= 500 || k->probe) std::snprintf(why, sizeof why, "status %u", status);  // for a report only
     if (status >= 500) {
         uint32_t errors = s->consecutive_errors.fetch_add(1, std::memory_order_relaxed) + 1;
         if (k->probe) {

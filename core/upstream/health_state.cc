@@ -36,6 +36,11 @@ void health_state::configure(const health_settings &s) {
     if (state_ == server_state::down && !s_.active && until_ == 0) until_ = since_ + s_.passive_cooldown_ms;
 }
 
+void health_state::note(std::string reason, uint64_t now) {
+    if (history_.size() == history_size) history_.pop_front();
+    history_.push_back({now, state_, state_, std::move(reason)});
+}
+
 void health_state::change(server_state to, std::string reason, uint64_t now) {
     if (history_.size() == history_size) history_.pop_front();
     history_.push_back({now, state_, to, std::move(reason)});

@@ -50,6 +50,10 @@ public:
 
     // New settings (reload): the state is kept, counts against thresholds restart.
     void configure(const health_settings &s);
+    // The server exists from `now` (what "since" shows until its first change).
+    void begin(uint64_t now) { since_ = now; }
+    // An event worth an operator's eye that is no state change (admin drain, say).
+    void note(std::string reason, uint64_t now);
 
     server_state state() const { return state_; }
     // Each event returns true when the state changed.

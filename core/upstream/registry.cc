@@ -45,9 +45,10 @@ registry::~registry() {
     if (report_fd_ >= 0) ::close(report_fd_);
 }
 
-std::unique_ptr<server> registry::make_server(const server_spec &spec, bool in_config) {
+std::unique_ptr<server> registry::make_server(const server_spec &spec, bool in_config, uint64_t now) {
     auto s = std::make_unique<server>(next_server_id_++, spec.addr, spec.address, spec.written, spec.weight, workers_);
     s->in_config = in_config;
+    s->health.begin(now);
     return s;
 }
 
@@ -78,7 +79,7 @@ std::shared_ptr<group> registry::bind(const config::upstream &cfg, const std::ve
                 return;
             }
         }
-        g->members.push_back(make_server(spec, in_config));
+        g->members.push_back(make_server(spec, in_config, now));
     };
     for (const server_spec &spec : servers)
         if (!g->removed.count(spec.address)) take(spec, true);
@@ -154,10 +155,10 @@ registry::change registry::add_server(group &g, const std::vector<server_spec> &
         bool configured = g.removed.erase(spec.address) > 0;
         // A config server taken out and put back is the config's again.
         if (configured) {
-            g.members.push_back(make_server(spec, true));
+            g.members.push_back(make_server(spec, true, now));
         } else {
             g.added[spec.written] = spec.weight;
-            g.members.push_back(make_server(spec, false));
+            g.members.push_back(make_server(spec, false, now));
         }
         g.members.back()->health.configure(g.settings);
     }
@@ -199,8 +200,8 @@ registry::change registry::set_draining(group &g, std::string_view address, bool
     if (s->draining != draining) {
         s->draining = draining;
         // Not a health state, but the history is where an operator looks for "why".
-        state_change c{now, s->health.state(), s->health.state(), draining ? "admin: drain" : "admin: ready"};
-        if (on_state_change) on_state_change(g, *s, c);
+        s->health.note(draining ? "admin: drain" : "admin: ready", now);
+        if (on_state_change) on_state_change(g, *s, s->health.history().back());
         publish(g, now);
     }
     return change::ok;

@@ -173,7 +173,7 @@ public:
 private:
     void publish(group &g, uint64_t now);
     void apply(group &g, const report &r, uint64_t now);
-    std::unique_ptr<server> make_server(const server_spec &spec, bool in_config);
+    std::unique_ptr<server> make_server(const server_spec &spec, bool in_config, uint64_t now);
     void retire(group &g, size_t index);
     void changed(group &g, server &s);
 

@@ -123,7 +123,10 @@ TEST_CASE("servers: add, conflict, bad input, remove, drain") {
     CHECK(f.call("GET", "/upstreams/api/servers/127.0.0.1:3002/drain").status == 405);
 
     auto one = f.body(f.call("GET", "/upstreams/api/servers/127.0.0.1:3002"));
-    REQUIRE(one["changes"].size() == 0);  // drain is not a health state change
+    REQUIRE(one["changes"].size() == 2);  // no state change, but noted (newest first)
+    CHECK(one["changes"][0]["reason"] == "admin: ready");
+    CHECK(one["changes"][1]["reason"] == "admin: drain");
+    CHECK(one["changes"][1]["from"] == one["changes"][1]["to"]);
     CHECK(one["checks"]["passed"] == 0);
 
     CHECK(f.call("DELETE", "/upstreams/api/servers/127.0.0.1:3003").status == 200);
