@@ -3,6 +3,7 @@
 
     tools/dev bench [static|proxy|tcp|tls|all] [--rounds N] [--duration S]
                     [--connections C] [--servers atlas,nginx,h2o,haproxy] [--quick]
+                    [--baseline REV]
 
 Method (performance-notes §3): every server runs with one worker/thread pinned to CPU 1
 (`taskset -c 1`), wrk -t1 pinned to CPU 0, on 127.0.0.1. Each server is started once per
@@ -17,6 +18,15 @@ The proxy case (issue 4) puts each server in front of one constant-response back
 (build/tools/bench/atlas-bench-responder, 1 KiB bodies) pinned with wrk to CPU 0 and shared
 by all of them: keep-alive on both sides, 100 and 500 connections, each its own summary.
 The responder's CPU time (on CPU 0) is recorded per run as well.
+
+The proxy case also runs Atlas variants, interleaved with the others like any server:
+"atlas+hc" is the same config plus active health checks on the upstream and an [admin]
+listener whose /metrics a scraper thread of this script (pinned to CPU 0) GETs once a
+second during each of its runs, warm-ups included (a failed scrape flags the run);
+"atlas@REV" (--baseline REV) is git revision REV built into build/bench-baseline/ from a
+temporary worktree, run with the same config as "atlas" and its own module_dir. The
+summary's "cost of health checks + metrics" lines are the atlas/atlas+hc and
+atlas/atlas@REV ratios of req/CPU1-s and req/s.
 
 python3 stdlib only. Only processes this script started are ever signalled, by PID.
 """
@@ -40,6 +50,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+import http.client
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -49,7 +61,10 @@ PEERS = os.path.join(HERE, "peers")
 SERVER_CPU = 1
 CLIENT_CPU = 0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-ALL_SERVERS = ["atlas", "nginx", "h2o", "haproxy"]
+ALL_SERVERS = ["atlas", "nginx", "h2o", "haproxy"]  # the static case's default
+HC_VARIANT = "atlas+hc"  # Atlas with active health checks and a scraped /metrics (proxy case)
+BASELINE_PREFIX = "atlas@"  # atlas@REV: an older Atlas built by --baseline REV (proxy case)
+PROXY_SERVERS = ["atlas", HC_VARIANT, "nginx", "h2o", "haproxy"]  # the proxy case's default
 SIZES = {"1k": ("1k.bin", 1024), "64k": ("64k.bin", 64 * 1024), "1m": ("1m.bin", 1024 * 1024)}
 SEED = 3  # the docroot's random content is the same on every run
 NGINX_SENDFILE_ABOVE = 64 * 1024  # sendfile off for 1k and 64k, on for 1m
@@ -69,6 +84,14 @@ PROXY_TEMPLATES = {"atlas": os.path.join(HERE, "atlas-proxy.toml.in"),
                    "haproxy": os.path.join(PEERS, "haproxy-proxy.cfg.in")}
 # Issue 4: median req/CPU1-s of Atlas at least these multiples of the peer's.
 PROXY_TARGETS = {"nginx": 1.5, "haproxy": 1.2}
+# atlas+hc: the upstream's active checks (the responder answers any path with 200) and the
+# admin listener; its /metrics is scraped every SCRAPE_INTERVAL seconds during each run.
+HC_HEALTH = 'health = { path = "/", interval = "1s", timeout = "1s", rise = 2, fall = 3 }'
+SCRAPE_INTERVAL = 1.0
+SCRAPE_TIMEOUT = 2.0
+# Health checks and metrics may cost at most this share of proxy req/CPU1-s (median ratio).
+HC_MAX_COST = 0.03
+BASELINE_DIR = os.path.join(ROOT, "build", "bench-baseline")
 
 
 def log(msg=""):
@@ -329,6 +352,10 @@ def fmt_ratio(x):
     return "-" if x is None else "%.2f" % x
 
 
+def fmt_ratio3(x):
+    return "-" if x is None else "%.3f" % x
+
+
 def fmt_mb(kb):
     return "-" if kb is None else "%.1f MB" % (kb / 1024.0)
 
@@ -341,6 +368,7 @@ class Server:
 
     name = "?"
     config_name = "?"
+    admin_port = None  # set (atlas+hc): an [admin] listener whose /metrics is scraped during its runs
 
     def __init__(self, h):
         self.h = h  # the Harness: tmp dirs, fd limit, atlas path
@@ -367,7 +395,7 @@ class Server:
         """Start for `files` [(name, size)] (or as a reverse proxy to upstream_port);
         ready when GET /check_name returns check_body."""
         self.upstream_port = upstream_port
-        self.workdir = os.path.join(self.h.tmp, "%s-%s" % (self.name, tag))
+        self.workdir = os.path.join(self.h.tmp, "%s-%s" % (self.name.replace("/", "_"), tag))
         os.makedirs(self.workdir)
         os.chmod(self.workdir, 0o755)
         self.port = free_port()
@@ -496,15 +524,105 @@ class Server:
 class Atlas(Server):
     name = "atlas"
 
+    def binary(self):
+        return self.h.atlas
+
+    def module_dir(self):
+        return None  # the binary's built-in default
+
+    def server_extra(self):
+        extra = self.h.atlas_server_extra(self.binary(), self.module_dir())
+        if self.module_dir():
+            extra += "\nmodule_dir = %s" % json.dumps(self.module_dir())
+        return extra
+
+    def proxy_extra(self):
+        """(ADMIN, UPSTREAM_EXTRA) of the proxy template: nothing for plain Atlas."""
+        return ("# (no [admin] table: the admin API and /metrics are atlas+hc's)",
+                "# (no health checks: those are atlas+hc's)")
+
     def configure(self, files):
         if self.upstream_port:
-            values = dict(self.proxy_values(), SERVER_EXTRA=self.h.atlas_server_extra())
+            admin, upstream_extra = self.proxy_extra()
+            values = dict(self.proxy_values(), SERVER_EXTRA=self.server_extra(), ADMIN=admin,
+                          UPSTREAM_EXTRA=upstream_extra)
             self.write("atlas.toml", fill_template(PROXY_TEMPLATES["atlas"], values))
-            return [self.h.atlas, "-c", self.workdir]
+            return [self.binary(), "-c", self.workdir]
         values = {"PORT": self.port, "DOCROOT": self.h.docroot, "SERVER_CPU": SERVER_CPU,
-                  "SERVER_EXTRA": self.h.atlas_server_extra()}
+                  "SERVER_EXTRA": self.server_extra()}
         self.write("atlas.toml", fill_template(os.path.join(HERE, "atlas.toml.in"), values))
-        return [self.h.atlas, "-c", self.workdir]
+        return [self.binary(), "-c", self.workdir]
+
+
+class AtlasHC(Atlas):
+    """Atlas with active health checks on its upstream and an [admin] listener whose
+    /metrics the harness scrapes once a second during every run (Harness.wrk)."""
+
+    name = HC_VARIANT
+
+    def proxy_extra(self):
+        self.admin_port = free_port()
+        return ('\n[admin]\nlisten = "127.0.0.1:%d"' % self.admin_port, HC_HEALTH)
+
+    def start(self, tag, files, check_name, check_body, upstream_port=None):
+        if not upstream_port:
+            raise Failure("%s runs in the proxy case only" % self.name)
+        comm = super().start(tag, files, check_name, check_body, upstream_port)
+        self.wait_healthy()
+        return comm
+
+    def wait_healthy(self):
+        """Ready once /metrics answers, the server is up and a health check has passed."""
+        t0 = time.monotonic()
+        deadline = t0 + READY_TIMEOUT
+        last = "no attempt"
+        while True:
+            if self.proc.poll() is not None:
+                raise Failure(("%s exited with status %s while starting\n%s"
+                               % (self.name, self.proc.returncode, self.log_tail())).strip())
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=SCRAPE_TIMEOUT)
+                try:
+                    conn.request("GET", "/metrics")
+                    resp = conn.getresponse()
+                    body = resp.read()
+                finally:
+                    conn.close()
+                m = parse_metrics(body) if resp.status == 200 else None
+                if m and m["states"] == ["up"] and m["checks_pass"] >= 1:
+                    self.notes.append("admin on 127.0.0.1:%d; /metrics: server up, %d health check(s) passed, "
+                                      "%d failed, %.1f s after ready" % (
+                                          self.admin_port, m["checks_pass"], m["checks_fail"],
+                                          time.monotonic() - t0))
+                    return
+                last = ("status %d" % resp.status if m is None else
+                        "states %s, %d checks passed" % (m["states"], m["checks_pass"]))
+            except (OSError, http.client.HTTPException) as e:
+                last = str(e) or type(e).__name__
+            if time.monotonic() > deadline:
+                raise Failure("%s: /metrics on port %d not showing a healthy upstream after %.0fs: %s\n%s"
+                              % (self.name, self.admin_port, READY_TIMEOUT, last, self.log_tail()))
+            time.sleep(0.1)
+
+
+class AtlasBaseline(Atlas):
+    """atlas@REV: an older Atlas built by --baseline REV, with the plain proxy config and
+    its own build's module_dir."""
+
+    def __init__(self, h):
+        super().__init__(h)
+        self.name = BASELINE_PREFIX + h.baseline["rev"]
+
+    def binary(self):
+        return self.h.baseline["atlasd"]
+
+    def module_dir(self):
+        return self.h.baseline["module_dir"]
+
+    def start(self, tag, files, check_name, check_body, upstream_port=None):
+        if not upstream_port:
+            raise Failure("%s runs in the proxy case only" % self.name)
+        return super().start(tag, files, check_name, check_body, upstream_port)
 
 
 class Nginx(Server):
@@ -571,6 +689,19 @@ class Haproxy(Server):
 SERVER_CLASSES = {"atlas": Atlas, "nginx": Nginx, "h2o": H2o, "haproxy": Haproxy}
 
 
+def is_atlas(name):
+    """Atlas or one of its variants (atlas+hc, atlas@REV)."""
+    return name == "atlas" or name == HC_VARIANT or name.startswith(BASELINE_PREFIX)
+
+
+def make_server(h, name):
+    if name == HC_VARIANT:
+        return AtlasHC(h)
+    if name.startswith(BASELINE_PREFIX):
+        return AtlasBaseline(h)
+    return SERVER_CLASSES[name](h)
+
+
 class Responder(Server):
     """The proxy case's backend: atlas-bench-responder pinned to the client's CPU, one per
     case run, shared by every proxy; stopped by PID like the servers."""
@@ -598,6 +729,134 @@ class Responder(Server):
         self.wait_ready(PROXY_PATH, b"x" * size)
         self.known = {p: proc_stat(p)[3] for p in process_tree(self.pid)}
         return proc_stat(self.pid)[0]
+
+# ------------------------------------------------------------------ /metrics scraper
+
+
+METRIC_LINE = re.compile(r'^(atlas_upstream_health_checks_total|atlas_upstream_server_state)\{([^}]*)\}\s+(\d+)\s*$', re.M)
+
+
+def parse_metrics(body):
+    """The health figures of an Atlas /metrics page: checks passed and failed (all
+    servers) and the states of the servers; None if it is not one."""
+    text = body.decode(errors="replace")
+    if "atlas_uptime_seconds" not in text:
+        return None
+    out = {"checks_pass": 0, "checks_fail": 0, "states": [], "bytes": len(body)}
+    for name, labels, value in METRIC_LINE.findall(text):
+        lab = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels))
+        if name == "atlas_upstream_health_checks_total":
+            if lab.get("result") == "pass":
+                out["checks_pass"] += int(value)
+            elif lab.get("result") == "fail":
+                out["checks_fail"] += int(value)
+        elif int(value) == 1:
+            out["states"].append(lab.get("state", "?"))
+    return out
+
+
+class Scraper(threading.Thread):
+    """GETs http://127.0.0.1:port/metrics every SCRAPE_INTERVAL seconds (the first at once)
+    until stop(), on one keep-alive connection (http.client), from a thread pinned to the
+    client's CPU. A stale keep-alive connection the server closed is reopened and the
+    request sent again once, as Prometheus' HTTP client does; anything else is a failure."""
+
+    def __init__(self, port):
+        super().__init__(name="metrics-scraper", daemon=True)
+        self.port = port
+        self.done = threading.Event()
+        self.ok = 0
+        self.failed = 0
+        self.reconnects = 0
+        self.errors = {}
+        self.latency_ms = []
+        self.first = None  # parse_metrics of the first and the last good scrape
+        self.last = None
+        self.conn = None
+
+    def _once(self):
+        fresh = self.conn is None
+        if fresh:
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=SCRAPE_TIMEOUT)
+        try:
+            self.conn.request("GET", "/metrics")
+            resp = self.conn.getresponse()
+            return resp.status, resp.read()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            self.conn.close()
+            self.conn = None
+            if fresh:
+                raise
+            self.reconnects += 1
+            return self._once()
+
+    def run(self):
+        try:
+            os.sched_setaffinity(0, {CLIENT_CPU})  # this thread only: never on the server's CPU
+        except OSError:
+            pass
+        next_at = time.monotonic()
+        while not self.done.is_set():
+            t0 = time.monotonic()
+            why = None
+            try:
+                status, body = self._once()
+                m = parse_metrics(body) if status == 200 else None
+                if status != 200:
+                    why = "status %d" % status
+                elif m is None:
+                    why = "not an Atlas /metrics page"
+            except (OSError, http.client.HTTPException) as e:
+                why = "%s: %s" % (type(e).__name__, e) if str(e) else type(e).__name__
+                if self.conn is not None:
+                    self.conn.close()
+                    self.conn = None
+            if why:
+                self.failed += 1
+                self.errors[why] = self.errors.get(why, 0) + 1
+            else:
+                self.ok += 1
+                self.latency_ms.append(1000.0 * (time.monotonic() - t0))
+                self.first = self.first or m
+                self.last = m
+            next_at += SCRAPE_INTERVAL
+            self.done.wait(max(0.0, next_at - time.monotonic()))
+        if self.conn is not None:
+            self.conn.close()
+
+    def stop(self):
+        self.done.set()
+        self.join(SCRAPE_TIMEOUT * 3)
+
+    def record(self):
+        r = {"port": self.port, "interval_s": SCRAPE_INTERVAL, "ok": self.ok, "failed": self.failed,
+             "reconnects": self.reconnects, "errors": self.errors,
+             "latency_ms": {"median": median(self.latency_ms),
+                            "max": max(self.latency_ms) if self.latency_ms else None},
+             "bytes": self.last["bytes"] if self.last else None}
+        if self.first and self.last:
+            # Health checks counted by the scrapes (first to last): they happen on the
+            # main thread, pinned to the server's CPU with the worker.
+            r["health_checks_passed"] = self.last["checks_pass"] - self.first["checks_pass"]
+            r["health_checks_failed"] = self.last["checks_fail"] - self.first["checks_fail"]
+            r["server_states"] = self.last["states"]
+        return r
+
+    def flags(self, what="scrapes"):
+        out = []
+        if self.failed:
+            out.append("%s: %d of %d /metrics scrapes failed (%s)" % (
+                what, self.failed, self.ok + self.failed,
+                "; ".join("%s x%d" % kv for kv in self.errors.items())))
+        elif not self.ok:
+            out.append("%s: no /metrics scrape completed" % what)
+        rec = self.record()
+        if rec.get("health_checks_failed"):
+            out.append("%s: %d health check(s) failed" % (what, rec["health_checks_failed"]))
+        if rec.get("server_states") not in (None, ["up"]):
+            out.append("%s: upstream server state %s" % (what, ",".join(rec["server_states"]) or "none"))
+        return out
+
 
 # ------------------------------------------------------------------ wrk
 
@@ -635,8 +894,10 @@ class Harness:
         self.docroot = None
         self.running = []
         self.wrk_proc = None
+        self.scraper = None  # the /metrics scraper thread, while an atlas+hc run lasts
         self.responder = None  # the proxy case's backend, while it runs
-        self._atlas_extra = None
+        self.baseline = None  # --baseline: {"rev", "commit", "atlasd", "module_dir", ...} once built
+        self._atlas_extra = {}  # atlasd binary -> its [server] extra line
         self.notes = []
         self.ksoftirqd = ksoftirqd_pid(SERVER_CPU)
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -651,26 +912,29 @@ class Harness:
         self.server_nofile = self.nofile
 
     # Atlas pins worker i to a CPU of the process's mask. A config key that names the
-    # CPU explicitly is used only if this atlasd accepts it (`atlasd -t`).
-    def atlas_server_extra(self):
-        if self._atlas_extra is None:
-            probe = os.path.join(self.tmp, "atlas-probe")
+    # CPU explicitly is used only if this atlasd accepts it (`atlasd -t`), per binary
+    # (build/core/atlasd, and the --baseline one with its own module_dir).
+    def atlas_server_extra(self, binary=None, module_dir=None):
+        binary = binary or self.atlas
+        if binary not in self._atlas_extra:
+            who = "atlas" if binary == self.atlas else binary
+            probe = os.path.join(self.tmp, "atlas-probe-%d" % len(self._atlas_extra))
             os.makedirs(probe, exist_ok=True)
             key = "cpu_affinity = [%d]" % SERVER_CPU
             values = {"PORT": free_port(), "DOCROOT": self.docroot, "SERVER_CPU": SERVER_CPU,
-                      "SERVER_EXTRA": key}
+                      "SERVER_EXTRA": key + ("\nmodule_dir = %s" % json.dumps(module_dir) if module_dir else "")}
             with open(os.path.join(probe, "atlas.toml"), "w") as f:
                 f.write(fill_template(os.path.join(HERE, "atlas.toml.in"), values))
-            r = subprocess.run([self.atlas, "-t", "-c", probe], capture_output=True, text=True, timeout=30)
+            r = subprocess.run([binary, "-t", "-c", probe], capture_output=True, text=True, timeout=30)
             if r.returncode == 0:
-                self._atlas_extra = key
-                self.notes.append("atlas: `atlasd -t` accepts [server] %s: used" % key)
+                self._atlas_extra[binary] = key
+                self.notes.append("%s: `atlasd -t` accepts [server] %s: used" % (who, key))
             else:
-                self._atlas_extra = "# (server.cpu_affinity: not accepted by this atlasd; pinned by taskset only)"
+                self._atlas_extra[binary] = "# (server.cpu_affinity: not accepted by this atlasd; pinned by taskset only)"
                 msg = (r.stdout + r.stderr).strip().splitlines()
-                self.notes.append("atlas: `atlasd -t` rejects [server] %s (%s): run under taskset -c %d only"
-                                  % (key, msg[-1] if msg else "exit %d" % r.returncode, SERVER_CPU))
-        return self._atlas_extra
+                self.notes.append("%s: `atlasd -t` rejects [server] %s (%s): run under taskset -c %d only"
+                                  % (who, key, msg[-1] if msg else "exit %d" % r.returncode, SERVER_CPU))
+        return self._atlas_extra[binary]
 
     def make_docroot(self):
         self.tmp = tempfile.mkdtemp(prefix="atlas-bench-")
@@ -689,6 +953,9 @@ class Harness:
             self.content[name] = data
 
     def cleanup(self):
+        if self.scraper is not None:
+            self.scraper.stop()
+            self.scraper = None
         if self.wrk_proc is not None and self.wrk_proc.poll() is None:
             self.wrk_proc.kill()
             self.wrk_proc.wait()
@@ -715,6 +982,10 @@ class Harness:
         if resp:
             ra = cpu_ticks([resp.pid])
             marks, samples = [t for t in (0.25, 0.75)], []
+        scraper = None
+        if server.admin_port:  # atlas+hc: /metrics scraped through the run
+            scraper = self.scraper = Scraper(server.admin_port)
+            scraper.start()
         t0 = time.monotonic()
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.wrk_proc = p
@@ -733,6 +1004,9 @@ class Harness:
                 marks.pop(0)
             time.sleep(0.02)
         t1 = time.monotonic()
+        if scraper:
+            scraper.stop()
+            self.scraper = None
         if resp:
             rb = cpu_ticks([resp.pid])
         sb = cpu_ticks(pids)
@@ -809,6 +1083,9 @@ class Harness:
                 SERVER_CPU, 100 * r["ksoftirqd1_cpu_s"] / r["cpu1_busy_s"], SERVER_CPU))
         if d1["busy"] and d1["steal"] > 0.02 * d1["busy"]:
             flags.append("steal %.0f%% on CPU %d" % (100.0 * d1["steal"] / d1["busy"], SERVER_CPU))
+        if scraper:
+            r["scrapes"] = scraper.record()
+            flags.extend(scraper.flags())
         r["flags"] = flags
         r["raw"] = out
         return r
@@ -990,12 +1267,13 @@ def idle_test(h, name, n):
 def start_servers(h, servers, key, rec, results, start):
     """Starts each server with start(server) and logs how it runs; {name: Server}."""
     started = {}
+    w = h.args.name_w
     for name in servers:
-        s = SERVER_CLASSES[name](h)
+        s = make_server(h, name)
         try:
             comm = start(s)
         except Failure as e:
-            log("  %-8s FAILED TO START: %s" % (name, e))
+            log("  %-*s FAILED TO START: %s" % (w, name, e))
             results["failures"].append("%s %s: %s" % (key, name, e))
             rec["servers"][name] = {"error": str(e), "argv": s.argv, "config": s.config_text}
             s.stop()
@@ -1007,14 +1285,16 @@ def start_servers(h, servers, key, rec, results, start):
             "serving_pids": s.serving_pids(), "helper_pids": s.helper_pids(),
             "threads": {str(p): ts for p, ts in placement.items()}, "pinned": pinned,
             "response_head_bytes": s.head_bytes, "notes": s.notes}
+        if s.admin_port:
+            rec["servers"][name].update(admin_port=s.admin_port, scrape_interval_s=SCRAPE_INTERVAL)
         started[name] = s
         desc = "; ".join("pid %d: %s" % (p, ", ".join("%s/%d cpus %s" % (c, t, a) for t, c, a in ts))
                          for p, ts in placement.items())
-        log("  %-8s port %d, head %d bytes, %s%s" % (
-            name, s.port, s.head_bytes, desc, "" if pinned else "  <-- NOT PINNED TO CPU %d" % SERVER_CPU))
-        log("           $ %s" % shlex.join(s.argv))
+        log("  %-*s port %d, head %d bytes, %s%s" % (
+            w, name, s.port, s.head_bytes, desc, "" if pinned else "  <-- NOT PINNED TO CPU %d" % SERVER_CPU))
+        log("  %*s $ %s" % (w, "", shlex.join(s.argv)))
         for note in s.notes:
-            log("           note: %s" % note)
+            log("  %*s note: %s" % (w, "", note))
     return started
 
 
@@ -1032,10 +1312,14 @@ def run_rounds(h, args, started, key, rec, results, path, connections=None):
                 results["failures"].append(msg)
                 order.remove(name)  # stays in `started`: stop() reaps it and its children
                 continue
-            if args.warmup > 0:
-                h.wrk(s, path, args.warmup, connections)
+            warm = h.wrk(s, path, args.warmup, connections) if args.warmup > 0 else None
             run = h.wrk(s, path, args.duration, connections)
             run.update(server=name, round=r + 1)
+            if warm is not None and "scrapes" in warm:
+                # atlas+hc is scraped through its warm-ups too: a failure there flags the run.
+                run["warmup_scrapes"] = warm["scrapes"]
+                run["flags"].extend(f.replace("scrapes:", "warm-up scrapes:", 1) for f in warm["flags"]
+                                    if f.startswith("scrapes:"))
             rec["runs"].append(run)
             extra = ""
             if "responder_cpu_share" in run:
@@ -1043,9 +1327,13 @@ def run_rounds(h, args, started, key, rec, results, path, connections=None):
                 up = run["upstream_tcp"]
                 if up.get("closed_per_s") is not None:
                     extra += "  upstream %d open, %s closed/s" % (up["established"], fmt_int(up["closed_per_s"]))
-            log("  [%s r%d/%d] %-8s %10s req/s  p99 %8s  %10s req/CPU1-s  %10s req/srv-CPU-s"
+            if "scrapes" in run:
+                sc = run["scrapes"]
+                extra += "  /metrics %d ok %d failed, %s checks" % (
+                    sc["ok"], sc["failed"], fmt_int(sc.get("health_checks_passed")))
+            log("  [%s r%d/%d] %-*s %10s req/s  p99 %8s  %10s req/CPU1-s  %10s req/srv-CPU-s"
                 "  %10s req/2CPU-s  wrk %3.0f%%%s%s" % (
-                key, r + 1, args.rounds, name, fmt_int(run["rps"]),
+                key, r + 1, args.rounds, args.name_w, name, fmt_int(run["rps"]),
                 fmt_ms(run["latency_ms"].get("99")), fmt_int(run["req_per_cpu1_s"]),
                 fmt_int(run["req_per_server_cpu_s"]), fmt_int(run["req_per_both_cpu_s"]),
                 100 * (run["wrk_cpu_share"] or 0), extra,
@@ -1162,24 +1450,70 @@ def summarize(size_rec, servers):
                 [r["upstream_tcp"].get("established") for r in runs])
             summ["servers"][n]["upstream_closed_per_s"] = median(
                 [r["upstream_tcp"].get("closed_per_s") for r in runs])
-    a = summ["servers"].get("atlas")
-    if a:
+        scraped = [r["scrapes"] for r in runs if "scrapes" in r]
+        if scraped:  # atlas+hc
+            warm = [r["warmup_scrapes"] for r in runs if "warmup_scrapes" in r]
+            summ["servers"][n]["scrapes_ok"] = sum(x["ok"] for x in scraped + warm)
+            summ["servers"][n]["scrapes_failed"] = sum(x["failed"] for x in scraped + warm)
+            summ["servers"][n]["health_checks_passed"] = sum(x.get("health_checks_passed") or 0 for x in scraped)
+            summ["servers"][n]["health_checks_failed"] = sum(x.get("health_checks_failed") or 0 for x in scraped)
+    if summ["servers"].get("atlas"):
         for n in servers:
-            p = summ["servers"].get(n)
-            if n == "atlas" or not p:
+            if n == "atlas" or not summ["servers"].get(n):
                 continue
-            ratio = {}
-            for metric in METRICS:
-                ratio[metric + "_of_medians"] = a[metric] / p[metric] if a[metric] and p[metric] else None
-                per_round = []
-                for rnd in set(r["round"] for r in by["atlas"]):
-                    ra = [r[metric] for r in by["atlas"] if r["round"] == rnd]
-                    rp = [r[metric] for r in by[n] if r["round"] == rnd]
-                    if ra and rp and ra[0] and rp[0]:
-                        per_round.append(ra[0] / rp[0])
-                ratio[metric + "_median_of_rounds"] = median(per_round)
-            summ["ratios"][n] = ratio
+            summ["ratios"][n] = pair_ratios(summ, by, "atlas", n)
+    cost = costs(summ, by, servers)
+    if cost:  # the proxy case with atlas+hc or atlas@REV
+        summ["costs"] = cost
     return summ
+
+
+def pair_ratios(summ, by, a, b):
+    """a/b for each metric: the ratio of the medians and the median of the per-round ratios."""
+    sa, sb = summ["servers"][a], summ["servers"][b]
+    ratio = {}
+    for metric in METRICS:
+        ratio[metric + "_of_medians"] = sa[metric] / sb[metric] if sa[metric] and sb[metric] else None
+        per_round = []
+        for rnd in set(r["round"] for r in by[a]):
+            ra = [r[metric] for r in by[a] if r["round"] == rnd]
+            rb = [r[metric] for r in by[b] if r["round"] == rnd]
+            if ra and rb and ra[0] and rb[0]:
+                per_round.append(ra[0] / rb[0])
+        ratio[metric + "_median_of_rounds"] = median(per_round)
+    return ratio
+
+
+COST_METRICS = ("req_per_cpu1_s", "rps")
+
+
+def costs(summ, by, servers):
+    """What health checks + metrics cost Atlas (proxy case): atlas/atlas+hc (configured
+    and scraped, same binary) and, with --baseline, atlas/atlas@REV (the code since REV,
+    not configured) and atlas+hc/atlas@REV (both). `lost` = the share of throughput the
+    side that has them serves less (negative: more)."""
+    out = []
+    base = next((n for n in servers if n.startswith(BASELINE_PREFIX)), None)
+    pairs = [("atlas", HC_VARIANT, HC_VARIANT, "configured + scraped, same binary")]
+    if base:
+        pairs += [("atlas", base, "atlas", "the code since %s, not configured" % base[len(BASELINE_PREFIX):]),
+                  (HC_VARIANT, base, HC_VARIANT, "the code since %s, configured + scraped" % base[len(BASELINE_PREFIX):])]
+    for a, b, payer, what in pairs:
+        if not (summ["servers"].get(a) and summ["servers"].get(b)):
+            continue
+        ratios = pair_ratios(summ, by, a, b)
+        lost = {}
+        for metric in COST_METRICS:
+            for how in ("_of_medians", "_median_of_rounds"):
+                x = ratios[metric + how]
+                lost[metric + how] = None if not x else (1.0 - 1.0 / x if payer == b else 1.0 - x)
+        headline = lost["req_per_cpu1_s_of_medians"]
+        out.append({"ratio": "%s/%s" % (a, b), "with": payer, "what": what,
+                    "ratios": {m + how: ratios[m + how] for m in COST_METRICS
+                               for how in ("_of_medians", "_median_of_rounds")},
+                    "lost": lost, "max_lost": HC_MAX_COST,
+                    "within_max": None if headline is None else headline <= HC_MAX_COST})
+    return out
 
 
 def print_summary(size_rec, servers, args, title=None, connections=None, metrics=METRICS, targets=None):
@@ -1195,29 +1529,31 @@ def print_summary(size_rec, servers, args, title=None, connections=None, metrics
     else:
         log("%s: medians of %d round(s) x %ds (wrk -t1 and the responder on CPU %d, proxy on CPU %d)" % (
             title, args.rounds, args.duration, CLIENT_CPU, SERVER_CPU))
-    log("  %-8s %11s %8s %9s %13s %13s %13s %6s %6s%s  %s" % (
-        "server", "req/s", "spread", "p99", "req/CPU1-s", "req/srv-CPU-s", "req/2CPU-s", "CPU1", "wrk",
+    w = args.name_w
+    log("  %-*s %11s %8s %9s %13s %13s %13s %6s %6s%s  %s" % (
+        w, "server", "req/s", "spread", "p99", "req/CPU1-s", "req/srv-CPU-s", "req/2CPU-s", "CPU1", "wrk",
         " %6s %6s" % ("resp", "CPU0") if proxy else "", "flagged runs"))
     for n in servers:
         s = summ["servers"].get(n)
         if not s:
-            log("  %-8s %11s" % (n, "no data"))
+            log("  %-*s %11s" % (w, n, "no data"))
             continue
         cpu0 = ""
         if proxy:
             cpu0 = " %5.0f%% %5.0f%%" % (100 * (s.get("responder_cpu_share") or 0), 100 * (s.get("cpu0_busy_share") or 0))
-        log("  %-8s %11s %7.1f%% %9s %13s %13s %13s %5.0f%% %5.0f%%%s  %d/%d%s" % (
-            n, fmt_int(s["rps"]), 100 * (s["spread"] or 0), fmt_ms(s["p99_ms"]), fmt_int(s["req_per_cpu1_s"]),
+        log("  %-*s %11s %7.1f%% %9s %13s %13s %13s %5.0f%% %5.0f%%%s  %d/%d%s" % (
+            w, n, fmt_int(s["rps"]), 100 * (s["spread"] or 0), fmt_ms(s["p99_ms"]), fmt_int(s["req_per_cpu1_s"]),
             fmt_int(s["req_per_server_cpu_s"]), fmt_int(s["req_per_both_cpu_s"]), 100 * (s["cpu1_busy_share"] or 0),
             100 * (s["wrk_cpu_share"] or 0), cpu0, s["flagged_runs"], s["rounds"],
             (" (%d with errors)" % s["error_runs"]) if s["error_runs"] else ""))
     if summ["ratios"]:
-        log("  %-14s %s" % ("", " ".join("%21s" % METRIC_LABELS[m] for m in metrics)))
-        log("  %-14s %s" % ("", " ".join(["%21s" % "medians | rounds"] * len(metrics))))
+        rw = w + 6
+        log("  %-*s %s" % (rw, "", " ".join("%21s" % METRIC_LABELS[m] for m in metrics)))
+        log("  %-*s %s" % (rw, "", " ".join(["%21s" % "medians | rounds"] * len(metrics))))
         for n, r in summ["ratios"].items():
             cells = ["%8s | %-10s" % (fmt_ratio(r[m + "_of_medians"]), fmt_ratio(r[m + "_median_of_rounds"]))
                      for m in metrics]
-            log("  %-14s %s" % ("atlas/" + n, " ".join(cells)))
+            log("  %-*s %s" % (rw, "atlas/" + n, " ".join(cells)))
         log("  (medians = ratio of the medians; rounds = median of the per-round ratios)")
     if proxy:
         log("  (resp = the responder's share of CPU %d, CPU0 = CPU %d busy; both are the client side)" % (
@@ -1227,6 +1563,13 @@ def print_summary(size_rec, servers, args, title=None, connections=None, metrics
                for n, s in summ["servers"].items()]
         if ups:
             log("  upstream connections in mid-run (medians): " + "; ".join(ups))
+        for n, s in summ["servers"].items():
+            if "scrapes_ok" in s:
+                log("  %s: /metrics scraped every %.0f s, warm-ups included: %d ok, %d failed; health checks "
+                    "during the runs: %d passed, %d failed" % (
+                        n, SCRAPE_INTERVAL, s["scrapes_ok"], s["scrapes_failed"], s["health_checks_passed"],
+                        s["health_checks_failed"]))
+        print_costs(summ.get("costs") or [])
     if targets and summ["ratios"]:
         parts = []
         for n, want in targets.items():
@@ -1236,6 +1579,33 @@ def print_summary(size_rec, servers, args, title=None, connections=None, metrics
                     n, fmt_ratio(got), want, "-" if got is None else ("met" if got >= want else "NOT met")))
         if parts:
             log("  headline req/CPU1-s, ratio of medians: " + ", ".join(parts))
+
+
+def fmt_lost(x):
+    if x is None:
+        return "-"
+    return "%.1f%% %s" % (abs(100 * x), "lower" if x >= 0 else "higher")
+
+
+def print_costs(entries):
+    """The "cost of health checks + metrics" lines: ratios with 3 decimals (the issue's
+    bound is 3%), then how much lower the side with them is, per CPU 1 and per second."""
+    if not entries:
+        return
+    rw = max(len(e["ratio"]) for e in entries)
+    for e in entries:
+        r, lost = e["ratios"], e["lost"]
+        verdict = ("-" if e["within_max"] is None else
+                   "within %.0f%%" % (100 * e["max_lost"]) if e["within_max"] else
+                   "NOT within %.0f%%" % (100 * e["max_lost"]))
+        log("  cost of health checks + metrics, %-*s  req/CPU1-s %s (rounds %s)  req/s %s (rounds %s)"
+            "  -> %s %s req/CPU1-s, %s req/s (%s): %s" % (
+                rw, e["ratio"], fmt_ratio3(r["req_per_cpu1_s_of_medians"]),
+                fmt_ratio3(r["req_per_cpu1_s_median_of_rounds"]), fmt_ratio3(r["rps_of_medians"]),
+                fmt_ratio3(r["rps_median_of_rounds"]), e["with"], fmt_lost(lost["req_per_cpu1_s_of_medians"]),
+                fmt_lost(lost["rps_of_medians"]), e["what"], verdict))
+    log("  (cost ratios: of the medians, in brackets the median of the per-round ratios; the verdict is on"
+        " req/CPU1-s of the medians)")
 
 
 def print_idle(idle, n):
@@ -1271,10 +1641,11 @@ def print_idle(idle, n):
 
 
 def preflight(h, args, servers, case="static"):
-    for tool in ["wrk", "taskset", "prlimit"] + [n for n in servers if n != "atlas"]:
+    for tool in ["wrk", "taskset", "prlimit"] + [n for n in servers if not is_atlas(n)]:
         if shutil.which(tool) is None:
             raise Failure("%s is not installed (tools/dev bench installs nginx, haproxy, h2o and wrk)" % tool)
-    if "atlas" in servers and not os.access(h.atlas, os.X_OK):
+    if (any(is_atlas(n) and not n.startswith(BASELINE_PREFIX) for n in servers)
+            and not os.access(h.atlas, os.X_OK)):
         raise Failure("%s is missing: build it first (tools/dev bench does)" % h.atlas)
     if case == "proxy" and not os.access(args.responder, os.X_OK):
         raise Failure("%s is missing: build it first (tools/dev bench does)" % args.responder)
@@ -1283,7 +1654,10 @@ def preflight(h, args, servers, case="static"):
         raise Failure("needs CPUs %d and %d, this process may use %s" % (CLIENT_CPU, SERVER_CPU, sorted(cpus)))
     if h.nofile < IDLE_CONNS + 1000 and not args.no_idle:
         h.notes.append("RLIMIT_NOFILE is only %d: the idle test may fail" % h.nofile)
-    # Background load: a short sample of both CPUs before anything starts.
+
+
+def background_load():
+    """A short sample of both CPUs before anything starts."""
     a0, a1 = cpu_line(CLIENT_CPU), cpu_line(SERVER_CPU)
     time.sleep(1.0)
     d0, d1 = cpu_delta(a0, cpu_line(CLIENT_CPU)), cpu_delta(a1, cpu_line(SERVER_CPU))
@@ -1293,7 +1667,7 @@ def preflight(h, args, servers, case="static"):
     return load
 
 
-def versions(servers, atlas):
+def versions(servers, atlas, baseline=None):
     v = {"kernel": platform.release(), "python": platform.python_version(),
          "wrk": first_line(["wrk", "-v"])}
     try:
@@ -1301,10 +1675,108 @@ def versions(servers, atlas):
             v["cpu"] = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
     except OSError:
         v["cpu"] = "?"
-    cmds = {"atlas": [atlas, "-v"], "nginx": ["nginx", "-v"], "h2o": ["h2o", "-v"], "haproxy": ["haproxy", "-v"]}
+    cmds = {"atlas": [atlas, "-v"], HC_VARIANT: [atlas, "-v"],
+            "nginx": ["nginx", "-v"], "h2o": ["h2o", "-v"], "haproxy": ["haproxy", "-v"]}
     for n in servers:
-        v[n] = first_line(cmds[n])
+        if n.startswith(BASELINE_PREFIX):
+            v[n] = "%s (%s)" % (first_line([baseline["atlasd"], "-v"]), baseline["describe"])
+        else:
+            v[n] = first_line(cmds[n])
     return v
+
+
+# ------------------------------------------------------------------ --baseline REV
+
+
+def run_logged(argv, logf, what):
+    """Runs a build step, output appended to logf; its own session, so an interrupt
+    here stops it (its process group, which this script created) before unwinding."""
+    logf.write(("$ %s\n" % shlex.join(argv)).encode())
+    logf.flush()
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    try:
+        rc = p.wait()
+    except BaseException:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        raise
+    if rc != 0:
+        raise Failure("%s failed (exit %d)" % (what, rc))
+
+
+def log_tail_of(path, n=25):
+    try:
+        with open(path, errors="replace") as f:
+            return "\n    ".join(f.read().strip().splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def build_baseline(rev):
+    """Builds git revision `rev` into BASELINE_DIR: a detached worktree in a temp dir,
+    `meson setup` + `meson compile` into BASELINE_DIR (wiped first), then the worktree is
+    removed. Returns what atlas@REV runs: its atlasd and its own modules dir."""
+    def git(*a):
+        return subprocess.run(["git", "-C", ROOT] + list(a), capture_output=True, text=True, timeout=60)
+
+    r = git("rev-parse", "--verify", "--quiet", rev + "^{commit}")
+    if r.returncode != 0 or not r.stdout.strip():
+        raise Failure("--baseline %s: not a commit of %s" % (rev, ROOT))
+    commit = r.stdout.strip()
+    describe = git("log", "-1", "--format=%h %cd %s", "--date=format:%Y-%m-%d %H:%M", commit).stdout.strip()
+    log("")
+    log("== baseline %s = %s: building into %s ==" % (rev, describe, os.path.relpath(BASELINE_DIR, ROOT)))
+    t0 = time.monotonic()
+    tmp = tempfile.mkdtemp(prefix="atlas-bench-baseline-")
+    src = os.path.join(tmp, "src")
+    logpath = os.path.join(tmp, "build.log")
+    added = False
+    try:
+        with open(logpath, "ab") as logf:
+            run_logged(["git", "-C", ROOT, "worktree", "add", "--detach", src, commit], logf, "git worktree add")
+            added = True
+            if os.path.lexists(BASELINE_DIR):
+                shutil.rmtree(BASELINE_DIR)
+            opts = []
+            try:
+                with open(os.path.join(src, "meson_options.txt")) as f:
+                    if re.search(r"option\(\s*'tests'", f.read()):
+                        opts.append("-Dtests=false")  # atlasd and the modules are all it needs
+            except OSError:
+                pass
+            run_logged(["meson", "setup", BASELINE_DIR, src] + opts, logf, "meson setup")
+            run_logged(["meson", "compile", "-C", BASELINE_DIR], logf, "meson compile")
+    except Failure as e:
+        raise Failure("--baseline %s: %s\n    %s" % (rev, e, log_tail_of(logpath)))
+    finally:
+        if added:
+            r = subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", src],
+                               capture_output=True, text=True, timeout=120)
+            if r.returncode != 0:
+                log("warning: git worktree remove --force %s: %s" % (src, (r.stdout + r.stderr).strip()))
+        if os.path.isdir(BASELINE_DIR):
+            shutil.copy(logpath, os.path.join(BASELINE_DIR, "bench-baseline-build.log"))
+        shutil.rmtree(tmp, ignore_errors=True)
+    atlasd = os.path.join(BASELINE_DIR, "core", "atlasd")
+    module_dir = os.path.join(BASELINE_DIR, "modules")
+    if not os.access(atlasd, os.X_OK) or not os.path.isdir(module_dir):
+        raise Failure("--baseline %s: the build made no %s or %s" % (rev, atlasd, module_dir))
+    built = {"rev": rev, "commit": commit, "describe": describe, "build_dir": BASELINE_DIR, "atlasd": atlasd,
+             "module_dir": module_dir, "meson_options": opts, "build_s": round(time.monotonic() - t0, 1),
+             "version": first_line([atlasd, "-v"])}
+    with open(os.path.join(BASELINE_DIR, "bench-baseline.json"), "w") as f:
+        json.dump(built, f, indent=1)
+    log("  built in %.0f s: %s, module_dir %s (%s)" % (built["build_s"], os.path.relpath(atlasd, ROOT),
+                                                      os.path.relpath(module_dir, ROOT), built["version"]))
+    return built
 
 
 def parse_args(argv):
@@ -1316,7 +1788,11 @@ def parse_args(argv):
     ap.add_argument("--connections", type=int,
                     help="wrk -c (default: static 100; proxy 100 and 500, each its own summary)")
     ap.add_argument("--warmup", type=int, default=2, help="seconds of wrk before each measured run (default 2)")
-    ap.add_argument("--servers", default=",".join(ALL_SERVERS), help="comma list (default %(default)s)")
+    ap.add_argument("--servers", help="comma list (default: static %s; proxy %s, plus atlas@REV with --baseline;"
+                    " atlas+hc and atlas@REV run in the proxy case only)" % (",".join(ALL_SERVERS), ",".join(PROXY_SERVERS)))
+    ap.add_argument("--baseline", metavar="REV",
+                    help="proxy case: also build git revision REV into build/bench-baseline/ (from a temporary"
+                         " worktree) and run it as server atlas@REV")
     ap.add_argument("--sizes", default="1k,64k,1m", help="static file sizes (default %(default)s)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 1 round x 3 s")
     ap.add_argument("--idle-conns", type=int, default=IDLE_CONNS,
@@ -1337,12 +1813,35 @@ def parse_args(argv):
         args.connections = 100
     if args.rounds < 1 or args.duration < 1 or args.connections < 1 or args.warmup < 0:
         ap.error("--rounds, --duration and --connections must be >= 1, --warmup >= 0")
-    args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
-    for s in args.server_list:
-        if s not in SERVER_CLASSES:
-            ap.error("unknown server %r (choose from %s)" % (s, ", ".join(ALL_SERVERS)))
-    if len(set(args.server_list)) != len(args.server_list) or not args.server_list:
-        ap.error("--servers: a non-empty list without repeats")
+    if args.baseline is not None and (not args.baseline or args.baseline.startswith("-")
+                                      or re.search(r"[\s@]", args.baseline)):
+        ap.error("--baseline: a git revision (commit, tag, branch, HEAD~N)")
+    base = BASELINE_PREFIX + args.baseline if args.baseline else None
+    known = list(SERVER_CLASSES) + [HC_VARIANT] + ([base] if base else [])
+    if args.servers is None:
+        args.server_list = None
+    else:
+        args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
+        for s in args.server_list:
+            if s.startswith(BASELINE_PREFIX) and s != base:
+                ap.error("server %r needs --baseline %s" % (s, s[len(BASELINE_PREFIX):]) if not base else
+                         "server %r: --baseline is %s, so the server is %s" % (s, args.baseline, base))
+            if s not in known:
+                ap.error("unknown server %r (choose from %s)" % (s, ", ".join(known)))
+        if len(set(args.server_list)) != len(args.server_list) or not args.server_list:
+            ap.error("--servers: a non-empty list without repeats")
+    # Per case: the static case runs no Atlas variant; the proxy case runs atlas+hc by
+    # default and atlas@REV whenever --baseline is given.
+    if args.server_list is None:
+        args.static_servers = list(ALL_SERVERS)
+        args.proxy_servers = list(PROXY_SERVERS)
+        if base:
+            args.proxy_servers.insert(args.proxy_servers.index(HC_VARIANT) + 1, base)
+    else:
+        args.static_servers = [s for s in args.server_list if not (s == HC_VARIANT or s.startswith(BASELINE_PREFIX))]
+        args.proxy_servers = list(args.server_list)
+        if base and base not in args.proxy_servers:
+            args.proxy_servers.append(base)
     args.size_list = [s.strip() for s in args.sizes.split(",") if s.strip()]
     for s in args.size_list:
         if s not in SIZES:
@@ -1381,8 +1880,16 @@ def main(argv):
 
 def run_case(case, args, command):
     """One case (static or proxy): its own temp dir and servers, its own JSON."""
+    servers = args.proxy_servers if case == "proxy" else args.static_servers
+    if not servers:
+        log("%s: none of --servers %s runs in this case (atlas+hc and atlas@REV are the proxy case's): skipped"
+            % (case, args.servers))
+        return 0
+    if case != "proxy" and args.server_list and len(servers) < len(args.server_list):
+        log("%s: %s run in the proxy case only: left out here" % (
+            case, ", ".join(s for s in args.server_list if s not in servers)))
+    args.name_w = max([8] + [len(n) for n in servers])
     h = Harness(args)
-    servers = args.server_list
     started_at = datetime.datetime.now()
     record = {"case": case, "command": command, "argv": sys.argv,
               "started": started_at.isoformat(timespec="seconds"),
@@ -1411,13 +1918,29 @@ def run_case(case, args, command):
                              "owned by the proxy, and new TIME_WAIT ones between the two samples (= upstream "
                              "connections the proxy closed, so reconnects)")
         m["targets"] = {"req_per_cpu1_s_of_medians": PROXY_TARGETS}
+        m["variants"] = {
+            HC_VARIANT: ("the atlas config plus, on the upstream, `%s`, and `[admin] listen = \"127.0.0.1:PORT\"`; "
+                         "during each of its runs (warm-ups included) a thread of bench.py pinned to CPU %d GETs "
+                         "/metrics every %.0f s on one keep-alive connection (http.client; a stale one is reopened "
+                         "and the request resent once): scrapes and failures per run in `scrapes` / "
+                         "`warmup_scrapes`, a failed scrape flags the run" % (HC_HEALTH, CLIENT_CPU, SCRAPE_INTERVAL)),
+            "atlas@REV": ("--baseline REV: REV built into %s (git worktree add --detach in a temp dir, meson setup "
+                          "+ meson compile, worktree removed), run with the atlas config and its own module_dir"
+                          % os.path.relpath(BASELINE_DIR, ROOT))}
+        m["costs"] = ("summary.costs: atlas/atlas+hc and, with --baseline, atlas/atlas@REV and "
+                      "atlas+hc/atlas@REV, of req/CPU1-s and req/s (ratio of medians and median of per-round "
+                      "ratios); `lost` = how much lower the side with health checks + metrics is; the bound is "
+                      "%.0f%% of req/CPU1-s (ratio of medians)" % (100 * HC_MAX_COST))
     rc = 0
     try:
         log("command: %s" % command)
-        record["preflight_load"] = preflight(h, args, servers, case)
-        record["versions"] = versions(servers, h.atlas)
+        preflight(h, args, servers, case)
+        if case == "proxy" and args.baseline:
+            h.baseline = record["baseline"] = build_baseline(args.baseline)
+        record["preflight_load"] = background_load()
+        record["versions"] = versions(servers, h.atlas, h.baseline)
         for k in ["kernel", "cpu", "wrk"] + servers:
-            log("  %-8s %s" % (k, record["versions"][k]))
+            log("  %-*s %s" % (args.name_w, k, record["versions"][k]))
         pl = record["preflight_load"]
         log("  background load before start: CPU %d %.0f%% busy, CPU %d %.0f%% busy, loadavg %s" % (
             CLIENT_CPU, 100 * pl["cpu%d_busy" % CLIENT_CPU], SERVER_CPU, 100 * pl["cpu%d_busy" % SERVER_CPU],
@@ -1425,8 +1948,10 @@ def run_case(case, args, command):
         if max(pl["cpu%d_busy" % CLIENT_CPU], pl["cpu%d_busy" % SERVER_CPU]) > 0.10:
             log("  WARNING: the machine is not idle: results are noisy (see the per-run flags)")
         h.make_docroot()
-        if "atlas" in servers:
+        if any(is_atlas(n) and not n.startswith(BASELINE_PREFIX) for n in servers):
             h.atlas_server_extra()
+        if h.baseline:
+            h.atlas_server_extra(h.baseline["atlasd"], h.baseline["module_dir"])
         for note in h.notes:
             log("  note: %s" % note)
         if case == "proxy":
