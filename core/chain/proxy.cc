@@ -44,7 +44,6 @@ struct upconn {
     uint64_t retire_at = UINT64_MAX;
     bool reused = false;           // served a request before this one
     bool got_bytes = false;        // any response byte for the current call
-    bool was_connecting = false;   // the current call waited for this connection's connect
 };
 
 upconn *up_of(conn *uc) { return static_cast<upconn *>(uc->upstream); }
@@ -529,7 +528,6 @@ void attach(worker &w, call *k, conn *uc) {
     }
     u->owner = k;
     u->got_bytes = false;
-    u->was_connecting = uc->connecting;
     u->started = u->last_recv = w.now_ms_;
     u->retire_at = UINT64_MAX;
     k->uc = uc;
@@ -565,9 +563,6 @@ enum class phase {
     sent,     // it may have: only a replayable one, and only before any response byte
 };
 
-// The attempt failed before anything went to the client: the request goes to another
-// server when the upstream's retries, the budget and the request allow it, else the
-// client gets `status`.
 // Is there a usable server this request has not been sent to yet?
 bool another_server(worker &w, const call *k) {
     const upstream::membership &m = *w.view(*k->up->group).m;
@@ -579,6 +574,9 @@ bool another_server(worker &w, const call *k) {
     return false;
 }
 
+// The attempt failed before anything went to the client: the request goes to another
+// server when the upstream's retries, the budget and the request allow it, else the
+// client gets `status`.
 void retry_or_fail(worker &w, call *k, phase p, unsigned status, const char *why) {
     exchange *ex = k->ex;
     bool replayable = p == phase::connect || (k->may_replay && k->replayable);

@@ -140,16 +140,13 @@ bool worker::setup(std::string &err) {
         CPU_SET(cpus[index_ % cpus.size()], &set);
         pthread_setaffinity_np(pthread_self(), sizeof set, &set);
     }
-    std::vector<std::pair<int, const listener_rt *>> opened;
     for (const listener_rt &l : rt_->listeners) {
         for (const net::address &a : l.addresses) {
             int fd = net::listen_socket(a, 4096, err);
-            if (fd < 0) {
+            if (fd < 0) {  // run() closes those opened so far
                 err = l.cfg->key + ": " + err;
-                for (auto &[f, _] : opened) close(f);
                 return false;
             }
-            opened.emplace_back(fd, &l);
             add_listener(fd, l, listen_key(a));
         }
     }
@@ -208,9 +205,14 @@ void worker::maybe_retire(const runtime *rt) {
     runtime_use *u = use_of(rt);
     if (!u || u->conns || u->rt == rt_) return;
     access_log::flush(*this);  // lines for its log files go out before the files close
-    destroy_states(*u->rt);
-    u->rt->workers_done.fetch_add(1, std::memory_order_release);
+    std::shared_ptr<runtime> gone = std::move(u->rt);
     std::erase_if(live_, [rt](const runtime_use &x) { return x.rt.get() == rt; });
+    destroy_states(*gone);
+    // Our reference goes before the main thread hears of it: the runtime must be freed
+    // there (module configs are destroyed on the main thread), which holds it until then.
+    std::atomic<uint32_t> &done = gone->workers_done;
+    gone.reset();
+    done.fetch_add(1, std::memory_order_release);
 }
 
 void worker::rebind(conn *c, const std::shared_ptr<runtime> &rt) {
