@@ -218,6 +218,15 @@ void post_report(call *k, upstream::report::kind what, uint32_t n, std::string_v
     k->rt->registry->post({k->up->group->slot, k->srv->id, what, n, std::string(why)});
 }
 
+// A threshold was reached: every worker stops picking the server now (dispatch reads its
+// state), before the main thread's state machine has made it official and published it.
+// The main thread writes the state again when it applies the report.
+void trip(call *k, upstream::report::kind what, upstream::server_state to, uint32_t n, std::string_view why) {
+    upstream::server_state up = upstream::server_state::up;
+    k->srv->state.compare_exchange_strong(up, to, std::memory_order_relaxed);
+    post_report(k, what, n, why);
+}
+
 // The current attempt failed because of the server. `connection`: refused, reset, closed
 // or timed out (what passive detection counts), else a protocol error (only the circuit
 // breaker counts those). A client that went away never gets here.
@@ -235,9 +244,9 @@ void server_failed(worker &w, call *k, std::string_view why, bool connection) {
     if (s->state.load(std::memory_order_relaxed) != upstream::server_state::up) return;
     const config::upstream &cfg = *k->up->cfg;
     if (connection && cfg.passive.fails && fails >= cfg.passive.fails)
-        post_report(k, upstream::report::kind::failure, fails, why);
+        trip(k, upstream::report::kind::failure, upstream::server_state::down, fails, why);
     else if (cfg.breaker.failures && errors >= cfg.breaker.failures)
-        post_report(k, upstream::report::kind::breaker, errors, why);
+        trip(k, upstream::report::kind::breaker, upstream::server_state::open, errors, why);
 }
 
 // The server answered with a response head: counted, and a 5xx feeds the breaker.
@@ -246,8 +255,7 @@ void server_answered(worker &w, call *k, unsigned status) {
     if (!s) return;
     upstream::server_shard &sh = shard_of(w, s);
     sh.responses[upstream::status_class(status)].add();
-    uint64_t now_us = event::monotonic_us();
-    sh.latency.observe(now_us > k->attempt_us ? now_us - k->attempt_us : 0);
+    sh.latency.observe(w.now_us_ > k->attempt_us ? w.now_us_ - k->attempt_us : 0);
     // The server is reachable: passive failures in a row end here.
     if (s->consecutive_failures.load(std::memory_order_relaxed)) s->consecutive_failures.store(0, std::memory_order_relaxed);
     char why[32] = "";
@@ -259,7 +267,7 @@ void server_answered(worker &w, call *k, unsigned status) {
             post_report(k, upstream::report::kind::probe_failed, 0, why);
         } else if (k->up->cfg->breaker.failures && errors >= k->up->cfg->breaker.failures &&
                    s->state.load(std::memory_order_relaxed) == upstream::server_state::up) {
-            post_report(k, upstream::report::kind::breaker, errors, why);
+            trip(k, upstream::report::kind::breaker, upstream::server_state::open, errors, why);
         }
         return;
     }
@@ -531,7 +539,7 @@ void attach(worker &w, call *k, conn *uc) {
     u->started = u->last_recv = w.now_ms_;
     u->retire_at = UINT64_MAX;
     k->uc = uc;
-    k->attempt_us = event::monotonic_us();
+    k->attempt_us = w.now_us_;
     upstream_write(w, k, k->buf.head);
     upstream_write(w, k, k->buf.replay);
     // A new connection holds the body back until its connect is through; a pooled one
@@ -627,7 +635,8 @@ void dispatch(worker &w, call *k) {
             for (size_t i = 0; i < n; ++i) loads[i] = m.servers[i]->inflight.load(std::memory_order_relaxed);
             ctx.inflight = loads.data();
         }
-        // A half-open server takes one probe request at a time: when another worker or
+        // A server just tripped (down or open before the membership says so) is skipped;
+        // a half-open one takes one probe request at a time: when another worker or
         // request holds it, pick again without it.
         for (size_t round = 0; round <= n; ++round) {
             index = policy->pick(state, &ctx);
@@ -636,8 +645,9 @@ void dispatch(worker &w, call *k) {
                 break;
             }
             upstream::server *s = m.servers[size_t(index)];
-            if (s->state.load(std::memory_order_relaxed) != upstream::server_state::half_open) break;
-            if (!s->probe_taken.exchange(true, std::memory_order_relaxed)) {
+            upstream::server_state st = s->state.load(std::memory_order_relaxed);
+            if (st == upstream::server_state::up) break;
+            if (st == upstream::server_state::half_open && !s->probe_taken.exchange(true, std::memory_order_relaxed)) {
                 k->probe = true;
                 break;
             }

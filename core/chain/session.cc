@@ -107,8 +107,7 @@ void destroy_exchange(worker &w, exchange *ex) {
 void count_exchange(worker &w, exchange *ex, unsigned status) {
     const listener_rt *l = ex->c ? ex->c->listener : nullptr;
     if (!l) return;
-    uint64_t now = event::monotonic_us();
-    uint64_t us = now > ex->start_us ? now - ex->start_us : 0;
+    uint64_t us = w.now_us_ > ex->start_us ? w.now_us_ - ex->start_us : 0;
     if (ex->route) ex->route->stats[w.index_].count(status, us);
     else l->stats[w.index_].unrouted.count(status, us);
 }
@@ -255,7 +254,7 @@ void start_exchange(worker &w, conn *c, std::string_view raw, const http::reques
     exchange *ex = w.alloc_exchange();
     ex->c = c;
     ex->start_ms = w.now_ms_;
-    ex->start_us = event::monotonic_us();
+    ex->start_us = w.now_us_;
     ex->head_buf.assign(raw.begin(), raw.end());
     const char *from = raw.data();
     const char *to = ex->head_buf.data();

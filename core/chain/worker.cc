@@ -206,7 +206,7 @@ void worker::maybe_retire(const runtime *rt) {
     if (!u || u->conns || u->rt == rt_) return;
     access_log::flush(*this);  // lines for its log files go out before the files close
     std::shared_ptr<runtime> gone = std::move(u->rt);
-    std::erase_if(live_, [rt](const runtime_use &x) { return x.rt.get() == rt; });
+    live_.erase(live_.begin() + (u - live_.data()));
     destroy_states(*gone);
     // Our reference goes before the main thread hears of it: the runtime must be freed
     // there (module configs are destroyed on the main thread), which holds it until then.
@@ -282,14 +282,16 @@ void worker::run() {
         finished_ = true;
         return;
     }
-    now_ms_ = event::monotonic_ms();
+    now_us_ = event::monotonic_us();
+    now_ms_ = now_us_ / 1000;
     dates_.refresh();
     next_sweep_ = now_ms_ + sweep_interval_ms;
     while (!exit_) {
         int64_t wait = timers_.wait_ms(now_ms_, int64_t(next_sweep_ > now_ms_ ? next_sweep_ - now_ms_ : 0));
         ring_.run_once(dirty_.empty() && later_.empty() ? wait : 0, &worker::on_completion, this);
         send_slots_used_ = 0;  // submitted: the kernel has its own copy of every msghdr
-        now_ms_ = event::monotonic_ms();
+        now_us_ = event::monotonic_us();
+        now_ms_ = now_us_ / 1000;
         dates_.refresh();
         timers_.expire(now_ms_);
         if (now_ms_ >= next_sweep_) {

@@ -46,7 +46,7 @@ struct exchange {
     std::string host;                     // lowercase, without port
 
     uint64_t start_ms = 0;                // head complete (the access log's duration)
-    uint64_t start_us = 0;                // the same, precise (latency histograms)
+    uint64_t start_us = 0;                // the same in microseconds (latency histograms)
 
     enum class body_mode : uint8_t { none, length, chunked } body = body_mode::none;
     uint64_t body_left = 0;
@@ -224,6 +224,8 @@ public:
     event::ring ring_;
     event::timer_heap timers_;
     event::date_cache dates_;
+    // The loop turn's time, read once per turn: what latencies and timeouts count in.
+    uint64_t now_us_ = 0;
     uint64_t now_ms_ = 0;
     uint64_t next_sweep_ = 0;
     std::vector<std::unique_ptr<listen_socket>> listens_;

@@ -258,6 +258,10 @@ int daemon::run() {
 
     while (!(draining_ && all_finished())) {
         loop_.turn(draining_ ? 50 : -1);
+        // Also take pending signals directly: under valgrind (which emulates signal
+        // delivery) the signalfd never becomes readable; the 1 s tick bounds the delay.
+        timespec zero{0, 0};
+        for (int sig; (sig = sigtimedwait(&sigs_, nullptr, &zero)) > 0;) on_signal(sig);
         if (draining_ && loop_.now_ms() > drain_deadline_) {
             chain::log::warn("drain_timeout reached: closing the remaining connections");
             for (auto &w : workers_) w->stop_now();

@@ -218,10 +218,15 @@ void registry::check_result(group &g, server &s, bool pass, std::string_view det
 void registry::apply(group &g, const report &r, uint64_t now) {
     server *s = g.find_id(r.server_id);
     if (!s || s->retired.load(std::memory_order_relaxed)) return;
+    // A report about failures in a row is stale once a success or a state change reset
+    // the count it was made at (a server that came back must not fall for old news).
+    bool stale = (r.what == report::kind::failure &&
+                  s->consecutive_failures.load(std::memory_order_relaxed) < r.consecutive) ||
+                 (r.what == report::kind::breaker && s->consecutive_errors.load(std::memory_order_relaxed) < r.consecutive);
     bool moved = false;
     switch (r.what) {
-        case report::kind::failure: moved = s->health.passive_failure(r.why, r.consecutive, now); break;
-        case report::kind::breaker: moved = s->health.breaker_trip(r.why, r.consecutive, now); break;
+        case report::kind::failure: moved = !stale && s->health.passive_failure(r.why, r.consecutive, now); break;
+        case report::kind::breaker: moved = !stale && s->health.breaker_trip(r.why, r.consecutive, now); break;
         case report::kind::probe_ok: moved = s->health.probe_result(true, r.why, now); break;
         case report::kind::probe_failed: moved = s->health.probe_result(false, r.why, now); break;
         case report::kind::probe_dropped:
@@ -232,6 +237,10 @@ void registry::apply(group &g, const report &r, uint64_t now) {
     if (moved) {
         changed(g, *s);
         publish(g, now);
+    } else {
+        // A worker may have marked the server ahead of this (a trip): the state machine
+        // has the last word.
+        s->state.store(s->health.state(), std::memory_order_relaxed);
     }
 }
 

@@ -49,11 +49,12 @@ def as_bytes(v):
 
 
 class DefaultSite(unittest.TestCase):
-    """`atlasd -c <repo>/configs` serves the embedded default site on 127.0.0.1:8080."""
+    """`atlasd -c <repo>/configs` serves the embedded default site on 127.0.0.1:8080, and
+    its admin API on 127.0.0.1:9901."""
 
     def test_default_config_serves_html_via_curl(self):
-        if not port_is_free(8080):
-            self.skipTest("127.0.0.1:8080 is busy; the default config listens there")
+        if not port_is_free(8080) or not port_is_free(9901):
+            self.skipTest("127.0.0.1:8080 or :9901 is busy; the default config listens there")
         configs = os.path.join(REPO, "configs")
         with Atlas(config_dir=configs, port=8080):
             p = subprocess.run(["curl", "-si", "--max-time", "30",
@@ -68,6 +69,10 @@ class DefaultSite(unittest.TestCase):
                      if l.lower().startswith("content-type:")]
             self.assertEqual(len(ctype), 1, head)
             self.assertEqual(ctype[0].split(";")[0].strip().lower(), "text/html", head)
+            p = subprocess.run(["curl", "-s", "--max-time", "30", "http://127.0.0.1:9901/status"],
+                               capture_output=True, timeout=60)
+            self.assertEqual(p.returncode, 0)
+            self.assertIn(b'"active_backends"', p.stdout)
 
 
 class StaticSite(unittest.TestCase):

@@ -140,6 +140,18 @@ TEST_CASE("reports from workers move the state and publish; Retry-After knows wh
     r.take_reports(4200);
     CHECK(s->state.load() == server_state::up);
 
+    // A report made before a success (or a state change) reset the count is old news.
+    rep.what = report::kind::failure;
+    rep.consecutive = 1;
+    s->consecutive_failures.store(0);
+    r.post(rep);
+    r.take_reports(4250);
+    CHECK(s->state.load() == server_state::up);
+    s->state.store(server_state::down);  // a worker's trip ahead of it is undone too
+    r.post(rep);
+    r.take_reports(4260);
+    CHECK(s->state.load() == server_state::up);
+
     rep.server_id = 999;  // a server that does not exist (or was freed) is ignored
     rep.what = report::kind::failure;
     r.post(rep);
