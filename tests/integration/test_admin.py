@@ -111,6 +111,14 @@ COUNTER_KEYS = {"requests", "retries", "failures", "responses", "pool_hits", "po
 CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"]
 
 
+def close_started(cls, names):
+    """Stops, in order, those of the class's `names` (Atlas, Backend) that were started."""
+    for name in names:
+        obj = cls.__dict__.get(name)
+        if obj is not None:
+            obj.__exit__(None, None, None)
+
+
 class WithBackends:
     """Mixin: b1 and b2 for the whole class; self.start(text) runs an atlasd for one test."""
 
@@ -281,10 +289,7 @@ class Views(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        for name in ("atlas", "b2", "b1"):
-            obj = cls.__dict__.get(name)
-            if obj is not None:
-                obj.__exit__(None, None, None)
+        close_started(cls, ("atlas", "b2", "b1"))
 
     def get(self, path):
         status, r, doc = call(self.port, "GET", path)
@@ -848,10 +853,7 @@ class Metrics(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        for name in ("atlas", "b2", "b1"):
-            obj = cls.__dict__.get(name)
-            if obj is not None:
-                obj.__exit__(None, None, None)
+        close_started(cls, ("atlas", "b2", "b1"))
 
     def settle(self, fn, want, what):
         """Poll the metrics until fn(families) reaches want; then it must be exactly want."""
