@@ -116,30 +116,31 @@ void listener_metrics(writer &out, const chain::runtime &rt) {
         out.sample("atlas_connections_accepted_total", label("listener", l.cfg->name),
                    sum(l.stats.get(), n, [](const chain::listener_shard &s) { return s.accepted.get(); }));
 
+    // Every route of every listener, and per listener what no route took ("none").
+    auto each_http = [&](auto &&fn) {
+        for (const chain::listener_rt &l : rt.listeners) {
+            std::string lbl = label("listener", l.cfg->name);
+            for (const chain::route_rt &r : l.routes)
+                fn(lbl + "," + label("route", r.key), [&r](uint32_t w) -> const chain::http_shard & { return r.stats[w]; });
+            fn(lbl + "," + label("route", "none"),
+               [&l](uint32_t w) -> const chain::http_shard & { return l.stats[w].unrouted; });
+        }
+    };
     out.family("atlas_http_requests_total", "counter",
                "HTTP exchanges by listener, route (none: no route or rejected by the codec) and status class.");
-    auto requests = [&](const std::string &base, const chain::http_shard *shards) {
-        for (size_t c = 0; c < 5; ++c)
-            out.sample("atlas_http_requests_total", base + "," + label("code", class_label[c]),
-                       sum(shards, n, [c](const chain::http_shard &s) { return s.responses[c].get(); }));
-    };
-    for (const chain::listener_rt &l : rt.listeners) {
-        std::string lbl = label("listener", l.cfg->name);
-        for (const chain::route_rt &r : l.routes) requests(lbl + "," + label("route", r.key), r.stats.get());
-        for (size_t c = 0; c < 5; ++c)
-            out.sample("atlas_http_requests_total", lbl + "," + label("route", "none") + "," + label("code", class_label[c]),
-                       sum(l.stats.get(), n, [c](const chain::listener_shard &s) { return s.unrouted.responses[c].get(); }));
-    }
+    each_http([&](const std::string &lbl, auto &&shard) {
+        for (size_t c = 0; c < 5; ++c) {
+            uint64_t total = 0;
+            for (uint32_t w = 0; w < n; ++w) total += shard(w).responses[c].get();
+            out.sample("atlas_http_requests_total", lbl + "," + label("code", class_label[c]), total);
+        }
+    });
     out.family("atlas_http_request_duration_seconds", "histogram",
                "From a request head's arrival to its whole response being queued.");
-    for (const chain::listener_rt &l : rt.listeners) {
-        std::string lbl = label("listener", l.cfg->name);
-        for (const chain::route_rt &r : l.routes)
-            out.histogram_samples("atlas_http_request_duration_seconds", lbl + "," + label("route", r.key), n,
-                                  [&](uint32_t w) -> const histogram & { return r.stats[w].duration; });
-        out.histogram_samples("atlas_http_request_duration_seconds", lbl + "," + label("route", "none"), n,
-                              [&](uint32_t w) -> const histogram & { return l.stats[w].unrouted.duration; });
-    }
+    each_http([&](const std::string &lbl, auto &&shard) {
+        out.histogram_samples("atlas_http_request_duration_seconds", lbl, n,
+                              [&](uint32_t w) -> const histogram & { return shard(w).duration; });
+    });
 }
 
 void upstream_metrics(writer &out, const upstream::registry &reg) {

@@ -80,9 +80,8 @@ void put_json_string(std::string &out, std::string_view v) {
 }
 
 std::string_view header(const exchange *ex, std::string_view lower_name) {
-    for (const http::header_field &h : ex->req_headers)
-        if (http::chars::iequals(h.name, lower_name)) return h.value;
-    return {};
+    const http::header_field *h = ex->find_header(lower_name);
+    return h ? h->value : std::string_view();
 }
 
 // An address as logs show it (nginx's $remote_addr): "1.2.3.4:5678" -> "1.2.3.4",

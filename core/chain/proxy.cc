@@ -32,6 +32,8 @@ constexpr uint32_t max_response_headers = 100;
 // A pooled connection is retired this long before the upstream's own Keep-Alive timeout,
 // so we never send on a connection the upstream is closing (the keep-alive race).
 constexpr uint64_t keepalive_margin_ms = 1000;
+// The retry budget a worker may save up in quiet times, in retries.
+constexpr uint64_t max_saved_retries = 100;
 
 // What a connection to an upstream server carries besides the worker's conn.
 struct upconn {
@@ -121,12 +123,6 @@ bool idempotent_method(std::string_view m) {
     return m == "GET" || m == "HEAD" || m == "PUT" || m == "DELETE" || m == "OPTIONS" || m == "TRACE";
 }
 
-bool has_header(const exchange *ex, std::string_view name) {
-    for (const http::header_field &f : ex->req_headers)
-        if (response_headers::iequals_nocase(f.name, name)) return true;
-    return false;
-}
-
 void detach(worker &w, call *k, bool keep);
 
 // Writes "N" seconds for Retry-After: until the first server may take traffic again.
@@ -149,10 +145,8 @@ void fail(worker &w, call *k, unsigned status, const char *why, unsigned retry_a
     if (!ex->head_sent) {
         ex->resp_headers.clear();
         if (retry_after) ex->resp_headers.append("Retry-After: ").append(std::to_string(retry_after)).append("\r\n");
-        std::string_view reason = status == 504   ? "504 Gateway Timeout\n"
-                                  : status == 503 ? "503 Service Unavailable\n"
-                                                  : "502 Bad Gateway\n";
-        session::respond(ex, status, "text/plain", reason);
+        std::string body = std::to_string(status) + " " + std::string(http::reason_phrase(status)) + "\n";
+        session::respond(ex, status, "text/plain", body);
     } else {
         w.hard_close(ex->c);
     }
@@ -227,13 +221,11 @@ void trip(call *k, upstream::report::kind what, upstream::server_state to, uint3
     post_report(k, what, n, why);
 }
 
-// The current attempt failed because of the server. `connection`: refused, reset, closed
-// or timed out (what passive detection counts), else a protocol error (only the circuit
-// breaker counts those). A client that went away never gets here.
-void server_failed(worker &w, call *k, std::string_view why, bool connection) {
+// One error of the current attempt's server, in a row with those before it: a failed
+// probe's verdict, or what passive detection (`connection`: refused, reset, closed, timed
+// out) and the circuit breaker (those, 5xx and protocol errors) count towards a trip.
+void count_error(call *k, std::string_view why, bool connection) {
     upstream::server *s = k->srv;
-    if (!s) return;
-    shard_of(w, s).failures.add();
     uint32_t fails = connection ? s->consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1 : 0;
     uint32_t errors = s->consecutive_errors.fetch_add(1, std::memory_order_relaxed) + 1;
     if (k->probe) {
@@ -249,6 +241,19 @@ void server_failed(worker &w, call *k, std::string_view why, bool connection) {
         trip(k, upstream::report::kind::breaker, upstream::server_state::open, errors, why);
 }
 
+// Ends a run of errors: only a store when there was one (no write to a shared line per request).
+void clear_run(std::atomic<uint32_t> &n) {
+    if (n.load(std::memory_order_relaxed)) n.store(0, std::memory_order_relaxed);
+}
+
+// The current attempt failed because of the server (see count_error for `connection`).
+// A client that went away never gets here.
+void server_failed(worker &w, call *k, std::string_view why, bool connection) {
+    if (!k->srv) return;
+    shard_of(w, k->srv).failures.add();
+    count_error(k, why, connection);
+}
+
 // The server answered with a response head: counted, and a 5xx feeds the breaker.
 void server_answered(worker &w, call *k, unsigned status) {
     upstream::server *s = k->srv;
@@ -256,22 +261,14 @@ void server_answered(worker &w, call *k, unsigned status) {
     upstream::server_shard &sh = shard_of(w, s);
     sh.responses[upstream::status_class(status)].add();
     sh.latency.observe(w.now_us_ > k->attempt_us ? w.now_us_ - k->attempt_us : 0);
-    // The server is reachable: passive failures in a row end here.
-    if (s->consecutive_failures.load(std::memory_order_relaxed)) s->consecutive_failures.store(0, std::memory_order_relaxed);
+    clear_run(s->consecutive_failures);  // it is reachable
     char why[32] = "";
     if (status >= 500 || k->probe) std::snprintf(why, sizeof why, "status %u", status);  // for a report only
     if (status >= 500) {
-        uint32_t errors = s->consecutive_errors.fetch_add(1, std::memory_order_relaxed) + 1;
-        if (k->probe) {
-            k->probe = false;
-            post_report(k, upstream::report::kind::probe_failed, 0, why);
-        } else if (k->up->cfg->breaker.failures && errors >= k->up->cfg->breaker.failures &&
-                   s->state.load(std::memory_order_relaxed) == upstream::server_state::up) {
-            trip(k, upstream::report::kind::breaker, upstream::server_state::open, errors, why);
-        }
+        count_error(k, why, false);
         return;
     }
-    if (s->consecutive_errors.load(std::memory_order_relaxed)) s->consecutive_errors.store(0, std::memory_order_relaxed);
+    clear_run(s->consecutive_errors);
     if (k->probe) {
         k->probe = false;
         post_report(k, upstream::report::kind::probe_ok, 0, why);
@@ -610,7 +607,7 @@ void retry_or_fail(worker &w, call *k, phase p, unsigned status, const char *why
 // server at all, else the last failure's 502.
 void dispatch(worker &w, call *k) {
     const upstream_rt *up = k->up;
-    const upstream_view &v = w.view(*up->group);
+    upstream_view &v = w.view(*up->group);
     const upstream::membership &m = *v.m;
     const atlas_lb_policy_t *policy = up->lb->lb;
     void *state = k->rt->state(w.index_, up->lb->slot);
@@ -672,10 +669,8 @@ void dispatch(worker &w, call *k) {
     if (policy->on_take) policy->on_take(state, uint32_t(index));
     upstream::server_shard &sh = shard_of(w, server);
     sh.attempts.add();
-    if (k->attempts++ == 0) {
-        upstream_view &mv = w.view(*up->group);
-        uint64_t cap = 100000;  // at most 100 retries saved up
-        mv.retry_milli = std::min<uint64_t>(cap, mv.retry_milli + up->cfg->retry.budget_percent * 10);
+    if (k->attempts++ == 0) {  // a first attempt earns budget_percent of a retry
+        v.retry_milli = std::min<uint64_t>(max_saved_retries * 1000, v.retry_milli + up->cfg->retry.budget_percent * 10);
     } else {
         sh.retries.add();
     }
@@ -714,7 +709,7 @@ int32_t forward(exchange *ex, const atlas_proxy_options_t *opt) {
     k->is_head = ex->head.is_head;
     // RFC 9110 9.2.2; a non-idempotent request only with an Idempotency-Key (IETF
     // httpapi draft): its sender asked for the server to dedupe repeats.
-    k->may_replay = idempotent_method(ex->head.method) || has_header(ex, "Idempotency-Key");
+    k->may_replay = idempotent_method(ex->head.method) || ex->find_header("idempotency-key");
     ex->proxy = k;
 
     // One client identity: the peer, or what a trusted proxy's header says.

@@ -273,23 +273,21 @@ void bind_upstreams(runtime &rt, upstream::registry &reg, uint64_t now) {
 
 std::string listen_key(const net::address &a) { return net::to_string(a); }
 
-namespace {
-
-bool listens_on(const runtime &rt, const std::string &key) {
+const listener_rt *listener_on(const runtime &rt, const std::string &key) {
+    if (key.ends_with(":0")) return nullptr;  // a new random port each time
     for (const listener_rt &l : rt.listeners)
         for (const net::address &a : l.addresses)
-            if (listen_key(a) == key && !key.ends_with(":0")) return true;
-    return false;
+            if (listen_key(a) == key) return &l;
+    return nullptr;
 }
-
-}  // namespace
 
 bool open_new_listeners(const runtime &next, const runtime &current, std::vector<listen_fds> &out, std::string &err) {
     out.assign(next.workers, {});
     for (size_t i = 0; i < next.listeners.size(); ++i) {
         const listener_rt &l = next.listeners[i];
         for (const net::address &a : l.addresses) {
-            if (listens_on(current, listen_key(a))) continue;
+            std::string key = listen_key(a);
+            if (listener_on(current, key)) continue;
             for (uint32_t w = 0; w < next.workers; ++w) {
                 int fd = net::listen_socket(a, 4096, err);
                 if (fd < 0) {
@@ -299,7 +297,7 @@ bool open_new_listeners(const runtime &next, const runtime &current, std::vector
                     out.clear();
                     return false;
                 }
-                out[w].fds.push_back({i, fd});
+                out[w].fds.push_back({i, fd, key});
             }
         }
     }

@@ -146,6 +146,7 @@ void bind_upstreams(runtime &rt, upstream::registry &reg, uint64_t now);
 struct new_listen_socket {
     size_t listener = 0;  // index in the new runtime's listeners
     int fd = -1;
+    std::string key;      // its address (listen_key)
 };
 struct listen_fds {
     std::vector<new_listen_socket> fds;
@@ -158,6 +159,9 @@ bool open_new_listeners(const runtime &next, const runtime &current, std::vector
 
 // The canonical text of a listening address, to match listeners across reloads.
 std::string listen_key(const net::address &a);
+// The listener of `rt` on address `key`; nullptr when none (or a port-0 address, which
+// binds a new random port each time and so never matches).
+const listener_rt *listener_on(const runtime &rt, const std::string &key);
 
 // SIGUSR1 (logrotate): each access log file is opened again by its path and put in place
 // of the old descriptor (dup2), so workers go on writing to the same fd number. Problems

@@ -15,6 +15,7 @@
 #include "chain/l4.hh"
 #include "chain/log.hh"
 #include "chain/session.hh"
+#include "http/chars.hh"
 
 namespace atlas::chain {
 
@@ -58,6 +59,12 @@ void exchange::reset() {
     switching = false;
     pending_segments = 0;
     finished = false;
+}
+
+const http::header_field *exchange::find_header(std::string_view lower_name) const {
+    for (const http::header_field &h : req_headers)
+        if (http::chars::iequals(h.name, lower_name)) return &h;
+    return nullptr;
 }
 
 worker::worker(uint32_t index, uint32_t count, std::shared_ptr<runtime> rt)
@@ -235,22 +242,10 @@ void worker::adopt(std::shared_ptr<runtime> next, std::vector<new_listen_socket>
     // others close. New addresses come with their sockets.
     for (auto &ls : listens_) {
         if (ls->fd < 0) continue;
-        const listener_rt *target = nullptr;
-        for (const listener_rt &l : next->listeners)
-            for (const net::address &a : l.addresses)
-                if (listen_key(a) == ls->key && !ls->key.ends_with(":0")) target = &l;
-        if (target) ls->listener = target;
+        if (const listener_rt *target = listener_on(*next, ls->key)) ls->listener = target;
         else close_listener(*ls);
     }
-    for (const new_listen_socket &n : sockets) {
-        const listener_rt &l = next->listeners[n.listener];
-        sockaddr_storage ss;
-        socklen_t len = sizeof ss;
-        char text[64] = "";
-        if (getsockname(n.fd, reinterpret_cast<sockaddr *>(&ss), &len) == 0)
-            net::format_address(reinterpret_cast<sockaddr *>(&ss), text, sizeof text);
-        add_listener(n.fd, l, text);
-    }
+    for (const new_listen_socket &n : sockets) add_listener(n.fd, next->listeners[n.listener], n.key);
     std::shared_ptr<runtime> old = rt_;
     rt_ = next;
     live_.push_back({next, 0});

@@ -84,6 +84,8 @@ struct exchange {
     bool finished = false;          // done with on the connection; destroy when segments drain
 
     void reset();
+    // The first request field named `lower_name` (lowercase), or nullptr.
+    const http::header_field *find_header(std::string_view lower_name) const;
 };
 
 struct listen_socket {

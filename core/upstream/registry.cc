@@ -45,18 +45,24 @@ registry::~registry() {
     if (report_fd_ >= 0) ::close(report_fd_);
 }
 
-std::unique_ptr<server> registry::make_server(const server_spec &spec, bool in_config, uint64_t now) {
+std::unique_ptr<server> registry::make_server(const group &g, const server_spec &spec, bool in_config,
+                                              uint64_t now) {
     auto s = std::make_unique<server>(next_server_id_++, spec.addr, spec.address, spec.written, spec.weight, workers_);
     s->in_config = in_config;
+    s->health.configure(g.settings);
     s->health.begin(now);
     return s;
 }
 
+void registry::retire(group &g, std::unique_ptr<server> s) {
+    s->retired.store(true, std::memory_order_relaxed);
+    s->removed_at_version = 0;  // set by the publish that drops it
+    g.retired.push_back(std::move(s));
+}
+
 std::shared_ptr<group> registry::bind(const config::upstream &cfg, const std::vector<server_spec> &servers,
                                       uint64_t now) {
-    std::shared_ptr<group> g;
-    for (auto &existing : groups_)
-        if (existing && existing->name == cfg.name) g = existing;
+    std::shared_ptr<group> g = find_shared(cfg.name);
     if (!g) {
         g = std::make_shared<group>(cfg.name, uint32_t(groups_.size()), workers_);
         groups_.push_back(g);
@@ -79,7 +85,7 @@ std::shared_ptr<group> registry::bind(const config::upstream &cfg, const std::ve
                 return;
             }
         }
-        g->members.push_back(make_server(spec, in_config, now));
+        g->members.push_back(make_server(*g, spec, in_config, now));
     };
     for (const server_spec &spec : servers)
         if (!g->removed.count(spec.address)) take(spec, true);
@@ -89,12 +95,9 @@ std::shared_ptr<group> registry::bind(const config::upstream &cfg, const std::ve
         if (!net::resolve_address(written, addrs, err)) continue;  // gone from DNS: skipped this time
         for (const net::address &a : addrs) take({a, net::to_string(a), written, weight}, false);
     }
-    for (size_t i = 0; i < old.size(); ++i) {
-        if (!old[i]) continue;
-        old[i]->retired.store(true, std::memory_order_relaxed);
-        g->retired.push_back(std::move(old[i]));
-    }
-    for (auto &m : g->members) m->health.configure(g->settings);
+    for (auto &o : old)
+        if (o) retire(*g, std::move(o));
+    for (auto &m : g->members) m->health.configure(g->settings);  // the kept ones get the new settings
     publish(*g, now);
     return g;
 }
@@ -104,11 +107,13 @@ void registry::keep_only(const std::vector<std::shared_ptr<group>> &live) {
         if (g && std::find(live.begin(), live.end(), g) == live.end()) g.reset();
 }
 
-group *registry::find(std::string_view name) const {
+std::shared_ptr<group> registry::find_shared(std::string_view name) const {
     for (const auto &g : groups_)
-        if (g && g->name == name) return g.get();
+        if (g && g->name == name) return g;
     return nullptr;
 }
+
+group *registry::find(std::string_view name) const { return find_shared(name).get(); }
 
 void registry::publish(group &g, uint64_t now) {
     auto m = std::make_shared<membership>();
@@ -152,26 +157,13 @@ registry::change registry::add_server(group &g, const std::vector<server_spec> &
         for (const auto &m : g.members)
             if (m->address == spec.address) return change::exists;
     for (const server_spec &spec : specs) {
-        bool configured = g.removed.erase(spec.address) > 0;
         // A config server taken out and put back is the config's again.
-        if (configured) {
-            g.members.push_back(make_server(spec, true, now));
-        } else {
-            g.added[spec.written] = spec.weight;
-            g.members.push_back(make_server(spec, false, now));
-        }
-        g.members.back()->health.configure(g.settings);
+        bool configured = g.removed.erase(spec.address) > 0;
+        if (!configured) g.added[spec.written] = spec.weight;
+        g.members.push_back(make_server(g, spec, configured, now));
     }
     publish(g, now);
     return change::ok;
-}
-
-void registry::retire(group &g, size_t index) {
-    std::unique_ptr<server> s = std::move(g.members[index]);
-    g.members.erase(g.members.begin() + long(index));
-    s->retired.store(true, std::memory_order_relaxed);
-    s->removed_at_version = 0;  // set by the publish that drops it
-    g.retired.push_back(std::move(s));
 }
 
 registry::change registry::remove_server(group &g, std::string_view address, uint64_t now) {
@@ -188,7 +180,9 @@ registry::change registry::remove_server(group &g, std::string_view address, uin
     for (size_t i = g.members.size(); i-- > 0;) {
         server &m = *g.members[i];
         bool same = &m == s || (!in_config && !m.in_config && m.written == written);
-        if (same) retire(g, i);
+        if (!same) continue;
+        retire(g, std::move(g.members[i]));
+        g.members.erase(g.members.begin() + long(i));
     }
     publish(g, now);
     return change::ok;

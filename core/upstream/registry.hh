@@ -173,8 +173,10 @@ public:
 private:
     void publish(group &g, uint64_t now);
     void apply(group &g, const report &r, uint64_t now);
-    std::unique_ptr<server> make_server(const server_spec &spec, bool in_config, uint64_t now);
-    void retire(group &g, size_t index);
+    std::unique_ptr<server> make_server(const group &g, const server_spec &spec, bool in_config, uint64_t now);
+    // Out of the membership: freed by tick() once no worker can reach it.
+    void retire(group &g, std::unique_ptr<server> s);
+    std::shared_ptr<group> find_shared(std::string_view name) const;
     void changed(group &g, server &s);
 
     uint32_t workers_;

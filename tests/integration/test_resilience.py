@@ -367,10 +367,13 @@ class Retries(unittest.TestCase):
     def test_a_client_that_goes_away_is_not_a_server_failure(self):
         extra = "passive = { fails = 1 }"
         with Backend("live") as live, Atlas(config([live.address], extra)) as a:
-            for _ in range(3):
+            for i in range(3):
                 s = connect(a.port)
                 s.sendall(b"GET /sleep/1500 HTTP/1.1\r\nHost: x\r\n\r\n")
-                time.sleep(0.2)  # the request is with the upstream (nothing is asserted on time)
+                end = time.monotonic() + WAIT  # close once the request is with the upstream
+                while sum(1 for _, p, _ in live.seen if p == "/sleep/1500") <= i:
+                    self.assertLess(time.monotonic(), end, "the request never reached the upstream")
+                    time.sleep(0.01)
                 s.close()
             self.assertEqual(request(a.port, path="/len/3").body, b"abc")
             admin = Admin(a)

@@ -431,7 +431,10 @@ class Server:
                     pass
         return "\n".join(text)
 
-    def wait_ready(self, check_name, check_body):
+    def poll_until(self, attempt, interval, what):
+        """Calls attempt() until it returns True, at most READY_TIMEOUT seconds; it returns
+        a string saying what it saw otherwise (or raises OSError). Fails when the server
+        exits meanwhile or the time is up, naming `what` and the last thing seen."""
         deadline = time.monotonic() + READY_TIMEOUT
         last = "no attempt"
         while True:
@@ -439,18 +442,25 @@ class Server:
                 raise Failure(("%s exited with status %s while starting\n%s"
                                % (self.name, self.proc.returncode, self.log_tail())).strip())
             try:
-                status, head, body = http_get(self.port, "/" + check_name, timeout=1.0)
-                if status == 200 and body == check_body:
-                    self.head_bytes = head
+                seen = attempt()
+                if seen is True:
                     return
-                last = "status %d, %d body bytes (%s)" % (
-                    status, len(body), "content differs" if len(body) == len(check_body) else "size differs")
-            except OSError as e:
-                last = str(e)
+                last = seen
+            except (OSError, http.client.HTTPException) as e:
+                last = str(e) or type(e).__name__
             if time.monotonic() > deadline:
-                raise Failure("%s not serving /%s on port %d after %.0fs: %s\n%s"
-                              % (self.name, check_name, self.port, READY_TIMEOUT, last, self.log_tail()))
-            time.sleep(0.05)
+                raise Failure("%s %s after %.0fs: %s\n%s" % (self.name, what, READY_TIMEOUT, last, self.log_tail()))
+            time.sleep(interval)
+
+    def wait_ready(self, check_name, check_body):
+        def attempt():
+            status, head, body = http_get(self.port, "/" + check_name, timeout=1.0)
+            if status == 200 and body == check_body:
+                self.head_bytes = head
+                return True
+            return "status %d, %d body bytes (%s)" % (
+                status, len(body), "content differs" if len(body) == len(check_body) else "size differs")
+        self.poll_until(attempt, 0.05, "not serving /%s on port %d" % (check_name, self.port))
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -574,35 +584,24 @@ class AtlasHC(Atlas):
     def wait_healthy(self):
         """Ready once /metrics answers, the server is up and a health check has passed."""
         t0 = time.monotonic()
-        deadline = t0 + READY_TIMEOUT
-        last = "no attempt"
-        while True:
-            if self.proc.poll() is not None:
-                raise Failure(("%s exited with status %s while starting\n%s"
-                               % (self.name, self.proc.returncode, self.log_tail())).strip())
+
+        def attempt():
+            conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=SCRAPE_TIMEOUT)
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=SCRAPE_TIMEOUT)
-                try:
-                    conn.request("GET", "/metrics")
-                    resp = conn.getresponse()
-                    body = resp.read()
-                finally:
-                    conn.close()
-                m = parse_metrics(body) if resp.status == 200 else None
-                if m and m["states"] == ["up"] and m["checks_pass"] >= 1:
-                    self.notes.append("admin on 127.0.0.1:%d; /metrics: server up, %d health check(s) passed, "
-                                      "%d failed, %.1f s after ready" % (
-                                          self.admin_port, m["checks_pass"], m["checks_fail"],
-                                          time.monotonic() - t0))
-                    return
-                last = ("status %d" % resp.status if m is None else
-                        "states %s, %d checks passed" % (m["states"], m["checks_pass"]))
-            except (OSError, http.client.HTTPException) as e:
-                last = str(e) or type(e).__name__
-            if time.monotonic() > deadline:
-                raise Failure("%s: /metrics on port %d not showing a healthy upstream after %.0fs: %s\n%s"
-                              % (self.name, self.admin_port, READY_TIMEOUT, last, self.log_tail()))
-            time.sleep(0.1)
+                conn.request("GET", "/metrics")
+                resp = conn.getresponse()
+                body = resp.read()
+            finally:
+                conn.close()
+            m = parse_metrics(body) if resp.status == 200 else None
+            if m and m["states"] == ["up"] and m["checks_pass"] >= 1:
+                self.notes.append("admin on 127.0.0.1:%d; /metrics: server up, %d health check(s) passed, "
+                                  "%d failed, %.1f s after ready" % (
+                                      self.admin_port, m["checks_pass"], m["checks_fail"], time.monotonic() - t0))
+                return True
+            return ("status %d" % resp.status if m is None else
+                    "states %s, %d checks passed" % (m["states"], m["checks_pass"]))
+        self.poll_until(attempt, 0.1, "/metrics on port %d not showing a healthy upstream" % self.admin_port)
 
 
 class AtlasBaseline(Atlas):
