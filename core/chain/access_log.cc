@@ -132,6 +132,7 @@ void write_out(int fd, std::string &buf) {
 // What one line says. An empty method means the request was rejected before it parsed.
 struct entry {
     std::string_view client, method, target, protocol, host, referer, agent, upstream;
+    const transport_info *tls = nullptr;  // the connection's handshake, when it had one
     unsigned status = 0;
     uint64_t bytes = 0, duration_ms = 0;
 };
@@ -181,6 +182,11 @@ void write_entry(worker &w, const listener_rt &l, const entry &e) {
             put_number(out, f.second);
         }
         put_texts({{"referer", e.referer}, {"user_agent", e.agent}, {"upstream", e.upstream}});
+        if (e.tls) {
+            put_texts({{"tls_protocol", e.tls->protocol}, {"tls_cipher", e.tls->cipher},
+                       {"tls_server_name", e.tls->server_name}, {"tls_alpn", e.tls->alpn}});
+            out.append(",\"tls_resumed\":").append(e.tls->resumed ? "true" : "false");
+        }
         out.append("}\n");
     }
     if (out.size() >= flush_at) write_out(l.log_fd, out);
@@ -200,6 +206,7 @@ void record(worker &w, exchange *ex, unsigned status) {
     e.referer = header(ex, "referer");
     e.agent = header(ex, "user-agent");
     e.upstream = proxy::server_of(ex);
+    if (ex->c->info_set) e.tls = ex->c->info.get();
     e.status = status;
     e.bytes = ex->head.is_head ? 0 : ex->resp_written;
     e.duration_ms = w.now_ms_ > ex->start_ms ? w.now_ms_ - ex->start_ms : 0;
@@ -211,6 +218,7 @@ void record_rejected(worker &w, conn *c, unsigned status, uint64_t bytes) {
     if (!l || l->log_fd < 0) return;
     entry e;
     e.client = without_port(w.peer_address(c));
+    if (c->info_set) e.tls = c->info.get();
     e.status = status;
     e.bytes = bytes;
     write_entry(w, *l, e);

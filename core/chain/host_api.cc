@@ -263,6 +263,8 @@ void h_conn_pause_read(atlas_conn_t *c, bool paused) { l4::pause_read(conn_of(c)
 atlas_slice_t h_conn_peer(atlas_conn_t *c) { return l4::peer(conn_of(c)); }
 int32_t h_transport_deliver(atlas_conn_t *c, atlas_slice_t plain) { return l4::transport_deliver(conn_of(c), plain); }
 int32_t h_transport_emit(atlas_conn_t *c, atlas_slice_t wire) { return l4::transport_emit(conn_of(c), wire); }
+void h_transport_eof(atlas_conn_t *c) { l4::transport_eof(conn_of(c)); }
+void h_transport_set_info(atlas_conn_t *c, const atlas_transport_info_t *info) { l4::transport_set_info(conn_of(c), info); }
 
 atlas_slice_t h_config_dir() { return slice(g_config_dir); }
 
@@ -315,6 +317,8 @@ const atlas_host_api_t g_host = {
     h_config_dir,
     h_upstream_find,
     h_proxy_forward,
+    h_transport_eof,
+    h_transport_set_info,
 };
 
 }  // namespace

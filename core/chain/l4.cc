@@ -23,10 +23,13 @@ bool usable(const conn *c) { return c && c->fd >= 0 && !c->closing; }
 const atlas_transport_t *transport_of(const conn *c) { return c->listener->transport->transport; }
 const atlas_stream_handler_t *stream_of(const conn *c) { return c->listener->stream->stream; }
 
-// Plain bytes for the chain: the stream handler, the proxy's tunnel once an Upgrade
-// switched protocols, or the HTTP codec.
+// Plain bytes for the chain: the proxy's side of an upstream connection, the stream
+// handler, the proxy's tunnel once an Upgrade switched protocols, or the HTTP codec.
 void deliver(worker &w, conn *c, const char *data, size_t len) {
-    if (c->is_stream) {
+    if (c->eof_told) return;  // nothing counts after the end of the stream
+    if (c->upstream) {
+        proxy::on_data(w, c, data, len);
+    } else if (c->is_stream) {
         if (!c->closing) stream_of(c)->on_data(c->stream_state, handle(c), {data, len});
     } else if (c->tunnel) {
         if (!c->closing && !c->close_after_flush) proxy::tunnel_from_client(w, c, data, len);
@@ -64,6 +67,12 @@ void on_wire(worker &w, conn *c, const char *data, size_t len) {
 }
 
 void on_eof(worker &w, conn *c) {
+    if (c->eof_told) return;  // a TLS close_notify told it already
+    c->eof_told = true;
+    if (c->upstream) {
+        proxy::on_eof(w, c);
+        return;
+    }
     if (c->is_stream) {
         if (stream_of(c)->on_eof) stream_of(c)->on_eof(c->stream_state, handle(c));
         else close(c);
@@ -202,6 +211,26 @@ int32_t transport_deliver(conn *c, atlas_slice_t plain) {
     if (!usable(c) || !c->has_transport) return usable(c) ? ATLAS_EINVAL : ATLAS_ECLOSED;
     if (plain.len) deliver(*c->w, c, plain.ptr, plain.len);
     return ATLAS_OK;
+}
+
+void transport_eof(conn *c) {
+    if (!usable(c) || !c->has_transport) return;
+    on_eof(*c->w, c);
+}
+
+void transport_set_info(conn *c, const atlas_transport_info_t *info) {
+    if (!usable(c) || !c->has_transport || !info || !ATLAS_HAS_FIELD(atlas_transport_info_t, info, alpn)) return;
+    if (!c->info) c->info = std::make_unique<transport_info>();
+    auto text = [](atlas_slice_t v, std::string &out) {
+        if (v.ptr) out.assign(v.ptr, v.len);
+        else out.clear();
+    };
+    text(info->protocol, c->info->protocol);
+    text(info->cipher, c->info->cipher);
+    text(info->server_name, c->info->server_name);
+    text(info->alpn, c->info->alpn);
+    c->info->resumed = ATLAS_HAS_FIELD(atlas_transport_info_t, info, resumed) && info->resumed;
+    c->info_set = true;
 }
 
 int32_t transport_emit(conn *c, atlas_slice_t wire) {

@@ -38,6 +38,8 @@ void pause_read(conn *c, bool paused);
 atlas_slice_t peer(conn *c);
 int32_t transport_deliver(conn *c, atlas_slice_t plain);
 int32_t transport_emit(conn *c, atlas_slice_t wire);
+void transport_eof(conn *c);
+void transport_set_info(conn *c, const atlas_transport_info_t *info);
 
 }  // namespace l4
 }  // namespace atlas::chain

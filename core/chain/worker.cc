@@ -440,7 +440,7 @@ void worker::on_recv(conn *c, const event::completion &cq) {
     if (!more) c->recv_armed = false;
     if (cq.res > 0 && cq.has_buffer()) {
         uint16_t bid = cq.buffer_id();
-        if (c->upstream) {
+        if (c->upstream && !c->has_transport) {
             if (!c->closing) proxy::on_data(*this, c, ring_.buffer(bid), size_t(cq.res));
         } else if (!c->closing && !c->lingering) {
             l4::on_wire(*this, c, ring_.buffer(bid), size_t(cq.res));
@@ -459,8 +459,7 @@ void worker::on_recv(conn *c, const event::completion &cq) {
             hard_close(c);
             return;
         }
-        if (c->upstream) proxy::on_eof(*this, c);
-        else l4::on_eof(*this, c);
+        l4::on_eof(*this, c);
     } else if (cq.res < 0 && cq.res != -ENOBUFS && cq.res != -ECANCELED) {
         hard_close(c);  // reset by peer and similar
         return;
@@ -729,6 +728,7 @@ void worker::free_conn(conn *c) {
     c->head_started = false;
     c->has_transport = c->is_stream = false;
     c->shut_wr_after_flush = c->shut_wr_done = c->transport_shutdown_sent = false;
+    c->eof_told = c->info_set = false;
     c->upstream = nullptr;
     c->connecting = c->tunnel = false;
     c->requests = 0;

@@ -96,6 +96,12 @@ struct listen_socket {
     worker *owner = nullptr;
 };
 
+// What a transport's handshake settled (host->transport_set_info), for the access log.
+struct transport_info {
+    std::string protocol, cipher, server_name, alpn;
+    bool resumed = false;
+};
+
 struct conn {
     int fd = -1;
     int slot = -1;  // registered file slot in the worker's ring, -1 = plain fd
@@ -121,6 +127,9 @@ struct conn {
     bool shut_wr_after_flush = false;  // stream asked for a half-close once output drains
     bool shut_wr_done = false;
     bool transport_shutdown_sent = false;
+    bool eof_told = false;  // the chain has heard that the peer's stream ended (socket or TLS)
+    bool info_set = false;  // `info` describes this connection's handshake
+    std::unique_ptr<transport_info> info;  // kept across reuse of the object
 
     // A connection to an upstream server (the proxy's state), not a client.
     void *upstream = nullptr;

@@ -383,7 +383,7 @@ class Views(unittest.TestCase):
 
     def test_modules(self):
         doc = self.get("/modules")
-        self.assertEqual(doc["host_abi"], "1.2")
+        self.assertEqual(doc["host_abi"], "1.3")
         by_name = {m["name"]: m for m in doc["modules"]}
         self.assertIn("proxy", by_name)
         self.assertIn("lb_round_robin", by_name)
@@ -391,7 +391,7 @@ class Views(unittest.TestCase):
         self.assertEqual(by_name["lb_round_robin"]["kinds"], "lb_policy")
         for m in doc["modules"]:
             self.assertEqual(set(m), {"name", "version", "description", "abi", "kinds", "path"})
-            self.assertEqual(m["abi"], "1.2")
+            self.assertEqual(m["abi"], "1.3")
             self.assertTrue(m["path"].endswith("mod_%s.so" % m["name"]), m)
 
 
@@ -900,7 +900,7 @@ class Metrics(unittest.TestCase):
         m = metrics(self.port)
         (sample,) = m["atlas_build_info"].samples
         self.assertEqual(sample.value, 1)
-        self.assertEqual(sample.labels["abi"], "1.2")
+        self.assertEqual(sample.labels["abi"], "1.3")
         _, _, st = call(self.port, "GET", "/status")
         self.assertEqual(sample.labels["version"], st["version"])
 
@@ -1115,7 +1115,7 @@ class AdminHttp(unittest.TestCase):
             s.sendall(build_request("GET", "/modules", headers=[("Connection", "close")]))
             r2 = read_response(s)
             self.assertEqual(r2.status, 200)
-            self.assertEqual(json.loads(r2.body)["host_abi"], "1.2")
+            self.assertEqual(json.loads(r2.body)["host_abi"], "1.3")
             closed, extra = wait_closed(s)
             self.assertTrue(closed)
             self.assertEqual(extra, b"")

@@ -276,7 +276,7 @@ void xor_close(void *s) { delete static_cast<xor_conn *>(s); }
 
 const atlas_transport_t transport = {
     sizeof(atlas_transport_t), xor_config_create, xor_config_destroy, nullptr, nullptr,
-    xor_open, xor_wire, xor_plain, nullptr, xor_close,
+    xor_open, xor_wire, xor_plain, nullptr, xor_close, nullptr, nullptr,
 };
 
 const atlas_module_t descriptor = {

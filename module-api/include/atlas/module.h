@@ -47,7 +47,7 @@ extern "C" {
 
 #define ATLAS_ABI_MAGIC 0x41544C4Du /* "ATLM" */
 #define ATLAS_ABI_MAJOR 1u
-#define ATLAS_ABI_MINOR 2u
+#define ATLAS_ABI_MINOR 3u
 
 /* Compile-time feature test for modules: ATLAS_ABI_AT_LEAST(1, 2). */
 #define ATLAS_ABI_AT_LEAST(major, minor)                                                          \
@@ -165,6 +165,17 @@ typedef struct atlas_proxy_options {
        101 names one the client offered and is allowed. */
     atlas_slice_t upgrade;
 } atlas_proxy_options_t;
+
+/* What a transport's handshake settled (ABI 1.3), for access logs and handlers. Empty
+   slices for what does not apply. The host copies it. */
+typedef struct atlas_transport_info {
+    uint32_t struct_size;
+    atlas_slice_t protocol;    /* e.g. "TLSv1.3" */
+    atlas_slice_t cipher;      /* e.g. "TLS13-CHACHA20-POLY1305-SHA256" */
+    atlas_slice_t server_name; /* SNI the client sent */
+    atlas_slice_t alpn;        /* the application protocol agreed, e.g. "http/1.1" */
+    bool resumed;              /* an earlier session was resumed (no full handshake) */
+} atlas_transport_info_t;
 
 /* ------------------------------------------------------------- host API */
 
@@ -286,6 +297,13 @@ typedef struct atlas_host_api {
        turns the connection into a two-way byte tunnel with the upstream connection
        until either side closes (half-closes are passed on). */
     int32_t (*proxy_forward)(atlas_exchange_t *ex, const atlas_proxy_options_t *opt);
+
+    /* --- ABI 1.3: transports --- */
+    /* The peer ended its plain stream (TLS close_notify): the chain sees what a half-close
+       of the socket would show it. Later deliveries are ignored. */
+    void (*transport_eof)(atlas_conn_t *conn);
+    /* Record what the handshake settled (see atlas_transport_info_t). */
+    void (*transport_set_info)(atlas_conn_t *conn, const atlas_transport_info_t *info);
 } atlas_host_api_t;
 
 /* ---------------------------------------------------------- module kinds */
@@ -367,6 +385,15 @@ typedef struct atlas_transport {
     /* The chain is closing the connection: emit close_notify or similar. */
     void (*on_shutdown)(void *conn_state, atlas_conn_t *conn);
     void (*conn_close)(void *conn_state);
+    /* ABI 1.3, optional: the client side, for connections atlasd opens to upstream
+       servers (an upstream's `tls` table). client_config_create parses that table
+       (config_destroy, worker_init and worker_destroy then serve its config as for any
+       other); client_open is called once the socket is connected and starts the
+       handshake (emitting its first flight through host->transport_emit). The other
+       hooks then work as on the server side; plain bytes the chain queues before the
+       handshake completes are held by the transport. */
+    void *(*client_config_create)(atlas_slice_t json, atlas_slice_t key, atlas_error_t *err);
+    void *(*client_open)(void *config, void *worker_state, atlas_conn_t *conn);
 } atlas_transport_t;
 
 /* One upstream server as a load-balancing policy sees it. */
