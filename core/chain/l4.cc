@@ -20,7 +20,7 @@ constexpr uint64_t max_wire_backlog = 256 * 1024;
 atlas_conn_t *handle(conn *c) { return reinterpret_cast<atlas_conn_t *>(c); }
 bool usable(const conn *c) { return c && c->fd >= 0 && !c->closing; }
 
-const atlas_transport_t *transport_of(const conn *c) { return c->listener->transport->transport; }
+const atlas_transport_t *transport_of(const conn *c) { return c->transport->transport; }
 const atlas_stream_handler_t *stream_of(const conn *c) { return c->listener->stream->stream; }
 
 // Plain bytes for the chain: the proxy's side of an upstream connection, the stream
@@ -47,6 +47,7 @@ bool open(worker &w, conn *c) {
     if (c->has_transport) {
         if (!c->wire_) c->wire_ = std::make_unique<out_queue>();
         module_instance *t = l->transport;
+        c->transport = t;
         c->transport_state = t->transport->conn_open(t->config, c->rt->state(w.index_, t->slot), handle(c));
         if (!c->transport_state) return false;
     }
@@ -56,6 +57,14 @@ bool open(worker &w, conn *c) {
         if (!c->stream_state) return false;
     }
     return true;
+}
+
+bool open_client(worker &w, conn *uc, const module_instance *t) {
+    uc->has_transport = true;
+    uc->transport = t;
+    if (!uc->wire_) uc->wire_ = std::make_unique<out_queue>();
+    uc->transport_state = t->transport->client_open(t->config, uc->rt->state(w.index_, t->slot), handle(uc));
+    return uc->transport_state != nullptr;
 }
 
 void on_wire(worker &w, conn *c, const char *data, size_t len) {

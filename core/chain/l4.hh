@@ -11,12 +11,16 @@ namespace atlas::chain {
 
 class worker;
 struct conn;
+struct module_instance;
 
 namespace l4 {
 
 // A connection was accepted: open its transport and stream handler states.
 // false = a module refused the connection (close it).
 bool open(worker &w, conn *c);
+// An upstream connection `uc` is connected: start its client-side transport `t`
+// (the upstream's `tls`). false when the module refused.
+bool open_client(worker &w, conn *uc, const module_instance *t);
 // Bytes from the socket (through the transport when there is one).
 void on_wire(worker &w, conn *c, const char *data, size_t len);
 // The client shut down its sending side.

@@ -505,8 +505,10 @@ conn *connect_to(worker &w, call *k, upstream::server *server) {
     return uc;
 }
 
-// A pooled connection to `server` that is still fit for use, or nullptr.
-conn *take_idle(worker &w, const upstream::server *server) {
+// A pooled connection to `server` that is still fit for use by a request on runtime
+// `rt`, or nullptr. A TLS connection stays with its own runtime: its session belongs to
+// that runtime's module state, which goes once the runtime has no connection left.
+conn *take_idle(worker &w, const upstream::server *server, const runtime *rt) {
     auto it = w.pools_.idle.find(server);
     if (it == w.pools_.idle.end()) return nullptr;
     auto &idle = it->second;
@@ -514,7 +516,7 @@ conn *take_idle(worker &w, const upstream::server *server) {
         conn *uc = idle.back();
         idle.pop_back();
         upconn *u = up_of(uc);
-        if (uc->closing || uc->peer_eof || w.now_ms_ >= u->retire_at) {
+        if (uc->closing || uc->peer_eof || w.now_ms_ >= u->retire_at || (uc->has_transport && uc->rt.get() != rt)) {
             w.hard_close(uc);
             continue;
         }
@@ -674,7 +676,7 @@ void dispatch(worker &w, call *k) {
     } else {
         sh.retries.add();
     }
-    conn *uc = take_idle(w, server);
+    conn *uc = take_idle(w, server, k->ex->c->rt.get());
     if (uc) {
         sh.pool_hits.add();
     } else {
@@ -857,6 +859,17 @@ void on_connected(worker &w, conn *uc, int32_t res) {
         }
         return;
     }
+    // TLS to the server: the handshake starts now; the request waits in the transport
+    // until it is through.
+    if (const module_instance *tls = u->up->tls; tls && !l4::open_client(w, uc, tls)) {
+        if (k) {
+            server_failed(w, k, "TLS setup failed", true);
+            retry_or_fail(w, k, phase::connect, 502, "TLS setup failed");
+        } else {
+            w.hard_close(uc);
+        }
+        return;
+    }
     if (k && k->awaiting_connect) {
         k->awaiting_connect = false;
         update_client_pause(k);
@@ -964,7 +977,12 @@ void on_closed(worker &w, conn *uc) {
     upconn *u = up_of(uc);
     if (!u) return;
     if (call *k = u->owner) {
-        if (!k->tunnel() && !k->resp_done) {
+        if (uc->has_transport && !uc->info_set && !k->resp_done) {
+            // The TLS handshake failed (mod_tls logged why): nothing of the request went
+            // out, so it may go to another server like after a failed connect.
+            server_failed(w, k, "TLS handshake failed", true);
+            retry_or_fail(w, k, phase::connect, 502, "TLS handshake failed");
+        } else if (!k->tunnel() && !k->resp_done) {
             connection_failed(w, k, "connection lost");  // detaches it
         } else {
             k->uc = nullptr;

@@ -45,7 +45,7 @@ std::string default_module_dir() {
 
 namespace {
 
-enum class kind { handler, filter, stream, transport, lb };
+enum class kind { handler, filter, stream, transport, client_transport, lb };
 
 const char *kind_name(kind k) {
     switch (k) {
@@ -53,6 +53,7 @@ const char *kind_name(kind k) {
         case kind::filter: return "http_filter";
         case kind::stream: return "stream_handler";
         case kind::transport: return "transport";
+        case kind::client_transport: return "transport (client side)";
         case kind::lb: return "lb_policy";
     }
     return "?";
@@ -116,6 +117,15 @@ struct builder {
             case kind::transport:
                 inst->transport = d->transport;
                 inst->life = lifecycle_of(inst->transport);
+                break;
+            case kind::client_transport:
+                // The client side brings its own config parser; the rest of the lifecycle is shared.
+                if (d->transport && ATLAS_HAS_FIELD(atlas_transport_t, d->transport, client_open) &&
+                    d->transport->client_config_create && d->transport->client_open) {
+                    inst->transport = d->transport;
+                    inst->life = lifecycle_of(inst->transport);
+                    inst->life.config_create = d->transport->client_config_create;
+                }
                 break;
             case kind::lb:
                 inst->lb = d->lb_policy;
@@ -186,6 +196,7 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
             for (const net::address &a : addrs) ur.specs.push_back({a, net::to_string(a), s.address, s.weight});
         }
         ur.lb = b.instantiate(u.lb, kind::lb);
+        if (u.tls) ur.tls = b.instantiate(*u.tls, kind::client_transport);
         rt->upstreams.push_back(std::move(ur));
     }
 

@@ -101,6 +101,7 @@ struct upstream_rt {
     // bind_upstreams once the whole runtime is known to be good.
     std::shared_ptr<upstream::group> group;
     module_instance *lb = nullptr;
+    module_instance *tls = nullptr;  // client-side transport to its servers, when set
 };
 
 struct runtime {

@@ -727,6 +727,7 @@ void worker::free_conn(conn *c) {
     c->closing = c->close_after_flush = c->lingering = c->dirty = c->need_process = false;
     c->head_started = false;
     c->has_transport = c->is_stream = false;
+    c->transport = nullptr;
     c->shut_wr_after_flush = c->shut_wr_done = c->transport_shutdown_sent = false;
     c->eof_told = c->info_set = false;
     c->upstream = nullptr;

@@ -122,6 +122,7 @@ struct conn {
     // L4 chains and transports (see l4.hh).
     void *stream_state = nullptr;
     void *transport_state = nullptr;
+    const module_instance *transport = nullptr;  // the listener's, or the upstream's `tls`
     bool has_transport = false;
     bool is_stream = false;
     bool shut_wr_after_flush = false;  // stream asked for a half-close once output drains

@@ -9,16 +9,6 @@ namespace {
 
 // A module the flat format implies (tls, proxy, static, tcp), located at the flat
 // key that asked for it so module errors point somewhere the user wrote.
-module_ref implied(const std::string &name, const nlohmann::json &config, const node &at, const std::string &key) {
-    module_ref ref;
-    ref.name = name;
-    ref.config_json = config.dump();
-    ref.key = key;
-    ref.file = at.src ? at.src->name : std::string();
-    ref.line = at.line;
-    ref.base_dir = at.src ? at.src->dir : std::string();
-    return ref;
-}
 
 std::vector<upstream_server> read_servers(checker &ck, const node &arr) {
     std::vector<upstream_server> out;

@@ -119,6 +119,7 @@ struct upstream {
     circuit_breaker breaker;
     retry_policy retry;
     duration slow_start{0};                  // a server back up ramps its weight over this long
+    std::optional<module_ref> tls;           // client-side transport to the servers (mod_tls)
     std::string key;                         // "upstream.api"
 };
 

@@ -122,7 +122,7 @@ void read_upstream(checker &ck, const std::string &name, const node &t, snapshot
     if (!ck.table(t, up.key)) return;
     scope s(ck, t, up.key);
     s.allow_only({"lb", "servers", "keepalive", "timeouts", "health", "passive", "circuit_breaker", "retries",
-                  "retry_budget", "replay_body", "slow_start"});
+                  "retry_budget", "replay_body", "slow_start", "tls"});
 
     up.lb = lb_module("round_robin", nlohmann::json::object(), t, s.key("lb"));
     if (const node *lb = s.get("lb")) {
@@ -193,6 +193,20 @@ void read_upstream(checker &ck, const std::string &name, const node &t, snapshot
         if (auto d = ts.dur("tunnel")) up.tunnel_timeout = *d;
     }
     if (const node *h = s.table("health")) read_health(ck, *h, s.key("health"), up.health);
+    // tls = true | { ca, verify, sni, ... } (mod_tls's client side) | { module = "...", ... }.
+    if (const node *v = s.get("tls")) {
+        if (v->is(node::kind::boolean)) {
+            if (v->boolean) up.tls = implied("tls", nlohmann::json::object(), *v, s.key("tls"));
+        } else if (v->is(node::kind::table)) {
+            if (v->find("module")) up.tls = ck.module(*v, s.key("tls"));
+            else up.tls = implied("tls", to_json<nlohmann::json>(*v), *v, s.key("tls"));
+        } else {
+            ck.fail(*v, s.key("tls"), std::string("expected true or a table like { ca = \"ca.pem\", sni = \"api.internal\" }, got ") +
+                                          kind_name(v->type));
+        }
+        if (up.tls && up.health.enabled && up.health.http)
+            ck.fail(*v, s.key("health"), "HTTP checks are sent in the clear and this upstream speaks TLS: use type = \"tcp\"");
+    }
     if (const node *p = s.table("passive")) {
         scope ps(ck, *p, s.key("passive"));
         ps.allow_only({"fails", "cooldown"});
@@ -486,6 +500,17 @@ bool is_seed_strategy(const std::string &policy) {
     return false;
 }
 
+module_ref implied(const std::string &name, const nlohmann::json &config, const node &at, const std::string &key) {
+    module_ref ref;
+    ref.name = name;
+    ref.config_json = config.dump();
+    ref.key = key;
+    ref.file = at.src ? at.src->name : std::string();
+    ref.line = at.line;
+    ref.base_dir = at.src ? at.src->dir : std::string();
+    return ref;
+}
+
 module_ref lb_module(const std::string &policy, nlohmann::json extra, const node &at, const std::string &key) {
     std::string name = policy;
     if (name == "weighted") name = "weighted_round_robin";  // seed alias
@@ -493,14 +518,7 @@ module_ref lb_module(const std::string &policy, nlohmann::json extra, const node
         name = "hash";
         if (!extra.contains("key")) extra["key"] = "client_ip";
     }
-    module_ref ref;
-    ref.name = "lb_" + name;
-    ref.config_json = extra.dump();
-    ref.key = key;
-    ref.file = at.src ? at.src->name : std::string();
-    ref.line = at.line;
-    ref.base_dir = at.src ? at.src->dir : std::string();
-    return ref;
+    return implied("lb_" + name, extra, at, key);
 }
 
 void read_server(scope s, server_settings &out) {
