@@ -241,6 +241,44 @@ health = { type = "tcp", path = "/x" }
     CHECK(has_error(r, "atlas.toml:8: upstream.tcp.health.path: only for type = \"http\" checks"));
 }
 
+TEST_CASE("upstream tls: the client side of mod_tls, or another module") {
+    auto r = parse(std::string(R"([upstream.a]
+tls = { ca = "ca.pem", sni = "api.internal", verify = true }
+health = { type = "tcp" }
+[upstream.b]
+tls = true
+[upstream.c]
+tls = { module = "mytls", pin = "x" }
+[upstream.d]
+tls = false
+)") + minimal_listener);
+    INFO(errors_of(r));
+    REQUIRE(r.ok());
+    const auto &a = r.snap.upstreams.at(0);
+    REQUIRE(a.tls);
+    CHECK(a.tls->name == "tls");
+    CHECK(a.tls->key == "upstream.a.tls");
+    CHECK(a.tls->line == 2);
+    CHECK(nlohmann::json::parse(a.tls->config_json) == nlohmann::json{{"ca", "ca.pem"}, {"sni", "api.internal"}, {"verify", true}});
+    REQUIRE(r.snap.upstreams.at(1).tls);
+    CHECK(r.snap.upstreams.at(1).tls->config_json == "{}");
+    REQUIRE(r.snap.upstreams.at(2).tls);
+    CHECK(r.snap.upstreams.at(2).tls->name == "mytls");
+    CHECK(r.snap.upstreams.at(2).tls->config_json == R"({"pin":"x"})");
+    CHECK_FALSE(r.snap.upstreams.at(3).tls);
+}
+
+TEST_CASE("upstream tls: bad values name the key") {
+    auto r = parse(std::string(R"([upstream.a]
+tls = "yes"
+[upstream.b]
+health = { path = "/health" }
+tls = {}
+)") + minimal_listener);
+    CHECK(has_error(r, "atlas.toml:2: upstream.a.tls: expected true or a table like"));
+    CHECK(has_error(r, "atlas.toml:5: upstream.b.health: HTTP checks are sent in the clear and this upstream speaks TLS"));
+}
+
 TEST_CASE("admin: token file, loopback rule") {
     atlas::config::test::temp_dir d;
     d.write("token", "  0123456789abcdef0123\n");
