@@ -53,6 +53,16 @@ int select_alpn(WOLFSSL *, const unsigned char **out, unsigned char *out_len, co
     return noack_return;
 }
 
+// The chain and key of `c` (checked at config time) into `ctx`.
+void use_certificate(WOLFSSL_CTX *ctx, const certificate &c) {
+    auto pem = [](const std::string &text) { return reinterpret_cast<const unsigned char *>(text.data()); };
+    if (wolfSSL_CTX_use_certificate_chain_buffer_format(ctx, pem(c.cert_pem), long(c.cert_pem.size()),
+                                                        WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_use_PrivateKey_buffer(ctx, pem(c.key_pem), long(c.key_pem.size()), WOLFSSL_FILETYPE_PEM) !=
+            WOLFSSL_SUCCESS)
+        throw std::runtime_error(wolfssl_error(("cannot load " + c.cert_path).c_str()));
+}
+
 struct ctx_guard {
     WOLFSSL_CTX *ctx;
     ~ctx_guard() {
@@ -74,12 +84,7 @@ server_contexts::server_contexts(const server_config &cfg) : cfg_(cfg) {
         ctx_guard g{wolfSSL_CTX_new(wolfSSLv23_server_method())};
         if (!g.ctx) throw std::runtime_error("cannot create a TLS context (out of memory)");
         apply(g.ctx, cfg.proto);
-        auto pem = [](const std::string &s) { return reinterpret_cast<const unsigned char *>(s.data()); };
-        if (wolfSSL_CTX_use_certificate_chain_buffer_format(g.ctx, pem(c.cert_pem), long(c.cert_pem.size()),
-                                                            WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
-            wolfSSL_CTX_use_PrivateKey_buffer(g.ctx, pem(c.key_pem), long(c.key_pem.size()), WOLFSSL_FILETYPE_PEM) !=
-                WOLFSSL_SUCCESS)
-            throw std::runtime_error(wolfssl_error(("cannot load " + c.cert_path).c_str()));
+        use_certificate(g.ctx, c);
         wolfSSL_CTX_set_verify(g.ctx, WOLFSSL_VERIFY_NONE, nullptr);
         wolfSSL_CTX_set_servername_callback(g.ctx, on_server_name);
         wolfSSL_CTX_set_servername_arg(g.ctx, this);
@@ -151,14 +156,7 @@ client_context::client_context(const client_config &c) : cfg(c) {
     } else {
         wolfSSL_CTX_set_verify(g.ctx, WOLFSSL_VERIFY_NONE, nullptr);
     }
-    if (c.has_client_cert) {
-        const certificate &cc = c.client_cert;
-        if (wolfSSL_CTX_use_certificate_chain_buffer_format(g.ctx, reinterpret_cast<const unsigned char *>(cc.cert_pem.data()),
-                                                            long(cc.cert_pem.size()), WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
-            wolfSSL_CTX_use_PrivateKey_buffer(g.ctx, reinterpret_cast<const unsigned char *>(cc.key_pem.data()),
-                                              long(cc.key_pem.size()), WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
-            throw std::runtime_error(wolfssl_error("cannot load the client certificate"));
-    }
+    if (c.has_client_cert) use_certificate(g.ctx, c.client_cert);
     ctx_ = g.ctx;
     g.ctx = nullptr;
 }

@@ -75,9 +75,12 @@ class TlsBackend:
     """A threaded HTTPS server on 127.0.0.1:0 with `cert`/`key`; counts connections and
     handshakes that resumed a session."""
 
-    def __init__(self, cert, key):
+    def __init__(self, cert, key, client_ca=None):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert, key)
+        if client_ca:  # a client certificate signed by this CA is required
+            self.ctx.verify_mode = ssl.CERT_REQUIRED
+            self.ctx.load_verify_locations(client_ca)
         self.connections = 0
         self.resumed = 0
         self.lock = threading.Lock()
@@ -210,6 +213,16 @@ class UpstreamTls(unittest.TestCase):
                 self.assertEqual(request(a.port, "GET", "/r%d" % i).status, 200)
             self.assertEqual(b.connections, 5)
             self.assertGreaterEqual(b.resumed, 3)
+
+    def test_client_certificate(self):
+        """A server that requires a client certificate accepts the configured cert + key
+        and refuses the handshake without them."""
+        with TlsBackend(self.pem("server.pem"), self.pem("server.key"), client_ca=self.pem("ca.pem")) as b:
+            with Atlas(config([b.address], self.tls_table(ca=self.pem("ca.pem"), sni="api.test",
+                                                          cert=self.pem("server.pem"), key=self.pem("server.key")))) as a:
+                self.assertEqual(request(a.port, "GET", "/with-cert").status, 200)
+            with Atlas(config([b.address], self.tls_table(ca=self.pem("ca.pem"), sni="api.test"))) as a:
+                self.assertEqual(request(a.port, "GET", "/without-cert").status, 502)
 
     def test_config_errors_name_the_key(self):
         """A missing CA file and an unknown key are refused at config time."""
