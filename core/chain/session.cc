@@ -428,7 +428,7 @@ void after_input(worker &w, conn *c) {
         c->read_paused = false;
         w.mark_dirty(c);  // re-armed at the end of the turn
     }
-    if (c->peer_eof && !c->cur && !c->closing && !c->need_process) {
+    if (c->eof_told && !c->cur && !c->closing && !c->need_process) {
         // The client sent all it will: answer what is complete, then close. (With
         // need_process set, complete pipelined requests still wait for output room.)
         c->close_after_flush = true;

@@ -126,11 +126,11 @@ void check_suites(const std::vector<std::string> &names, const std::string &key,
     ctx_ptr probe(wolfSSL_CTX_new(wolfSSLv23_method()));
     if (!probe) bad(key, "cannot create a TLS context to check cipher names");
     for (const std::string &n : names) {
+        if (wolfSSL_CTX_set_cipher_list(probe.get(), n.c_str()) != WOLFSSL_SUCCESS)
+            bad(key, "unknown cipher '" + n + "'");
         bool is13 = n.rfind("TLS13-", 0) == 0;
         if (tls13 != is13)
             bad(key, "'" + n + "' is a TLS " + (is13 ? "1.3 suite: list it under ciphersuites" : "1.2 cipher: list it under ciphers"));
-        if (wolfSSL_CTX_set_cipher_list(probe.get(), n.c_str()) != WOLFSSL_SUCCESS)
-            bad(key, "unknown cipher '" + n + "' (this wolfSSL knows: see `atlasd -t` docs)");
     }
 }
 
