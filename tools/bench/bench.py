@@ -3,7 +3,7 @@
 
     tools/dev bench [static|proxy|tcp|tls|all] [--rounds N] [--duration S]
                     [--connections C] [--servers atlas,nginx,h2o,haproxy] [--quick]
-                    [--baseline REV]
+                    [--baseline REV] [--tuned-build DIR] [--hs-rounds N] [--hs-duration S]
 
 Method (performance-notes §3): every server runs with one worker/thread pinned to CPU 1
 (`taskset -c 1`), wrk -t1 pinned to CPU 0, on 127.0.0.1. Each server is started once per
@@ -28,6 +28,28 @@ temporary worktree, run with the same config as "atlas" and its own module_dir. 
 summary's "cost of health checks + metrics" lines are the atlas/atlas+hc and
 atlas/atlas@REV ratios of req/CPU1-s and req/s.
 
+The tls case (issue 6) has two parts, on one set of servers started once, all with the same
+ECDSA P-256 certificate the bench makes at start (`openssl req -x509 -newkey ec ...`),
+TLS 1.3, each server's own default suites and groups:
+  keep-alive: the static case's 1 KiB file over HTTPS with `wrk` (same pinning, rounds,
+    warm-ups and --connections, default 100 like the static case) against "atlas" (plain
+    HTTP, the static config: the baseline), "atlas+tls" (the same plus `chain = [{ module =
+    "tls", cert, key }, { module = "http" }]`, build/), "atlas+tls-tuned" (the same config
+    run from --tuned-build DIR, default build-tuned/: its atlasd and its modules, i.e. the
+    AES-NI wolfSSL that `tools/dev bench tls` prepares; skipped with a note when missing),
+    "nginx+tls", "haproxy+tls" and "h2o+tls" (tools/bench/peers/*-tls.*.in). The protocol,
+    suite and group each server negotiates with OpenSSL's defaults (as wrk's) is recorded
+    once with `openssl s_client`. The summary gives atlas+tls/atlas and atlas+tls-tuned/atlas
+    as a loss against the issue's 35% and 20%, and atlas+tls(-tuned)/nginx+tls, /haproxy+tls
+    against 1.0x.
+  handshakes: full and resumed TLS 1.3 handshakes, one `GET` with `Connection: close` per
+    connection, by tools/bench/tls_handshakes.c (OpenSSL, epoll, --hs-concurrency
+    connections in flight; compiled by this script into build/bench/tls-handshakes with
+    `cc -O2 ... -lssl -lcrypto`), pinned to CPU 0 like wrk, interleaved like the rounds
+    above (--hs-rounds x --hs-duration, a 1 s warm-up each): handshakes per CPU1-second and
+    Atlas/nginx ratios. "resumed" offers the session of one priming connection every time
+    and counts what SSL_session_reused() says; under 99% flags the run.
+
 python3 stdlib only. Only processes this script started are ever signalled, by PID.
 """
 
@@ -46,6 +68,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -71,7 +94,7 @@ NGINX_SENDFILE_ABOVE = 64 * 1024  # sendfile off for 1k and 64k, on for 1m
 IDLE_CONNS = 10000
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
-UNIMPLEMENTED = {"tcp": 7, "tls": 6}  # case -> the issue that brings it
+UNIMPLEMENTED = {"tcp": 7}  # case -> the issue that brings it
 
 PR_SET_PDEATHSIG = 1
 
@@ -92,6 +115,27 @@ SCRAPE_TIMEOUT = 2.0
 # Health checks and metrics may cost at most this share of proxy req/CPU1-s (median ratio).
 HC_MAX_COST = 0.03
 BASELINE_DIR = os.path.join(ROOT, "build", "bench-baseline")
+
+# The tls case (issue 6).
+TLS_PLAIN = "atlas"  # the baseline: plain HTTP, the static config
+TLS_ATLAS = "atlas+tls"  # the same plus the tls transport, build/ (system wolfSSL)
+TLS_TUNED = "atlas+tls-tuned"  # the same config from --tuned-build (AES-NI wolfSSL)
+TLS_SERVERS = [TLS_PLAIN, TLS_ATLAS, TLS_TUNED, "nginx+tls", "haproxy+tls", "h2o+tls"]
+TLS_FILE = "1k"  # the static case's 1 KiB file
+TLS_SNI = "localhost"  # the certificate's name, sent as SNI and Host by every client
+TUNED_BUILD = os.path.join(ROOT, "build-tuned")
+# Issue 6, keep-alive, median req/CPU1-s: (a, b, kind, bound). "max_loss": a may serve at
+# most `bound` less than b; "min_ratio": a/b at least `bound`.
+TLS_TARGETS = [(TLS_ATLAS, TLS_PLAIN, "max_loss", 0.35), (TLS_TUNED, TLS_PLAIN, "max_loss", 0.20),
+               (TLS_TUNED, "nginx+tls", "min_ratio", 1.0), (TLS_TUNED, "haproxy+tls", "min_ratio", 1.0)]
+# Printed for information (no bound).
+TLS_INFO_PAIRS = [(TLS_ATLAS, "nginx+tls"), (TLS_ATLAS, "haproxy+tls"), (TLS_ATLAS, "h2o+tls"),
+                  (TLS_TUNED, "h2o+tls"), (TLS_TUNED, TLS_ATLAS)]
+HS_MODES = ["full", "resumed"]
+HS_SOURCE = os.path.join(HERE, "tls_handshakes.c")
+HS_WARMUP = 1  # seconds of the handshake client before each measured handshake run
+HS_MIN_RESUMED = 0.99  # a resumed run with fewer really resumed handshakes is flagged
+HS_PEERS = ["nginx+tls", "haproxy+tls", "h2o+tls"]  # Atlas/peer handshake ratios, nginx first
 
 
 def log(msg=""):
@@ -304,9 +348,25 @@ def first_line(argv):
         return "?"
 
 
-def http_get(port, path, timeout=2.0):
-    """One HTTP/1.1 GET. Returns (status, head bytes, body) or raises OSError."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+def tls_client_context():
+    """TLS 1.3, the certificate not verified (the bench's own, self-signed)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    return ctx
+
+
+def http_get(port, path, timeout=2.0, tls=False):
+    """One HTTP/1.1 GET (over TLS 1.3 if tls). Returns (status, head bytes, body) or raises
+    OSError (ssl.SSLError is one)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s = tls_client_context().wrap_socket(raw, server_hostname=TLS_SNI) if tls else raw
+    except BaseException:
+        raw.close()
+        raise
+    with s:  # (wrap_socket took raw's descriptor over)
         s.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path.encode())
         buf = b""
         while b"\r\n\r\n" not in buf:
@@ -368,6 +428,7 @@ class Server:
 
     name = "?"
     config_name = "?"
+    tls = False  # serves HTTPS (the tls case's TLS variants)
     admin_port = None  # set (atlas+hc): an [admin] listener whose /metrics is scraped during its runs
 
     def __init__(self, h):
@@ -381,6 +442,12 @@ class Server:
         self.known = {}  # pid -> starttime of every process seen in its tree
         self.notes = []
         self.upstream_port = None  # set: configure as a reverse proxy to 127.0.0.1:this
+
+    def tls_values(self):
+        """The certificate's placeholders of a TLS variant's template (none otherwise)."""
+        if not self.tls:
+            return {}
+        return {"CERT": self.h.cert, "KEY": self.h.key, "PEM": self.h.pem}
 
     def proxy_values(self):
         return {"PORT": self.port, "UPSTREAM_PORT": self.upstream_port, "WORKDIR": self.workdir,
@@ -454,7 +521,7 @@ class Server:
 
     def wait_ready(self, check_name, check_body):
         def attempt():
-            status, head, body = http_get(self.port, "/" + check_name, timeout=1.0)
+            status, head, body = http_get(self.port, "/" + check_name, timeout=1.0, tls=self.tls)
             if status == 200 and body == check_body:
                 self.head_bytes = head
                 return True
@@ -626,6 +693,7 @@ class AtlasBaseline(Atlas):
 
 class Nginx(Server):
     name = "nginx"
+    template = "nginx.conf.in"  # the static config (nginx+tls: nginx-tls.conf.in)
 
     def configure(self, files):
         if self.upstream_port:
@@ -637,13 +705,15 @@ class Nginx(Server):
                   "SERVER_CPU": SERVER_CPU, "CPU_MASK": bin(1 << SERVER_CPU)[2:],
                   "NOFILE": self.h.server_nofile,
                   "SENDFILE": "on" if big > NGINX_SENDFILE_ABOVE else "off"}
-        conf = self.write("nginx.conf", fill_template(os.path.join(PEERS, "nginx.conf.in"), values))
+        values.update(self.tls_values())
+        conf = self.write("nginx.conf", fill_template(os.path.join(PEERS, self.template), values))
         return ["nginx", "-p", self.workdir, "-c", conf,
                 "-e", os.path.join(self.workdir, "nginx-error.log")]
 
 
 class H2o(Server):
     name = "h2o"
+    template = "h2o.conf.in"  # the static config (h2o+tls: h2o-tls.conf.in)
 
     def configure(self, files):
         if self.upstream_port:
@@ -651,7 +721,8 @@ class H2o(Server):
         else:
             values = {"PORT": self.port, "DOCROOT": self.h.docroot, "WORKDIR": self.workdir,
                       "SERVER_CPU": SERVER_CPU}
-            conf = self.write("h2o.conf", fill_template(os.path.join(PEERS, "h2o.conf.in"), values))
+            values.update(self.tls_values())
+            conf = self.write("h2o.conf", fill_template(os.path.join(PEERS, self.template), values))
         # As root, h2o drops to `nobody` after binding: its error log must be writable.
         os.chmod(self.workdir, 0o777)
         return ["h2o", "-c", conf]
@@ -659,6 +730,7 @@ class H2o(Server):
 
 class Haproxy(Server):
     name = "haproxy"
+    template = "haproxy.cfg.in"  # the static config (haproxy+tls: haproxy-tls.cfg.in)
 
     def configure(self, files):
         if self.upstream_port:
@@ -681,16 +753,78 @@ class Haproxy(Server):
                               % (bufsize, big))
         values = {"PORT": self.port, "SERVER_CPU": SERVER_CPU, "NOFILE": self.h.server_nofile,
                   "GLOBAL_EXTRA": extra, "RETURN_RULES": "\n".join(rules)}
-        conf = self.write("haproxy.cfg", fill_template(os.path.join(PEERS, "haproxy.cfg.in"), values))
+        values.update(self.tls_values())
+        conf = self.write("haproxy.cfg", fill_template(os.path.join(PEERS, self.template), values))
         return ["haproxy", "-f", conf, "-db"]
 
 
+class AtlasTLS(Atlas):
+    """atlas+tls: the static case's Atlas config plus the tls transport in the listener's
+    chain, with the bench's certificate (mod_tls's own defaults otherwise)."""
+
+    name = TLS_ATLAS
+    tls = True
+
+    def chain(self):
+        return 'chain = [{ module = "tls", cert = %s, key = %s }, { module = "http" }]' % (
+            json.dumps(self.h.cert), json.dumps(self.h.key))
+
+    def configure(self, files):
+        if self.upstream_port:
+            raise Failure("%s runs in the tls case only" % self.name)
+        argv = super().configure(files)
+        text, n = re.subn(r"^(listen = \[[^\n]*\]\n)", lambda m: m.group(1) + self.chain() + "\n",
+                          self.config_text, count=1, flags=re.M)
+        if n != 1:
+            raise Failure("atlas.toml.in: no `listen = [...]` line to put the tls chain after")
+        self.write("atlas.toml", text)
+        return argv
+
+
+class AtlasTLSTuned(AtlasTLS):
+    """atlas+tls-tuned: the atlas+tls config run from --tuned-build (its atlasd and its
+    module_dir: the mod_tls linked with the AES-NI wolfSSL)."""
+
+    name = TLS_TUNED
+
+    def binary(self):
+        return self.h.tuned["atlasd"]
+
+    def module_dir(self):
+        return self.h.tuned["module_dir"]
+
+
+class NginxTLS(Nginx):
+    name = "nginx+tls"
+    template = "nginx-tls.conf.in"
+    tls = True
+
+
+class HaproxyTLS(Haproxy):
+    name = "haproxy+tls"
+    template = "haproxy-tls.cfg.in"
+    tls = True
+
+
+class H2oTLS(H2o):
+    name = "h2o+tls"
+    template = "h2o-tls.conf.in"
+    tls = True
+
+
 SERVER_CLASSES = {"atlas": Atlas, "nginx": Nginx, "h2o": H2o, "haproxy": Haproxy}
+TLS_CLASSES = {TLS_ATLAS: AtlasTLS, TLS_TUNED: AtlasTLSTuned, "nginx+tls": NginxTLS, "haproxy+tls": HaproxyTLS,
+               "h2o+tls": H2oTLS}
 
 
 def is_atlas(name):
-    """Atlas or one of its variants (atlas+hc, atlas@REV)."""
-    return name == "atlas" or name == HC_VARIANT or name.startswith(BASELINE_PREFIX)
+    """Atlas or one of its variants (atlas+hc, atlas+tls, atlas+tls-tuned, atlas@REV)."""
+    return name == "atlas" or name.startswith("atlas+") or name.startswith(BASELINE_PREFIX)
+
+
+def program_of(name):
+    """The peer's program: nginx+tls -> nginx."""
+    return name.split("+", 1)[0]
 
 
 def make_server(h, name):
@@ -698,6 +832,8 @@ def make_server(h, name):
         return AtlasHC(h)
     if name.startswith(BASELINE_PREFIX):
         return AtlasBaseline(h)
+    if name in TLS_CLASSES:
+        return TLS_CLASSES[name](h)
     return SERVER_CLASSES[name](h)
 
 
@@ -898,6 +1034,10 @@ class Harness:
         self.baseline = None  # --baseline: {"rev", "commit", "atlasd", "module_dir", ...} once built
         self._atlas_extra = {}  # atlasd binary -> its [server] extra line
         self.notes = []
+        self.cert = self.key = self.pem = None  # the tls case's certificate, key, and both in one file
+        self.tuned = None  # the tls case's --tuned-build: {"atlasd", "module_dir", ...} when it exists
+        self.hs_client = None  # the tls case's handshake client, once built
+        self.hs_client_error = None  # or why it is not
         self.ksoftirqd = ksoftirqd_pid(SERVER_CPU)
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
@@ -970,9 +1110,15 @@ class Harness:
 
     def wrk(self, server, path, duration, connections=None):
         """One wrk run against `server`; returns the run record (CPU figures included)."""
-        url = "http://127.0.0.1:%d/%s" % (server.port, path)
+        url = "%s://127.0.0.1:%d/%s" % ("https" if server.tls else "http", server.port, path)
         cmd = ["taskset", "-c", str(CLIENT_CPU), "wrk", "-t1", "-c%d" % (connections or self.args.connections),
                "-d%ds" % duration, "--latency", url]
+        return self.measure(server, cmd, duration, parse_wrk)
+
+    def measure(self, server, cmd, duration, parse, label="wrk", key="wrk"):
+        """One run of the load client `cmd` (pinned to CPU 0, about `duration` s) against
+        `server`: parse(output) plus the CPU figures around it. `label` names the client in
+        the flags; its own CPU time is recorded as KEY_cpu_s and KEY_cpu_share."""
         pids = server.serving_pids()
         c1a, c0a = cpu_line(SERVER_CPU), cpu_line(CLIENT_CPU)
         sa = cpu_ticks(pids)
@@ -1015,7 +1161,7 @@ class Harness:
         out = p.stdout.read().decode(errors="replace")
         p.stdout.close()
         self.wrk_proc = None
-        r = parse_wrk(out)
+        r = parse(out)
         r["cmd"] = cmd
         r["exit"] = p.returncode
         r["elapsed_s"] = t1 - t0
@@ -1028,8 +1174,8 @@ class Harness:
         # Loopback receive work the server's sends cause runs as softirq on CPU 1: in the
         # server's own context (charged to it) or, under load, in ksoftirqd/1.
         r["ksoftirqd1_cpu_s"] = (kb - ka) / CLK_TCK
-        r["wrk_cpu_s"] = ru.ru_utime + ru.ru_stime
-        r["wrk_cpu_share"] = r["wrk_cpu_s"] / r["elapsed_s"] if r["elapsed_s"] else None
+        r[key + "_cpu_s"] = ru.ru_utime + ru.ru_stime
+        r[key + "_cpu_share"] = client_share = r[key + "_cpu_s"] / r["elapsed_s"] if r["elapsed_s"] else None
         n = r["requests"]
         r["req_per_cpu1_s"] = n / r["cpu1_busy_s"] if n and r["cpu1_busy_s"] > 0 else None
         r["req_per_server_cpu_s"] = n / r["server_cpu_s"] if n and r["server_cpu_s"] > 0 else None
@@ -1062,13 +1208,14 @@ class Harness:
         r["cpu1_other_share"] = other / r["cpu1_busy_s"] if r["cpu1_busy_s"] > 0 else None
         flags = []
         if r["rps"] is None or r["exit"] != 0:
-            flags.append("wrk failed (exit %d)" % r["exit"])
+            flags.append("%s failed (exit %d)%s" % (label, r["exit"], ": " + r["fatal"] if r.get("fatal") else ""))
         errs = sum(r["socket_errors"].values())
         if r["non2xx"] or errs:
-            flags.append("errors: non-2xx %d, socket %s" % (
-                r["non2xx"], ", ".join("%s %d" % kv for kv in r["socket_errors"].items() if kv[1])))
-        if r["wrk_cpu_share"] is not None and r["wrk_cpu_share"] > 0.95:
-            flags.append("wrk at %.0f%% of CPU %d: client-bound" % (100 * r["wrk_cpu_share"], CLIENT_CPU))
+            flags.append("errors: non-2xx %d, %s %s" % (
+                r["non2xx"], r.get("errors_label", "socket"),
+                ", ".join("%s %d" % kv for kv in r["socket_errors"].items() if kv[1])))
+        if client_share is not None and client_share > 0.95:
+            flags.append("%s at %.0f%% of CPU %d: client-bound" % (label, 100 * client_share, CLIENT_CPU))
         elif resp and r["cpu0_busy_share"] is not None and r["cpu0_busy_share"] > 0.95:
             flags.append("CPU %d %.0f%% busy (wrk %.0f%%, responder %.0f%%): client-bound" % (
                 CLIENT_CPU, 100 * r["cpu0_busy_share"], 100 * (r["wrk_cpu_share"] or 0),
@@ -1636,13 +1783,496 @@ def print_idle(idle, n):
             "-" if per_conn is None else "%.0f B/conn" % per_conn, "; ".join(notes)))
 
 
+# ------------------------------------------------------------------ the tls case (issue 6)
+
+
+def rel(path):
+    return os.path.relpath(path, ROOT) if path.startswith(ROOT + "/") else path
+
+
+def find_tuned(build_dir):
+    """--tuned-build DIR: ({"atlasd", "module_dir", ...}, None) or (None, why it cannot run)."""
+    d = os.path.abspath(build_dir)
+    atlasd = os.path.join(d, "core", "atlasd")
+    mods = os.path.join(d, "modules")
+    if not os.access(atlasd, os.X_OK):
+        return None, "%s is missing" % rel(atlasd)
+    if not os.path.isfile(os.path.join(mods, "mod_tls.so")):
+        return None, "%s has no mod_tls.so" % rel(mods)
+    return {"build_dir": d, "atlasd": atlasd, "module_dir": mods}, None
+
+
+def wolfssl_of(module_dir):
+    """Which wolfSSL a build's mod_tls.so runs: the shared system library or one linked in,
+    and how many AES-NI instructions (aesenc) that code has."""
+    mod = os.path.join(module_dir, "mod_tls.so")
+    out = {"mod_tls": rel(mod)}
+    try:
+        r = subprocess.run(["ldd", mod], capture_output=True, text=True, timeout=20)
+        m = re.search(r"^\s*(libwolfssl\S*) => (\S+)", r.stdout, re.M)
+    except (OSError, subprocess.TimeoutExpired):
+        m = None
+    if m:
+        out.update(linked="shared", library=os.path.realpath(m.group(2)))
+        try:
+            v = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libwolfssl-dev"], capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+            out["system_package"] = "libwolfssl-dev " + v if v else None
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    else:
+        out.update(linked="static (in mod_tls.so)", library=rel(mod))
+    if shutil.which("objdump"):
+        try:
+            r = subprocess.run(["objdump", "-d", "--no-show-raw-insn", out["library"]], capture_output=True,
+                               text=True, timeout=60)
+            out["aesenc_instructions"] = len(re.findall(r"\taesenc", r.stdout))
+        except (OSError, subprocess.TimeoutExpired):
+            out["aesenc_instructions"] = None
+    return out
+
+
+def fmt_wolfssl(w):
+    n = w.get("aesenc_instructions")
+    return "%s wolfSSL %s%s" % (w["linked"], rel(w["library"]) if w["linked"] == "shared" else "",
+                                "" if n is None else ", %d aesenc instructions" % n)
+
+
+def build_hs_client():
+    """Compiles tools/bench/tls_handshakes.c into build/bench/tls-handshakes (again when the
+    source is newer). (path, None) or (None, why not)."""
+    exe = os.path.join(ROOT, "build", "bench", "tls-handshakes")
+    if os.access(exe, os.X_OK) and os.path.getmtime(exe) >= os.path.getmtime(HS_SOURCE):
+        return exe, None
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None, "no C compiler (cc) to build %s" % rel(HS_SOURCE)
+    os.makedirs(os.path.dirname(exe), exist_ok=True)
+    tmp = "%s.tmp%d" % (exe, os.getpid())
+    cmd = [cc, "-O2", "-Wall", "-o", tmp, HS_SOURCE, "-lssl", "-lcrypto"]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, "`%s`: %s" % (shlex.join(cmd), e)
+    if r.returncode != 0:
+        lines = (r.stdout + r.stderr).strip().splitlines()
+        return None, "`%s` failed: %s (no libssl-dev? `tools/dev bench` installs it)" % (
+            shlex.join(cmd), lines[0] if lines else "exit %d" % r.returncode)
+    os.replace(tmp, exe)
+    return exe, None
+
+
+def make_cert(h):
+    """The case's ECDSA P-256 certificate (self-signed, CN and SAN localhost + 127.0.0.1),
+    its key, and both in one file (haproxy's crt). World-readable: a throwaway key in the
+    bench's temp dir, read by servers that may have dropped to nobody."""
+    d = os.path.join(h.tmp, "tls")
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    h.cert, h.key, h.pem = (os.path.join(d, n) for n in ("cert.pem", "key.pem", "cert+key.pem"))
+    cmd = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-days", "7", "-subj", "/CN=" + TLS_SNI, "-addext", "subjectAltName=DNS:%s,IP:127.0.0.1" % TLS_SNI,
+           "-keyout", h.key, "-out", h.cert]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise Failure("%s failed: %s" % (shlex.join(cmd), (r.stdout + r.stderr).strip()))
+    with open(h.pem, "w") as out:
+        for p in (h.cert, h.key):
+            with open(p) as f:
+                out.write(f.read())
+    for p in (h.cert, h.key, h.pem):
+        os.chmod(p, 0o644)
+    text = subprocess.run(["openssl", "x509", "-in", h.cert, "-noout", "-text"], capture_output=True,
+                          text=True, timeout=30).stdout
+    algo = re.search(r"Public Key Algorithm: (\S+)", text)
+    curve = re.search(r"NIST CURVE: (\S+)", text)
+    return {"cmd": shlex.join(cmd).replace(h.tmp, "$TMP"), "subject": "CN=" + TLS_SNI,
+            "key": "%s %s" % (algo.group(1) if algo else "?", curve.group(1) if curve else "?"),
+            "signature": (re.search(r"Signature Algorithm: (\S+)", text) or [None, "?"])[1]}
+
+
+def negotiated(port, fname):
+    """What a server negotiates with OpenSSL's defaults (those of wrk and of the handshake
+    client): one `openssl s_client -tls1_3 -brief` request."""
+    cmd = ["taskset", "-c", str(CLIENT_CPU), "openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
+           "-servername", TLS_SNI, "-tls1_3", "-brief", "-ign_eof"]
+    req = ("GET /%s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (fname, TLS_SNI)).encode()
+    try:
+        r = subprocess.run(cmd, input=req, capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"cmd": shlex.join(cmd), "error": str(e)}
+    err, out = r.stderr.decode(errors="replace"), r.stdout.decode(errors="replace")
+    info = {"cmd": shlex.join(cmd)}
+    for key, label in (("protocol", "Protocol version"), ("cipher", "Ciphersuite"), ("group", "Server Temp Key"),
+                       ("signature", "Signature type"), ("hash", "Hash used")):
+        m = re.search(r"^%s: (.*)$" % label, err, re.M)
+        info[key] = m.group(1).strip() if m else None
+    info["response"] = out.splitlines()[0].strip() if out.startswith("HTTP/") else None
+    if not info["protocol"]:
+        info["error"] = (err.strip().splitlines() or ["exit %d" % r.returncode])[-1]
+    return info
+
+
+def fmt_negotiated(info):
+    if not info:
+        return "-"
+    if info.get("error"):
+        return "FAILED: %s" % info["error"]
+    return "%s %s, %s, %s%s" % (info["protocol"], info["cipher"], info["group"], info["signature"] or "?",
+                                "" if (info["response"] or "").startswith("HTTP/1.1 200") else
+                                " (response: %s)" % info["response"])
+
+
+def parse_hs(text):
+    """The handshake client's JSON line as a run record like parse_wrk's: rps = connections/s,
+    requests = completed connections (each one handshake), non2xx = bad responses."""
+    r = {"rps": None, "requests": None, "latency_ms": {}, "non2xx": 0, "socket_errors": {},
+         "errors_label": "connection errors"}
+    line = next((l for l in reversed(text.strip().splitlines()) if l.startswith("{")), None)
+    try:
+        d = json.loads(line) if line else None
+    except ValueError:
+        d = None
+    if not isinstance(d, dict):
+        r["fatal"] = "no JSON line from the client: %s" % (text.strip().splitlines() or ["(no output)"])[-1]
+        return r
+    if "fatal" in d:
+        r["fatal"] = d["fatal"]
+        return r
+    r["client"] = d
+    r["rps"] = d["conn_per_s"]
+    r["requests"] = d["connections"]
+    r["latency_ms"] = {k: v for k, v in d["latency_ms"].items() if v is not None and v >= 0}
+    r["non2xx"] = d["errors"].get("status", 0)
+    r["socket_errors"] = {k: v for k, v in d["errors"].items() if k != "status"}
+    return r
+
+
+def handshake_run(h, server, mode, duration):
+    fname, fsize = SIZES[TLS_FILE]
+    cmd = ["taskset", "-c", str(CLIENT_CPU), h.hs_client, "--port", str(server.port), "--mode", mode,
+           "--concurrency", str(h.args.hs_concurrency), "--duration", str(duration), "--path", "/" + fname,
+           "--expect-bytes", str(fsize), "--sni", TLS_SNI]
+    r = h.measure(server, cmd, duration, parse_hs, label="tls-handshakes", key="client")
+    c = r.get("client")
+    if c:
+        if mode == "resumed" and c["resumed_share"] < HS_MIN_RESUMED:
+            r["flags"].append("only %.1f%% of the handshakes resumed (%d of %d)" % (
+                100 * c["resumed_share"], c["resumed"], c["connections"]))
+        if mode == "full" and c["resumed"]:
+            r["flags"].append("%d handshakes resumed in full mode" % c["resumed"])
+        if c.get("first_errors"):
+            r["first_errors"] = c["first_errors"]
+    return r
+
+
+def summarize_hs(runs, servers):
+    """Per server, the medians of its runs of one mode; Atlas/peer ratios (pair_ratios: the
+    same metric names as the wrk runs, requests = handshakes)."""
+    summ = {"servers": {}, "ratios": {}}
+    by = {n: [r for r in runs if r["server"] == n and r["rps"] is not None] for n in servers}
+    for n, rs in by.items():
+        if not rs:
+            continue
+        rps = [r["rps"] for r in rs]
+        cl = [r["client"] for r in rs]
+        summ["servers"][n] = {
+            "rounds": len(rs), "rps": median(rps), "rps_min": min(rps), "rps_max": max(rps),
+            "spread": (max(rps) - min(rps)) / median(rps) if median(rps) else None,
+            "p99_ms": median([r["latency_ms"].get("99") for r in rs]),
+            "req_per_cpu1_s": median([r["req_per_cpu1_s"] for r in rs]),
+            "req_per_server_cpu_s": median([r["req_per_server_cpu_s"] for r in rs]),
+            "req_per_both_cpu_s": median([r["req_per_both_cpu_s"] for r in rs]),
+            "cpu1_busy_share": median([r["cpu1_busy_s"] / r["elapsed_s"] for r in rs]),
+            "client_cpu_share": median([r["client_cpu_share"] for r in rs]),
+            "resumed_share_min": min(c["resumed_share"] for c in cl),
+            "resumed_share": median([c["resumed_share"] for c in cl]),
+            "tickets_per_conn": median([c["tickets_per_conn"] for c in cl]),
+            "errors": sum(c["errors_total"] for c in cl),
+            "connections": sum(c["connections"] for c in cl),
+            "cipher": cl[0]["cipher"], "group": cl[0]["group"],
+            "flagged_runs": sum(1 for r in rs if r["flags"]),
+            "client_bound_runs": sum(1 for r in rs if (r["client_cpu_share"] or 0) > 0.95),
+        }
+    for a in (TLS_ATLAS, TLS_TUNED):
+        for b in HS_PEERS + ([TLS_ATLAS] if a == TLS_TUNED else []):
+            if summ["servers"].get(a) and summ["servers"].get(b):
+                summ["ratios"]["%s/%s" % (a, b)] = pair_ratios(summ, by, a, b)
+    return summ
+
+
+def tls_targets(summ, runs, servers):
+    """Issue 6's keep-alive bounds (TLS_TARGETS) and the information pairs, of req/CPU1-s
+    and req/s: ratio of the medians and median of the per-round ratios."""
+    by = {n: [r for r in runs if r["server"] == n and r["rps"] is not None] for n in servers}
+    out = []
+    pairs = [(a, b, kind, bound) for a, b, kind, bound in TLS_TARGETS] + [(a, b, None, None) for a, b in TLS_INFO_PAIRS]
+    for a, b, kind, bound in pairs:
+        entry = {"ratio": "%s/%s" % (a, b), "kind": kind or "information", "bound": bound}
+        if not (summ["servers"].get(a) and summ["servers"].get(b)):
+            if kind:  # a target whose side did not run: say so
+                entry["verdict"] = "not run (%s)" % ", ".join(n for n in (a, b) if not summ["servers"].get(n))
+                out.append(entry)
+            continue
+        r = pair_ratios(summ, by, a, b)
+        entry["ratios"] = {k: r[k] for k in ("req_per_cpu1_s_of_medians", "req_per_cpu1_s_median_of_rounds",
+                                              "rps_of_medians", "rps_median_of_rounds")}
+        x = r["req_per_cpu1_s_of_medians"]
+        entry["loss"] = None if x is None else 1.0 - x
+        if kind == "max_loss":
+            entry["verdict"] = "-" if x is None else ("PASS" if 1.0 - x <= bound else "FAIL")
+        elif kind == "min_ratio":
+            entry["verdict"] = "-" if x is None else ("PASS" if x >= bound else "FAIL")
+        out.append(entry)
+    return out
+
+
+def fmt_target(e):
+    if "ratios" not in e:
+        return "%-28s %s" % (e["ratio"], e["verdict"])
+    r = e["ratios"]
+    text = "%-28s req/CPU1-s %s (rounds %s)  req/s %s (rounds %s)" % (
+        e["ratio"], fmt_ratio3(r["req_per_cpu1_s_of_medians"]), fmt_ratio3(r["req_per_cpu1_s_median_of_rounds"]),
+        fmt_ratio3(r["rps_of_medians"]), fmt_ratio3(r["rps_median_of_rounds"]))
+    if e["kind"] == "max_loss":
+        text += "  -> %s per CPU1-s (issue 6: at most %.0f%% lower): %s" % (
+            fmt_lost(e["loss"]), 100 * e["bound"], e["verdict"])
+    elif e["kind"] == "min_ratio":
+        text += "  -> issue 6: at least %.1fx: %s" % (e["bound"], e["verdict"])
+    else:
+        text += "  (information)"
+    return text
+
+
+def print_medians(summ, servers, w, client_key="wrk_cpu_share", client_label="wrk", extra=None):
+    """The medians table of the tls case's parts (the static case's columns); extra(name, s)
+    adds columns after the client's share."""
+    log("  %-*s %11s %8s %9s %13s %13s %13s %6s %7s%s  %s" % (
+        w, "server", "req/s" if client_label == "wrk" else "conn/s", "spread", "p99",
+        "req/CPU1-s" if client_label == "wrk" else "hs/CPU1-s", "req/srv-CPU-s" if client_label == "wrk" else
+        "hs/srv-CPU-s", "req/2CPU-s" if client_label == "wrk" else "hs/2CPU-s", "CPU1", client_label,
+        extra(None, None) if extra else "", "flagged runs"))
+    for n in servers:
+        s = summ["servers"].get(n)
+        if not s:
+            log("  %-*s %11s" % (w, n, "no data"))
+            continue
+        log("  %-*s %11s %7.1f%% %9s %13s %13s %13s %5.0f%% %6.0f%%%s  %d/%d%s" % (
+            w, n, fmt_int(s["rps"]), 100 * (s["spread"] or 0), fmt_ms(s["p99_ms"]), fmt_int(s["req_per_cpu1_s"]),
+            fmt_int(s["req_per_server_cpu_s"]), fmt_int(s["req_per_both_cpu_s"]), 100 * (s["cpu1_busy_share"] or 0),
+            100 * (s.get(client_key) or 0), extra(n, s) if extra else "", s["flagged_runs"], s["rounds"],
+            (" (%d with errors)" % s["error_runs"]) if s.get("error_runs") else
+            (" (%d errors)" % s["errors"]) if s.get("errors") else ""))
+
+
+def print_tls_keepalive(rec, servers, args):
+    summ = rec["summary"]
+    w = args.name_w
+    log("")
+    log("tls keep-alive %s over HTTPS: medians of %d round(s) x %ds, %d connections (wrk -t1 on CPU %d, server "
+        "on CPU %d; atlas = plain HTTP)" % (rec["file"], args.rounds, args.duration, rec["connections"],
+                                             CLIENT_CPU, SERVER_CPU))
+    print_medians(summ, servers, w)
+    for n in servers:
+        info = rec["servers"].get(n, {}).get("negotiated")
+        if info:
+            log("  %-*s negotiated: %s" % (w, n, fmt_negotiated(info)))
+    for e in summ["targets"]:
+        log("  " + fmt_target(e))
+    log("  (ratios: of the medians, in brackets the median of the per-round ratios; verdicts on req/CPU1-s of"
+        " the medians)")
+
+
+def print_hs_summary(mode, summ, servers, args):
+    w = args.name_w
+    log("")
+    log("tls handshakes, %s: medians of %d round(s) x %ds, %d connections in flight, one GET /%s with "
+        "Connection: close each (client on CPU %d, server on CPU %d)" % (
+            mode, args.hs_rounds, args.hs_duration, args.hs_concurrency, SIZES[TLS_FILE][0], CLIENT_CPU, SERVER_CPU))
+
+    def extra(n, s):
+        if s is None:
+            return " %8s %8s  %s" % ("resumed", "tickets", "suite, group")
+        return " %7.1f%% %8s  %s" % (100 * s["resumed_share"], "%.1f" % s["tickets_per_conn"],
+                                     "%s, %s" % (s["cipher"], s["group"]))
+    print_medians(summ, servers, w, "client_cpu_share", "client", extra)
+    for pair, r in summ["ratios"].items():
+        log("  %-*s hs/CPU1-s %s (rounds %s)  hs/s %s (rounds %s)  hs/srv-CPU-s %s" % (
+            w + 12, pair, fmt_ratio3(r["req_per_cpu1_s_of_medians"]), fmt_ratio3(r["req_per_cpu1_s_median_of_rounds"]),
+            fmt_ratio3(r["rps_of_medians"]), fmt_ratio3(r["rps_median_of_rounds"]),
+            fmt_ratio3(r["req_per_server_cpu_s_of_medians"])))
+    if summ["ratios"]:
+        log("  (hs = connections, each one TLS 1.3 handshake and one request; resumed = share really resumed"
+            " (SSL_session_reused), tickets = NewSessionTickets a connection received)")
+    bound = sum(s["client_bound_runs"] for s in summ["servers"].values())
+    total = sum(s["rounds"] for s in summ["servers"].values())
+    if bound:
+        log("  (the client was the bottleneck, over 95%% of CPU %d, in %d of %d runs: those servers ran below"
+            " saturation; compare hs/CPU1-s, not conn/s)" % (CLIENT_CPU, bound, total))
+
+
+def handshake_part(h, args, started, results):
+    hs_servers = [n for n, s in started.items() if s.tls]
+    warm = HS_WARMUP if args.warmup > 0 else 0
+    part = {"rounds": args.hs_rounds, "duration_s": args.hs_duration, "warmup_s": warm,
+            "concurrency": args.hs_concurrency, "servers": hs_servers, "runs": [], "modes": {}}
+    results["handshakes"] = part
+    if not hs_servers:
+        return part
+    log("")
+    log("== tls handshakes: full and resumed, one GET with Connection: close per connection: %d round(s) x %ds "
+        "per mode, %d in flight, warm-up %ds ==" % (args.hs_rounds, args.hs_duration, args.hs_concurrency, warm))
+    order = list(hs_servers)
+    for rnd in range(args.hs_rounds):
+        k = rnd % len(order) if order else 0
+        for name in order[k:] + order[:k]:
+            s = started[name]
+            if not s.alive():
+                msg = "handshakes %s: exited (status %s) before round %d\n%s" % (
+                    name, s.proc.returncode, rnd + 1, s.log_tail())
+                log("  " + msg)
+                results["failures"].append(msg)
+                order.remove(name)
+                continue
+            for mode in (HS_MODES if rnd % 2 == 0 else HS_MODES[::-1]):
+                if warm:
+                    handshake_run(h, s, mode, warm)
+                run = handshake_run(h, s, mode, args.hs_duration)
+                run.update(server=name, round=rnd + 1, mode=mode)
+                part["runs"].append(run)
+                c = run.get("client") or {}
+                log("  [hs r%d/%d] %-*s %-7s %9s conn/s  p99 %8s  %9s hs/CPU1-s  CPU1 %3.0f%%  client %3.0f%%"
+                    "  resumed %5.1f%%  errors %s%s" % (
+                        rnd + 1, args.hs_rounds, args.name_w, name, mode, fmt_int(run["rps"]),
+                        fmt_ms(run["latency_ms"].get("99")), fmt_int(run["req_per_cpu1_s"]),
+                        100 * run["cpu1_busy_s"] / run["elapsed_s"] if run["elapsed_s"] else 0,
+                        100 * (run["client_cpu_share"] or 0), 100 * c.get("resumed_share", 0),
+                        c.get("errors_total", "-"), ("  FLAGS: " + "; ".join(run["flags"])) if run["flags"] else ""))
+    for mode in HS_MODES:
+        runs = [r for r in part["runs"] if r["mode"] == mode]
+        part["modes"][mode] = summarize_hs(runs, hs_servers)
+        print_hs_summary(mode, part["modes"][mode], hs_servers, args)
+    return part
+
+
+def tls_prepare(h, args, servers, record):
+    """Before the servers start: the tuned build (or why atlas+tls-tuned is skipped), which
+    wolfSSL each Atlas build's mod_tls runs, and the handshake client."""
+    info = record["tls"] = {"openssl": first_line(["openssl", "version"]), "wolfssl": {}, "skipped": {}}
+    h.tuned, why = find_tuned(args.tuned_build)
+    if TLS_TUNED in servers and h.tuned is None:
+        servers.remove(TLS_TUNED)
+        info["skipped"][TLS_TUNED] = why
+        log("  %s: SKIPPED: %s; `tools/dev bench tls` builds it with the AES-NI wolfSSL (or give --tuned-build DIR)"
+            % (TLS_TUNED, why))
+    elif TLS_TUNED not in servers:
+        h.tuned = None
+    builds = []
+    if TLS_ATLAS in servers:
+        builds.append((TLS_ATLAS, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(h.atlas))), "modules")))
+    if h.tuned:
+        builds.append((TLS_TUNED, h.tuned["module_dir"]))
+    for name, mods in builds:
+        w = info["wolfssl"][name] = wolfssl_of(mods)
+        log("  %-*s mod_tls: %s" % (args.name_w, name, fmt_wolfssl(w)))
+    a, t = info["wolfssl"].get(TLS_ATLAS), info["wolfssl"].get(TLS_TUNED)
+    if t and t["linked"] == "shared":
+        note = ("%s's mod_tls.so links the shared %s: not a tuned (static, AES-NI) wolfSSL build%s" % (
+            TLS_TUNED, t["library"], ", the same library as atlas+tls" if a and a.get("library") == t["library"] else ""))
+        h.notes.append(note)
+        log("  WARNING: " + note)
+    if args.no_handshakes:
+        h.hs_client, h.hs_client_error = None, "--no-handshakes"
+        record["method"]["handshakes"]["skipped"] = h.hs_client_error
+    else:
+        h.hs_client, h.hs_client_error = build_hs_client()
+        if h.hs_client:
+            log("  handshake client: %s (from %s)" % (rel(h.hs_client), rel(HS_SOURCE)))
+        else:
+            log("  handshake client: NOT BUILT: %s; the handshake part is skipped" % h.hs_client_error)
+            record["method"]["handshakes"]["skipped"] = h.hs_client_error
+    info["handshake_client"] = rel(h.hs_client) if h.hs_client else None
+
+
+def tls_case(h, args, servers):
+    """Keep-alive HTTPS (wrk) and handshakes (tls-handshakes) on one set of servers."""
+    fname, fsize = SIZES[TLS_FILE]
+    results = {"file": fname, "bytes": fsize, "failures": []}
+    rec = {"file": fname, "bytes": fsize, "connections": args.connections, "servers": {}, "runs": []}
+    results["keepalive"] = rec
+    log("")
+    log("== tls keep-alive: %s (%d bytes) over HTTPS, %d round(s) x %ds, %d connections, warm-up %ds ==" % (
+        fname, fsize, args.rounds, args.duration, args.connections, args.warmup))
+    started = {}
+    try:
+        started = start_servers(h, servers, "tls", rec, results,
+                                lambda s: s.start("tls", [(fname, fsize)], fname, h.content[fname]))
+        for name, s in started.items():
+            if s.tls:
+                info = negotiated(s.port, fname)
+                rec["servers"][name]["negotiated"] = info
+                log("  %-*s negotiates %s" % (args.name_w, name, fmt_negotiated(info)))
+                if info.get("error"):
+                    results["failures"].append("tls %s: openssl s_client: %s" % (name, info["error"]))
+        run_rounds(h, args, started, "tls", rec, results, fname, args.connections)
+        rec["summary"] = summarize(rec, servers)
+        rec["summary"]["targets"] = tls_targets(rec["summary"], rec["runs"], servers)
+        print_tls_keepalive(rec, servers, args)
+        if args.no_handshakes:
+            log("")
+            log("handshakes: skipped (--no-handshakes)")
+        elif h.hs_client is None:
+            log("")
+            log("handshakes: skipped: %s" % h.hs_client_error)
+        else:
+            handshake_part(h, args, started, results)
+    finally:
+        stop_servers(started, rec)
+    if "summary" in rec:
+        print_tls_recap(results, args)
+    return results
+
+
+def print_tls_recap(results, args):
+    """The issue's figures in a few lines, at the end."""
+    log("")
+    log("tls summary (issue 6):")
+    for e in results["keepalive"]["summary"]["targets"]:
+        if e["kind"] == "information":
+            continue
+        if "ratios" not in e:
+            log("  keep-alive %-28s %s" % (e["ratio"], e["verdict"]))
+            continue
+        r = e["ratios"]
+        bound = ("at most %.0f%% lower" % (100 * e["bound"]) if e["kind"] == "max_loss"
+                 else "at least %.1fx" % e["bound"])
+        log("  keep-alive %-28s req/CPU1-s %s (rounds %s), %s (%s): %s" % (
+            e["ratio"], fmt_ratio3(r["req_per_cpu1_s_of_medians"]), fmt_ratio3(r["req_per_cpu1_s_median_of_rounds"]),
+            fmt_lost(e["loss"]), bound, e["verdict"]))
+    hs = results.get("handshakes")
+    for mode in HS_MODES:
+        summ = (hs or {}).get("modes", {}).get(mode)
+        if not summ:
+            continue
+        parts = ["%s %s (rounds %s)" % (pair, fmt_ratio(r["req_per_cpu1_s_of_medians"]),
+                                        fmt_ratio(r["req_per_cpu1_s_median_of_rounds"]))
+                 for pair, r in summ["ratios"].items() if pair.endswith("/nginx+tls")]
+        per = ", ".join("%s %s" % (n, fmt_int(s["req_per_cpu1_s"])) for n, s in summ["servers"].items())
+        log("  handshakes %-7s hs/CPU1-s: %s" % (mode, per))
+        if parts:
+            log("  handshakes %-7s against nginx: %s" % (mode, "; ".join(parts)))
+
+
 # ------------------------------------------------------------------ main
 
 
 def preflight(h, args, servers, case="static"):
-    for tool in ["wrk", "taskset", "prlimit"] + [n for n in servers if not is_atlas(n)]:
+    tools = ["wrk", "taskset", "prlimit"] + ([program_of(n) for n in servers if not is_atlas(n)])
+    if case == "tls":
+        tools.append("openssl")  # the certificate, and each server's negotiated suite
+    for tool in dict.fromkeys(tools):
         if shutil.which(tool) is None:
-            raise Failure("%s is not installed (tools/dev bench installs nginx, haproxy, h2o and wrk)" % tool)
+            raise Failure("%s is not installed (tools/dev bench installs nginx, haproxy, h2o, wrk and openssl)" % tool)
     if (any(is_atlas(n) and not n.startswith(BASELINE_PREFIX) for n in servers)
             and not os.access(h.atlas, os.X_OK)):
         raise Failure("%s is missing: build it first (tools/dev bench does)" % h.atlas)
@@ -1666,7 +2296,7 @@ def background_load():
     return load
 
 
-def versions(servers, atlas, baseline=None):
+def versions(servers, atlas, baseline=None, tuned=None):
     v = {"kernel": platform.release(), "python": platform.python_version(),
          "wrk": first_line(["wrk", "-v"])}
     try:
@@ -1674,9 +2304,13 @@ def versions(servers, atlas, baseline=None):
             v["cpu"] = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
     except OSError:
         v["cpu"] = "?"
-    cmds = {"atlas": [atlas, "-v"], HC_VARIANT: [atlas, "-v"],
+    cmds = {"atlas": [atlas, "-v"], HC_VARIANT: [atlas, "-v"], TLS_ATLAS: [atlas, "-v"],
             "nginx": ["nginx", "-v"], "h2o": ["h2o", "-v"], "haproxy": ["haproxy", "-v"]}
+    if tuned:
+        cmds[TLS_TUNED] = [tuned["atlasd"], "-v"]
     for n in servers:
+        if n not in cmds and program_of(n) in cmds:  # nginx+tls: nginx's
+            cmds[n] = cmds[program_of(n)]
         if n.startswith(BASELINE_PREFIX):
             v[n] = "%s (%s)" % (first_line([baseline["atlasd"], "-v"]), baseline["describe"])
         else:
@@ -1785,15 +2419,25 @@ def parse_args(argv):
     ap.add_argument("--rounds", type=int, help="interleaved rounds (default 5; --quick: 1)")
     ap.add_argument("--duration", type=int, help="seconds per measured run (default 10; --quick: 3)")
     ap.add_argument("--connections", type=int,
-                    help="wrk -c (default: static 100; proxy 100 and 500, each its own summary)")
+                    help="wrk -c (default: static 100; proxy 100 and 500, each its own summary; tls 100)")
     ap.add_argument("--warmup", type=int, default=2, help="seconds of wrk before each measured run (default 2)")
     ap.add_argument("--servers", help="comma list (default: static %s; proxy %s, plus atlas@REV with --baseline;"
-                    " atlas+hc and atlas@REV run in the proxy case only)" % (",".join(ALL_SERVERS), ",".join(PROXY_SERVERS)))
+                    " tls %s; atlas+hc and atlas@REV run in the proxy case only, the +tls ones in the tls case"
+                    " only)" % (",".join(ALL_SERVERS), ",".join(PROXY_SERVERS), ",".join(TLS_SERVERS)))
     ap.add_argument("--baseline", metavar="REV",
                     help="proxy case: also build git revision REV into build/bench-baseline/ (from a temporary"
                          " worktree) and run it as server atlas@REV")
     ap.add_argument("--sizes", default="1k,64k,1m", help="static file sizes (default %(default)s)")
-    ap.add_argument("--quick", action="store_true", help="smoke test: 1 round x 3 s")
+    ap.add_argument("--tuned-build", default=TUNED_BUILD, metavar="DIR",
+                    help="tls case: the build run as atlas+tls-tuned, DIR/core/atlasd with DIR/modules (default"
+                         " build-tuned, which `tools/dev bench tls` prepares with the AES-NI wolfSSL)")
+    ap.add_argument("--hs-rounds", type=int, help="tls case: interleaved handshake rounds (default 3; --quick: 1)")
+    ap.add_argument("--hs-duration", type=int,
+                    help="tls case: seconds per handshake run, each mode (default 5; --quick: 2)")
+    ap.add_argument("--hs-concurrency", type=int, default=32,
+                    help="tls case: connections in flight of the handshake client (default %(default)s)")
+    ap.add_argument("--no-handshakes", action="store_true", help="tls case: the keep-alive part only")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 1 round x 3 s (tls: handshakes 1 x 2 s)")
     ap.add_argument("--idle-conns", type=int, default=IDLE_CONNS,
                     help="idle keep-alive connections for the memory test (default %(default)s)")
     ap.add_argument("--no-idle", action="store_true", help="skip the idle-connection memory test")
@@ -1807,6 +2451,12 @@ def parse_args(argv):
         args.rounds = 1 if args.quick else 5
     if args.duration is None:
         args.duration = 3 if args.quick else 10
+    if args.hs_rounds is None:
+        args.hs_rounds = 1 if args.quick else 3
+    if args.hs_duration is None:
+        args.hs_duration = 2 if args.quick else 5
+    if args.hs_rounds < 1 or args.hs_duration < 1 or args.hs_concurrency < 1:
+        ap.error("--hs-rounds, --hs-duration and --hs-concurrency must be >= 1")
     args.proxy_connections = PROXY_CONNECTIONS if args.connections is None else [args.connections]
     if args.connections is None:
         args.connections = 100
@@ -1816,7 +2466,7 @@ def parse_args(argv):
                                       or re.search(r"[\s@]", args.baseline)):
         ap.error("--baseline: a git revision (commit, tag, branch, HEAD~N)")
     base = BASELINE_PREFIX + args.baseline if args.baseline else None
-    known = list(SERVER_CLASSES) + [HC_VARIANT] + ([base] if base else [])
+    known = list(dict.fromkeys(list(SERVER_CLASSES) + [HC_VARIANT] + ([base] if base else []) + TLS_SERVERS))
     if args.servers is None:
         args.server_list = None
     else:
@@ -1830,17 +2480,20 @@ def parse_args(argv):
         if len(set(args.server_list)) != len(args.server_list) or not args.server_list:
             ap.error("--servers: a non-empty list without repeats")
     # Per case: the static case runs no Atlas variant; the proxy case runs atlas+hc by
-    # default and atlas@REV whenever --baseline is given.
+    # default and atlas@REV whenever --baseline is given; the tls case its own list (plain
+    # atlas as the baseline, and the +tls servers).
     if args.server_list is None:
         args.static_servers = list(ALL_SERVERS)
         args.proxy_servers = list(PROXY_SERVERS)
         if base:
             args.proxy_servers.insert(args.proxy_servers.index(HC_VARIANT) + 1, base)
+        args.tls_servers = list(TLS_SERVERS)
     else:
-        args.static_servers = [s for s in args.server_list if not (s == HC_VARIANT or s.startswith(BASELINE_PREFIX))]
-        args.proxy_servers = list(args.server_list)
+        args.static_servers = [s for s in args.server_list if s in SERVER_CLASSES]
+        args.proxy_servers = [s for s in args.server_list if s not in TLS_CLASSES]
         if base and base not in args.proxy_servers:
             args.proxy_servers.append(base)
+        args.tls_servers = [s for s in args.server_list if s in TLS_SERVERS]
     args.size_list = [s.strip() for s in args.sizes.split(",") if s.strip()]
     for s in args.size_list:
         if s not in SIZES:
@@ -1878,15 +2531,17 @@ def main(argv):
 
 
 def run_case(case, args, command):
-    """One case (static or proxy): its own temp dir and servers, its own JSON."""
-    servers = args.proxy_servers if case == "proxy" else args.static_servers
+    """One case (static, proxy or tls): its own temp dir and servers, its own JSON."""
+    servers = list({"proxy": args.proxy_servers, "tls": args.tls_servers}.get(case, args.static_servers))
     if not servers:
-        log("%s: none of --servers %s runs in this case (atlas+hc and atlas@REV are the proxy case's): skipped"
-            % (case, args.servers))
+        log("%s: none of --servers %s runs in this case (atlas+hc and atlas@REV are the proxy case's, the +tls"
+            " ones the tls case's): skipped" % (case, args.servers))
         return 0
-    if case != "proxy" and args.server_list and len(servers) < len(args.server_list):
-        log("%s: %s run in the proxy case only: left out here" % (
-            case, ", ".join(s for s in args.server_list if s not in servers)))
+    if args.server_list and len(servers) < len(args.server_list):
+        left = [s for s in args.server_list if s not in servers]
+        log("%s: %s run in %s only: left out here" % (
+            case, ", ".join(left), "the tls case" if all(s in TLS_CLASSES for s in left)
+            else "the proxy case" if not any(s in TLS_CLASSES for s in left) else "other cases"))
     args.name_w = max([8] + [len(n) for n in servers])
     h = Harness(args)
     started_at = datetime.datetime.now()
@@ -1930,14 +2585,47 @@ def run_case(case, args, command):
                       "atlas+hc/atlas@REV, of req/CPU1-s and req/s (ratio of medians and median of per-round "
                       "ratios); `lost` = how much lower the side with health checks + metrics is; the bound is "
                       "%.0f%% of req/CPU1-s (ratio of medians)" % (100 * HC_MAX_COST))
+    if case == "tls":
+        m = record["method"]
+        m["sizes"] = [TLS_FILE]
+        m["wrk"] = "taskset -c %d wrk -t1 -c%d -d%ds --latency https://127.0.0.1:PORT/%s" % (
+            CLIENT_CPU, args.connections, args.duration, SIZES[TLS_FILE][0])
+        m["certificate"] = ("one per case run: openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+                            " -subj /CN=%s -addext subjectAltName=DNS:%s,IP:127.0.0.1; every server gets it, TLS"
+                            " 1.3 only, its own default suites and groups" % (TLS_SNI, TLS_SNI))
+        m["variants"] = {
+            TLS_PLAIN: "plain HTTP, the static case's config (the baseline)",
+            TLS_ATLAS: "the atlas config plus, after `listen`, chain = [{ module = \"tls\", cert, key },"
+                       " { module = \"http\" }]; build/core/atlasd",
+            TLS_TUNED: "the atlas+tls config run from --tuned-build %s: its core/atlasd and module_dir = its modules"
+                       % rel(os.path.abspath(args.tuned_build))}
+        m["negotiated"] = ("each TLS server once: taskset -c %d openssl s_client -tls1_3 -brief -servername %s, "
+                           "OpenSSL's default client suites and groups, as wrk's and the handshake client's"
+                           % (CLIENT_CPU, TLS_SNI))
+        m["handshakes"] = {
+            "client": "taskset -c %d build/bench/tls-handshakes --port PORT --mode full|resumed --concurrency %d "
+                      "--duration %d --path /%s --expect-bytes %d --sni %s" % (
+                          CLIENT_CPU, args.hs_concurrency, args.hs_duration, SIZES[TLS_FILE][0],
+                          SIZES[TLS_FILE][1], TLS_SNI),
+            "source": rel(HS_SOURCE), "rounds": args.hs_rounds, "duration_s": args.hs_duration,
+            "warmup_s": HS_WARMUP if args.warmup > 0 else 0, "concurrency": args.hs_concurrency,
+            "per_connection": "TCP connect, TLS 1.3 handshake (certificate not verified, CertificateVerify checked), "
+                              "GET with Connection: close, the response read to the server's close, close",
+            "resumed": "one priming connection's session (its first NewSessionTicket) offered by every "
+                       "connection (a copy each); resumed_share = SSL_session_reused(); under %.0f%% flags the run"
+                       % (100 * HS_MIN_RESUMED),
+            "metric": "hs/CPU1-s = completed connections / busy CPU 1 seconds, as req/CPU1-s", "skipped": None}
+        m["targets"] = [{"ratio": "%s/%s" % (a, b), "kind": k, "bound": v} for a, b, k, v in TLS_TARGETS]
     rc = 0
     try:
         log("command: %s" % command)
         preflight(h, args, servers, case)
         if case == "proxy" and args.baseline:
             h.baseline = record["baseline"] = build_baseline(args.baseline)
+        if case == "tls":
+            tls_prepare(h, args, servers, record)
         record["preflight_load"] = background_load()
-        record["versions"] = versions(servers, h.atlas, h.baseline)
+        record["versions"] = versions(servers, h.atlas, h.baseline, h.tuned)
         for k in ["kernel", "cpu", "wrk"] + servers:
             log("  %-*s %s" % (args.name_w, k, record["versions"][k]))
         pl = record["preflight_load"]
@@ -1947,6 +2635,11 @@ def run_case(case, args, command):
         if max(pl["cpu%d_busy" % CLIENT_CPU], pl["cpu%d_busy" % SERVER_CPU]) > 0.10:
             log("  WARNING: the machine is not idle: results are noisy (see the per-run flags)")
         h.make_docroot()
+        if case == "tls":
+            record["tls"]["certificate"] = make_cert(h)
+            log("  certificate: %s, %s (%s)" % (record["tls"]["certificate"]["subject"],
+                                                record["tls"]["certificate"]["key"],
+                                                record["tls"]["certificate"]["signature"]))
         if any(is_atlas(n) and not n.startswith(BASELINE_PREFIX) for n in servers):
             h.atlas_server_extra()
         if h.baseline:
@@ -1955,6 +2648,8 @@ def run_case(case, args, command):
             log("  note: %s" % note)
         if case == "proxy":
             res = proxy_case(h, args, servers, args.proxy_connections)
+        elif case == "tls":
+            res = tls_case(h, args, servers)
         else:
             res = static_case(h, args, servers, args.size_list)
         record.update(res)
