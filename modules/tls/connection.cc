@@ -167,6 +167,8 @@ int32_t connection::write(const char *data, size_t len) {
 // Small pieces (a response head and its body) are gathered into whole records: one
 // record costs one AEAD call and 22 bytes of framing however small it is.
 int32_t connection::write_iov(const atlas_iovec_t *iov, size_t iovcnt) {
+    // One piece (a cached response, most often) needs no gathering.
+    if (iovcnt == 1) return write(static_cast<const char *>(iov[0].base), iov[0].len);
     size_t staged = 0;
     for (size_t i = 0; i < iovcnt; ++i) {
         const char *p = static_cast<const char *>(iov[i].base);
