@@ -38,9 +38,36 @@ connection::~connection() {
     wolfSSL_free(ssl_);
 }
 
+// wolfSSL is handed no byte past the end of the record it is reading, so once it has
+// returned a record's data it holds no unread input: with nothing queued here either,
+// there is nothing left to read, and advance() stops without another wolfSSL_read
+// (which would only say WANT_READ, at the price of a formatted error-queue entry).
+void connection::track_records(const char *p, size_t n) {
+    while (n) {
+        if (body_left_) {
+            size_t k = std::min(n, body_left_);
+            body_left_ -= k;
+            p += k;
+            n -= k;
+            continue;
+        }
+        header_[header_have_++] = static_cast<unsigned char>(*p++);
+        --n;
+        if (header_have_ == sizeof header_) {  // type, version (2), length (2)
+            body_left_ = size_t(header_[3]) << 8 | header_[4];
+            header_have_ = 0;
+        }
+    }
+}
+
+bool connection::input_drained() const {
+    return in_len_ == 0 && held_in_.empty() && header_have_ == 0 && body_left_ == 0 && !wolfSSL_has_pending(ssl_);
+}
+
 int connection::take(char *buf, int size) {
     if (size <= 0) return 0;
-    size_t want = size_t(size);
+    size_t room = body_left_ ? body_left_ : sizeof header_ - header_have_;
+    size_t want = std::min(size_t(size), room);
     size_t got = 0;
     if (!held_in_.empty()) {
         got = std::min(want, held_in_.size());
@@ -54,6 +81,7 @@ int connection::take(char *buf, int size) {
         in_len_ -= n;
         got += n;
     }
+    track_records(buf, got);
     return got ? int(got) : WOLFSSL_CBIO_ERR_WANT_READ;
 }
 
@@ -136,6 +164,7 @@ int32_t connection::advance() {
                 client_->remember(peer_, ssl_);
                 session_saved_ = true;
             }
+            if (input_drained()) return ATLAS_OK;
             continue;
         }
         int e = wolfSSL_get_error(ssl_, n);

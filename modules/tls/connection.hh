@@ -40,6 +40,8 @@ private:
     int32_t handshake();
     int32_t write(const char *data, size_t len);
     int32_t write_iov(const atlas_iovec_t *iov, size_t iovcnt);
+    void track_records(const char *p, size_t n);
+    bool input_drained() const;
     void publish_info();
 
     enum class state { handshake, open, closed, failed };
@@ -55,6 +57,10 @@ private:
     std::string held_in_;       // wire bytes wolfSSL has not taken yet
     std::string held_out_;      // plain bytes queued before the handshake completed
     bool session_saved_ = false;
+    // Where wolfSSL is in the record stream it has taken (see track_records).
+    unsigned char header_[5];
+    size_t header_have_ = 0;
+    size_t body_left_ = 0;
     bool seen_input_ = false;
 };
 

@@ -922,6 +922,47 @@ class Timeouts(unittest.TestCase):
             self.assertEqual(r.status, 200)
 
 
+TLS_ECHO = """
+[server]
+workers = 1
+module_dir = "{modules}"
+
+[[listener]]
+name = "secure-echo"
+listen = ["127.0.0.1:{port}"]
+chain = [{ module = "tls", cert = "a.pem", key = "a.key" }, { module = "testkit", banner = "hello\\n" }]
+"""
+
+
+@needs_tls
+class Stream(unittest.TestCase):
+    def test_tls_in_front_of_a_stream_handler(self):
+        """TLS before an L4 handler (mod_testkit's echo): its banner, queued before the
+        handshake, arrives first; 8 MiB echo back intact; the client's close_notify is the
+        handler's end of input, and its half-close comes back as the server's
+        close_notify (unwrap() completes)."""
+        with Atlas(TLS_ECHO, files=cert_files("a.pem", "a.key")) as a:
+            ctx = client_context(maximum=V13)
+            with socket.create_connection(("127.0.0.1", a.port), timeout=20) as raw_sock:
+                with ctx.wrap_socket(raw_sock, server_hostname="a.test") as s:
+                    got = b""
+                    while not got.endswith(b"\n"):
+                        piece = s.recv(64)
+                        self.assertTrue(piece, "closed before the banner")
+                        got += piece
+                    self.assertEqual(got, b"hello\n")
+                    data = os.urandom(8 * MiB)
+                    echoed = bytearray()
+                    for off in range(0, len(data), 256 * 1024):
+                        s.sendall(data[off:off + 256 * 1024])
+                        while len(echoed) < off + 256 * 1024:
+                            piece = s.recv(1 << 16)
+                            self.assertTrue(piece, "closed in the middle of the echo")
+                            echoed += piece
+                    self.assertEqual(hashlib.sha256(echoed).hexdigest(), hashlib.sha256(data).hexdigest())
+                    s.unwrap()  # sends close_notify, returns once the server's has come
+
+
 @needs_tls
 class BigBodies(unittest.TestCase):
     """1 GiB up through a proxy route and 256 MiB down from a static file, over TLS,
