@@ -2,6 +2,7 @@
 
 #include <atlas/module.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "chain/runtime.hh"
@@ -115,6 +116,28 @@ void listener_metrics(writer &out, const chain::runtime &rt) {
     for (const chain::listener_rt &l : rt.listeners)
         out.sample("atlas_connections_accepted_total", label("listener", l.cfg->name),
                    sum(l.stats.get(), n, [](const chain::listener_shard &s) { return s.accepted.get(); }));
+
+    // Listeners with a transport (TLS): handshakes done, resumed, and given up.
+    using counter_of = uint64_t (*)(const chain::listener_shard &);
+    const struct {
+        const char *name, *help;
+        counter_of get;
+    } tls_counters[] = {
+        {"atlas_tls_handshakes_total", "Transport (TLS) handshakes completed.",
+         [](const chain::listener_shard &s) { return s.handshakes.get(); }},
+        {"atlas_tls_resumed_total", "Completed handshakes that resumed a session.",
+         [](const chain::listener_shard &s) { return s.resumed.get(); }},
+        {"atlas_tls_handshake_failures_total", "Connections closed before their transport handshake completed.",
+         [](const chain::listener_shard &s) { return s.handshake_failures.get(); }},
+    };
+    bool any_tls = std::any_of(rt.listeners.begin(), rt.listeners.end(),
+                               [](const chain::listener_rt &l) { return l.transport != nullptr; });
+    for (const auto &c : tls_counters) {
+        if (!any_tls) break;
+        out.family(c.name, "counter", c.help);
+        for (const chain::listener_rt &l : rt.listeners)
+            if (l.transport) out.sample(c.name, label("listener", l.cfg->name), sum(l.stats.get(), n, c.get));
+    }
 
     // Every route of every listener, and per listener what no route took ("none").
     auto each_http = [&](auto &&fn) {

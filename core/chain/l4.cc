@@ -239,6 +239,11 @@ void transport_set_info(conn *c, const atlas_transport_info_t *info) {
     text(info->server_name, c->info->server_name);
     text(info->alpn, c->info->alpn);
     c->info->resumed = ATLAS_HAS_FIELD(atlas_transport_info_t, info, resumed) && info->resumed;
+    if (!c->info_set && c->listener && !c->upstream) {
+        listener_shard &st = c->listener->stats[c->w->index_];
+        st.handshakes.add();
+        if (c->info->resumed) st.resumed.add();
+    }
     c->info_set = true;
 }
 

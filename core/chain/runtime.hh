@@ -63,6 +63,9 @@ struct alignas(64) http_shard {
 struct alignas(64) listener_shard {
     upstream::counter accepted;
     upstream::counter open;  // a gauge: added at accept, taken off at close
+    // Transport (TLS) handshakes: completed (of which resumed), and connections that
+    // closed before theirs completed (bad hellos, probes, clients giving up).
+    upstream::counter handshakes, resumed, handshake_failures;
     http_shard unrouted;     // no route (404) or rejected before routing (400, 408, 414, 431...)
 };
 

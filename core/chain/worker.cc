@@ -706,7 +706,11 @@ void worker::free_conn(conn *c) {
     proxy::on_closed(*this, c);
     session::abort_all(*this, c);
     l4::closed(*this, c);
-    if (c->listener) c->listener->stats[index_].open.sub();
+    if (c->listener) {
+        listener_shard &st = c->listener->stats[index_];
+        st.open.sub();
+        if (c->has_transport && !c->info_set && !c->upstream) st.handshake_failures.add();
+    }
     ring_.unregister_slot(c->slot);  // the ring's reference would keep the socket open
     c->slot = -1;
     close(c->fd);

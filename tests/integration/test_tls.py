@@ -964,6 +964,45 @@ class Stream(unittest.TestCase):
 
 
 @needs_tls
+class Metrics(unittest.TestCase):
+    def test_handshake_counters(self):
+        """/metrics counts a TLS listener's completed handshakes, the resumed ones, and
+        connections that closed before theirs completed (a bad hello); a plain listener
+        has none of these series."""
+        top = '[admin]\nlisten = "127.0.0.1:{port2}"\n'
+        text = tls_config(TWO_CERTS, top=top) + ('[[listener]]\nname = "plain"\nlisten = ["127.0.0.1:{port3}"]\n'
+                                                 '  [[listener.route]]\n  path_prefix = "/"\n'
+                                                 '  handler = { module = "static", root = "www" }\n')
+        with Atlas(text, www=WWW, files=cert_files("a.pem", "a.key", "b.pem", "b.key")) as a:
+            def series():
+                with connect(a.port2) as s:
+                    s.sendall(build_request("GET", "/metrics", headers=[("Connection", "close")]))
+                    body = read_response(s).body.decode()
+                found = {}
+                for line in body.splitlines():
+                    m = re.match(r'(atlas_tls_\w+)\{listener="(\w+)"\} (\d+)$', line)
+                    if m:
+                        found[(m.group(1), m.group(2))] = int(m.group(3))
+                return found
+
+            ctx12 = client_context(maximum=V12, check_hostname=False)
+            _, first = https_get(a.port, name=None, ctx=ctx12)
+            _, again = https_get(a.port, name=None, ctx=ctx12, session=first["session"])
+            self.assertTrue(again["reused"])
+            https_get(a.port)
+            done = {("atlas_tls_handshakes_total", "web"): 3, ("atlas_tls_resumed_total", "web"): 1}
+            wait_for(lambda: all(series().get(k) == v for k, v in done.items()), "the counters %s" % done)
+            # The harness's readiness probes connected without a handshake: they count too.
+            failures = ("atlas_tls_handshake_failures_total", "web")
+            base = series()[failures]
+            with connect(a.port) as s:
+                s.sendall(b"\x16\x03\x01\x00\x05hello")
+                wait_closed(s)
+            wait_for(lambda: series()[failures] == base + 1, "one more handshake failure")
+            self.assertFalse(any(listener == "plain" for _, listener in series()))
+
+
+@needs_tls
 class BigBodies(unittest.TestCase):
     """1 GiB up through a proxy route and 256 MiB down from a static file, over TLS,
     intact, atlasd's peak RSS under 64 MiB (normal build)."""
