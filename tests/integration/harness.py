@@ -563,6 +563,16 @@ def runs_asan(pid):
         return "libasan" in f.read()
 
 
+def assert_peak_rss_below(pid, limit):
+    """Bounded buffering: atlasd's peak RSS stays under `limit` bytes (not checked for an
+    ASan build, whose quarantine and shadow memory say nothing about buffering)."""
+    if runs_asan(pid):
+        return
+    hwm = vm_hwm(pid)
+    if hwm >= limit:
+        raise AssertionError("atlasd peak RSS %d KiB, over %d KiB" % (hwm >> 10, limit >> 10))
+
+
 def recv_sha256(sock, size, have=b""):
     """Reads until `size` bytes have come (counting `have`, read before), hashing them as
     they come instead of holding them; returns the SHA-256 hex digest. Raises

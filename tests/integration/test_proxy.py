@@ -22,7 +22,7 @@ import unittest
 
 from backend import Backend, pattern
 from harness import (REPO, Atlas, build_request, can_connect, connect, free_port, read_response,
-                     read_until_close, recv_sha256, request, run_check, runs_asan, tail, vm_hwm,
+                     read_until_close, recv_sha256, request, run_check, tail, assert_peak_rss_below,
                      wait_closed)
 
 
@@ -433,12 +433,6 @@ class BigBodies(unittest.TestCase):
         cls.atlas.__exit__(None, None, None)
         cls.backend.__exit__(None, None, None)
 
-    def check_rss(self):
-        if runs_asan(self.atlas.pid):
-            return
-        hwm = vm_hwm(self.atlas.pid)
-        self.assertLess(hwm, 64 << 20, "atlasd peak RSS %d KiB" % (hwm >> 10))
-
     def test_download_1gib(self):
         want = hashlib.sha256()
         piece = pattern(1 << 20)
@@ -453,7 +447,7 @@ class BigBodies(unittest.TestCase):
             self.assertIn(b"Content-Length: %d" % GiB, head)
             got = recv_sha256(s, GiB, rest)
         self.assertEqual(got, want.hexdigest())
-        self.check_rss()
+        assert_peak_rss_below(self.atlas.pid, 64 << 20)
 
     def test_upload_1gib(self):
         piece = os.urandom(1 << 20)
@@ -467,7 +461,7 @@ class BigBodies(unittest.TestCase):
             e = echo(read_response(s, timeout=120))
         self.assertEqual(e["body_len"], GiB)
         self.assertEqual(e["body_sha256"], want.hexdigest())
-        self.check_rss()
+        assert_peak_rss_below(self.atlas.pid, 64 << 20)
 
     @property
     def port(self):

@@ -28,7 +28,7 @@ import warnings
 
 from backend import Backend
 from harness import (BUILD, HERE, REPO, Atlas, build_request, connect, free_port, read_response,
-                     recv_sha256, run_check, runs_asan, tail, vm_hwm, wait_closed)
+                     recv_sha256, run_check, tail, assert_peak_rss_below, wait_closed)
 
 MOD_TLS = os.path.join(BUILD, "modules", "mod_tls.so")
 V12, V13 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
@@ -1025,12 +1025,6 @@ class BigBodies(unittest.TestCase):
         cls.atlas.__exit__(None, None, None)
         cls.backend.__exit__(None, None, None)
 
-    def check_rss(self):
-        if runs_asan(self.atlas.pid):
-            return
-        hwm = vm_hwm(self.atlas.pid)
-        self.assertLess(hwm, 64 << 20, "atlasd peak RSS %d KiB" % (hwm >> 10))
-
     @staticmethod
     def pieces(count, size=MiB):
         """`count` pieces of `size` bytes, each different (a counter over random bytes)."""
@@ -1053,7 +1047,7 @@ class BigBodies(unittest.TestCase):
         self.assertEqual(e["body_len"], GiB)
         self.assertEqual(e["body_sha256"], want.hexdigest())
         self.assertIn(["X-Forwarded-Proto", "https"], e["headers"])
-        self.check_rss()
+        assert_peak_rss_below(self.atlas.pid, 64 << 20)
 
     def test_download_256mib_static(self):
         """A 256 MiB static file read with python ssl: SHA-256 intact."""
@@ -1076,7 +1070,7 @@ class BigBodies(unittest.TestCase):
             self.assertEqual(recv_sha256(s, size, rest), want.hexdigest())
             s.sendall(build_request("GET", "/small.txt"))  # the connection lives on
             self.assertEqual(read_response(s).body, b"small\n")
-        self.check_rss()
+        assert_peak_rss_below(self.atlas.pid, 64 << 20)
 
 
 def config_error(tls, files):
