@@ -588,6 +588,19 @@ def recv_sha256(sock, size, have=b""):
     return h.hexdigest()
 
 
+def wait_until(pred, what, timeout=20.0):
+    """Poll pred() until it returns something true (returned); AssertionError naming `what`
+    at the deadline. The poll that replaces a sleep: generous, for ASan builds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
+        time.sleep(0.05)
+
+
 def wait_closed(sock, timeout=10):
     """Wait for the peer to close (EOF or reset).  Returns (closed, extra_bytes):
     closed is False if `timeout` seconds pass first; extra_bytes is whatever arrived

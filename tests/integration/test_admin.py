@@ -19,10 +19,9 @@ import unittest
 import prometheus_text
 from backend import Backend
 from harness import (Atlas, build_request, connect, fill, free_port, get, read_response, request,
-                     run_bin, run_check, site_config, wait_closed)
+                     run_bin, run_check, site_config, wait_closed, wait_until)
 
 TOKEN = "s3cret-admin-token-0123456789"
-WAIT = 20.0  # seconds any poll may take (generous: the binary may be an ASan build)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -56,18 +55,6 @@ def call(port, method, path, body=None, headers=None, token=None):
     if r.body and r.media_type() == "application/json":
         doc = json.loads(r.body)
     return r.status, r, doc
-
-
-def wait_until(pred, what, timeout=WAIT):
-    """Poll pred() until it returns something true (returned); AssertionError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
-        time.sleep(0.05)
 
 
 def backends_hit(port, path="/len/1", n=20):

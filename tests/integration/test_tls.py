@@ -28,7 +28,7 @@ import warnings
 
 from backend import Backend
 from harness import (BUILD, HERE, REPO, Atlas, build_request, connect, free_port, read_response,
-                     recv_sha256, run_check, tail, assert_peak_rss_below, wait_closed)
+                     recv_sha256, run_check, tail, assert_peak_rss_below, wait_closed, wait_until)
 
 MOD_TLS = os.path.join(BUILD, "modules", "mod_tls.so")
 V12, V13 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
@@ -361,13 +361,6 @@ def alerts_only(data):
         i += 5 + int.from_bytes(data[i + 3:i + 5], "big")
     return i == len(data)
 
-
-def wait_for(predicate, what, timeout=15):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(0.05)
 
 
 def wolfssl_aes_leads():
@@ -746,7 +739,7 @@ class Site(unittest.TestCase):
                         lines[e["target"]] = e
             return all("/index.html?log=%d" % n in lines for n in (1, 2, 3))
 
-        wait_for(have_all, "the three access log lines", LINE_WAIT)
+        wait_until(have_all, "the three access log lines", LINE_WAIT)
         e1, e2, e3 = (lines["/index.html?log=%d" % n] for n in (1, 2, 3))
         self.assertEqual((e1["tls_protocol"], e1["tls_server_name"], e1["tls_alpn"], e1["tls_resumed"]),
                          ("TLSv1.3", "b.test", "http/1.1", False))
@@ -991,14 +984,14 @@ class Metrics(unittest.TestCase):
             self.assertTrue(again["reused"])
             https_get(a.port)
             done = {("atlas_tls_handshakes_total", "web"): 3, ("atlas_tls_resumed_total", "web"): 1}
-            wait_for(lambda: all(series().get(k) == v for k, v in done.items()), "the counters %s" % done)
+            wait_until(lambda: all(series().get(k) == v for k, v in done.items()), "the counters %s" % done)
             # The harness's readiness probes connected without a handshake: they count too.
             failures = ("atlas_tls_handshake_failures_total", "web")
             base = series()[failures]
             with connect(a.port) as s:
                 s.sendall(b"\x16\x03\x01\x00\x05hello")
                 wait_closed(s)
-            wait_for(lambda: series()[failures] == base + 1, "one more handshake failure")
+            wait_until(lambda: series()[failures] == base + 1, "one more handshake failure")
             self.assertFalse(any(listener == "plain" for _, listener in series()))
 
 
@@ -1177,9 +1170,9 @@ class Reload(unittest.TestCase):
                         f.write(PKI.read(src))
                     os.replace(a.path(dst + ".new"), a.path(dst))
                 a.send_signal(signal.SIGHUP)
-                wait_for(lambda: "SIGHUP: Configuration hot-reloaded" in a.stderr_text(), "the reload")
+                wait_until(lambda: "SIGHUP: Configuration hot-reloaded" in a.stderr_text(), "the reload")
                 # the workers adopt the new configuration a moment after that line
-                wait_for(lambda: https_get(a.port)[1]["cn"] == "a2.test", "a connection with the new certificate")
+                wait_until(lambda: https_get(a.port)[1]["cn"] == "a2.test", "a connection with the new certificate")
                 for _ in range(3):
                     r, info = https_get(a.port)
                     self.assertEqual((r.status, info["cn"]), (200, "a2.test"))
