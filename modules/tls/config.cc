@@ -157,18 +157,16 @@ int group_id(const std::string &name, const std::string &key) {
 
 // Keys both sides read; false when `k` is not one of them.
 bool read_protocol(protocol_settings &p, const std::string &k, const json &v, const std::string &key,
-                   std::vector<std::string> &tls12, std::vector<std::string> &tls13, bool &suites_set) {
+                   std::vector<std::string> &tls12, std::vector<std::string> &tls13) {
     if (k == "min_version") p.min_version = version(v, key);
     else if (k == "max_version") p.max_version = version(v, key);
     else if (k == "ciphers") {
         tls12 = text_list(v, key, ':');
         check_suites(tls12, key, false);
-        suites_set = true;
     } else if (k == "ciphersuites") {
         tls13 = text_list(v, key, ':');
         for (std::string &s : tls13) s = wolfssl_suite_name(s);
         check_suites(tls13, key, true);
-        suites_set = true;
     } else if (k == "groups") {
         p.groups.clear();
         for (const std::string &g : text_list(v, key, ':')) p.groups.push_back(group_id(g, key));
@@ -183,59 +181,33 @@ bool read_protocol(protocol_settings &p, const std::string &k, const json &v, co
     return true;
 }
 
+// A side the config leaves out (or lists empty) keeps this build's default order.
 void finish_protocol(protocol_settings &p, const std::string &key, std::vector<std::string> tls12,
-                     std::vector<std::string> tls13, bool suites_set) {
+                     std::vector<std::string> tls13) {
     if (p.min_version > p.max_version) bad(key + ".min_version", "is above max_version");
     if (p.groups.empty()) p.groups = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1};
-    if (!suites_set) {
-        p.cipher_list = default_cipher_list();
-        return;
-    }
-    std::string d = default_cipher_list();
-    std::vector<std::string> def;
-    for (size_t a = 0, b; a < d.size(); a = b + 1) {
-        b = d.find(':', a);
-        if (b == std::string::npos) b = d.size();
-        def.push_back(d.substr(a, b - a));
-    }
-    // A side left out keeps its defaults.
-    auto of = [&](bool v13) {
-        std::vector<std::string> out;
-        for (const std::string &s : def)
-            if ((s.rfind("TLS13-", 0) == 0) == v13) out.push_back(s);
-        return out;
-    };
-    if (tls13.empty()) tls13 = of(true);
-    if (tls12.empty()) tls12 = of(false);
-    if (p.max_version >= 0x0304 && tls13.empty()) bad(key + ".ciphersuites", "TLS 1.3 is allowed but no suite is listed");
-    if (p.min_version <= 0x0303 && tls12.empty()) bad(key + ".ciphers", "TLS 1.2 is allowed but no cipher is listed");
-    std::vector<std::string> all = tls13;
-    all.insert(all.end(), tls12.begin(), tls12.end());
-    p.cipher_list = join(all, ":");
+    if (tls13.empty()) tls13 = default_suites(true);
+    if (tls12.empty()) tls12 = default_suites(false);
+    tls13.insert(tls13.end(), tls12.begin(), tls12.end());
+    p.cipher_list = join(tls13, ":");
 }
 
 certificate read_certificate(const json &t, const std::string &key, std::string_view base_dir, bool allow_expired) {
     certificate c;
-    bool names_set = false;
+    bool names_given = false;
     for (auto &[k, v] : t.items()) {
         if (k == "cert") c.cert_path = resolve(text(v, key + ".cert"), base_dir);
         else if (k == "key") c.key_path = resolve(text(v, key + ".key"), base_dir);
         else if (k == "names") {
             for (const std::string &n : text_list(v, key + ".names", ',')) c.names.push_back(lower(n));
-            names_set = true;
+            names_given = true;
         } else bad(key + "." + k, "unknown key (cert, key, names)");
     }
     if (c.cert_path.empty()) bad(key, "needs cert (a PEM certificate chain file)");
     if (c.key_path.empty()) bad(key, "needs key (the PEM private key of cert)");
     c.cert_pem = read_file(c.cert_path, key + ".cert");
     c.key_pem = read_file(c.key_path, key + ".key");
-    if (names_set) {
-        std::vector<std::string> given = std::move(c.names);
-        check_certificate(c, key, allow_expired);
-        c.names = std::move(given);
-    } else {
-        check_certificate(c, key, allow_expired);
-    }
+    check_certificate(c, key, allow_expired, !names_given);
     return c;
 }
 
@@ -249,21 +221,30 @@ bool aes_accelerated() {
 #endif
 }
 
-std::string default_cipher_list() {
+std::vector<std::string> default_suites(bool tls13) {
     // Only AEADs with forward secrecy. The faster AEAD of this build leads; the server's
     // order decides (wolfSSL's default), so every client gets it when it offers it.
-    static const char *chacha13 = "TLS13-CHACHA20-POLY1305-SHA256";
-    static const char *aes13 = "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384";
-    static const char *chacha12 = "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
-    static const char *aes12 = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-                               "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
-    std::string s;
-    if (aes_accelerated()) s = std::string(aes13) + ":" + chacha13 + ":" + aes12 + ":" + chacha12;
-    else s = std::string(chacha13) + ":" + aes13 + ":" + chacha12 + ":" + aes12;
-    return s;
+    std::vector<std::string> chacha, aes;
+    if (tls13) {
+        chacha = {"TLS13-CHACHA20-POLY1305-SHA256"};
+        aes = {"TLS13-AES128-GCM-SHA256", "TLS13-AES256-GCM-SHA384"};
+    } else {
+        chacha = {"ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305"};
+        aes = {"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+               "ECDHE-RSA-AES256-GCM-SHA384"};
+    }
+    std::vector<std::string> &first = aes_accelerated() ? aes : chacha, &second = aes_accelerated() ? chacha : aes;
+    first.insert(first.end(), second.begin(), second.end());
+    return first;
 }
 
-void check_certificate(certificate &c, const std::string &where, bool allow_expired) {
+std::string default_cipher_list() {
+    std::vector<std::string> all = default_suites(true), tls12 = default_suites(false);
+    all.insert(all.end(), tls12.begin(), tls12.end());
+    return join(all, ":");
+}
+
+void check_certificate(certificate &c, const std::string &where, bool allow_expired, bool take_names) {
     if (c.cert_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
         bad(where + ".cert", "'" + c.cert_path + "' is not a PEM certificate (no BEGIN CERTIFICATE line)");
     if (c.key_pem.find("PRIVATE KEY-----") == std::string::npos)
@@ -281,22 +262,15 @@ void check_certificate(certificate &c, const std::string &where, bool allow_expi
         bad(where + ".key", "'" + c.key_path + "' is not a usable PEM private key");
     if (wolfSSL_CTX_check_private_key(ctx.get()) != WOLFSSL_SUCCESS)
         bad(where + ".key", "'" + c.key_path + "' does not match the certificate in '" + c.cert_path + "'");
-    c.ecdsa = c.key_pem.find("BEGIN EC PRIVATE KEY") != std::string::npos;
 
     std::unique_ptr<WOLFSSL_X509, x509_deleter> x(
         wolfSSL_X509_load_certificate_buffer(cert, int(c.cert_pem.size()), WOLFSSL_FILETYPE_PEM));
     if (!x) bad(where + ".cert", "'" + c.cert_path + "' is not a valid PEM certificate");
-    if (!c.ecdsa) {
-        // A PKCS#8 key says nothing of its type in its PEM label: ask the certificate.
-        constexpr int ecdsa_key_oid = 518;  // wolfCrypt's ECDSAk (asn.h, an internal header)
-        c.ecdsa = wolfSSL_X509_get_pubkey_type(x.get()) == ecdsa_key_oid;
-    }
     char when[64] = "";
     if (WOLFSSL_ASN1_TIME *na = wolfSSL_X509_get_notAfter(x.get())) {
         wolfSSL_ASN1_TIME_to_string(na, when, sizeof when);
-        c.not_after = when;
         if (!allow_expired && wolfSSL_X509_cmp_current_time(na) < 0)
-            bad(where + ".cert", "'" + c.cert_path + "' expired on " + c.not_after +
+            bad(where + ".cert", "'" + c.cert_path + "' expired on " + std::string(when) +
                                      " (renew it, or set allow_expired = true)");
     }
     if (WOLFSSL_ASN1_TIME *nb = wolfSSL_X509_get_notBefore(x.get())) {
@@ -308,7 +282,7 @@ void check_certificate(certificate &c, const std::string &where, bool allow_expi
         }
     }
     // The names it serves: its DNS subject alternative names, else its common name.
-    if (c.names.empty()) {
+    if (take_names) {
         while (char *n = wolfSSL_X509_get_next_altname(x.get())) c.names.push_back(lower(n));
         if (c.names.empty()) {
             char cn[256] = "";
@@ -316,7 +290,6 @@ void check_certificate(certificate &c, const std::string &where, bool allow_expi
                 if (wolfSSL_X509_NAME_get_text_by_NID(subject, NID_commonName, cn, sizeof cn) > 0) c.names.push_back(lower(cn));
         }
     }
-    c.subject = c.names.empty() ? c.cert_path : c.names.front();
 }
 
 server_config *parse_server(std::string_view text_in, std::string_view key_in, std::string_view base_dir) {
@@ -326,12 +299,13 @@ server_config *parse_server(std::string_view text_in, std::string_view key_in, s
     c->key = std::string(key_in);
     c->proto.alpn = {"http/1.1"};
     std::vector<std::string> tls12, tls13;
-    bool suites_set = false, allow_expired = false;
+    bool allow_expired = false;
     json top = json::object();  // a flat cert/key: the seed's [listen.tls] and the short form
     const json *list = nullptr;
     if (auto it = j.find("allow_expired"); it != j.end()) allow_expired = flag(*it, "allow_expired");
     for (auto &[k, v] : j.items()) {
-        if (read_protocol(c->proto, k, v, k, tls12, tls13, suites_set)) continue;
+        if (k == "allow_expired") continue;  // read first: the certificates need it
+        if (read_protocol(c->proto, k, v, k, tls12, tls13)) continue;
         if (k == "cert" || k == "key" || k == "names") top[k] = v;
         else if (k == "certificates") {
             if (!v.is_array() || v.empty()) bad(k, "must be a list of { cert, key, names } tables");
@@ -342,7 +316,6 @@ server_config *parse_server(std::string_view text_in, std::string_view key_in, s
         else if (k == "ticket_lifetime") {
             c->ticket_lifetime_s = seconds(v, k);
             if (c->ticket_lifetime_s < 60) bad(k, "must be at least 1m");
-        } else if (k == "allow_expired") {
         } else {
             bad(k, "unknown key (cert, key, names, certificates, min_version, max_version, ciphers, ciphersuites, "
                    "groups, alpn, strict_sni, session_tickets, session_cache, ticket_lifetime, allow_expired)");
@@ -357,7 +330,7 @@ server_config *parse_server(std::string_view text_in, std::string_view key_in, s
         }
     }
     if (c->certs.empty()) bad("tls", "needs a certificate: cert and key, or certificates = [{ cert, key }]");
-    finish_protocol(c->proto, "tls", std::move(tls12), std::move(tls13), suites_set);
+    finish_protocol(c->proto, "tls", std::move(tls12), std::move(tls13));
     return c.release();
 }
 
@@ -366,10 +339,9 @@ client_config *parse_client(std::string_view text_in, std::string_view, std::str
     if (!j.is_object()) bad("tls", "must be a table");
     auto c = std::make_unique<client_config>();
     std::vector<std::string> tls12, tls13;
-    bool suites_set = false;
     json cert = json::object();
     for (auto &[k, v] : j.items()) {
-        if (read_protocol(c->proto, k, v, k, tls12, tls13, suites_set)) continue;
+        if (read_protocol(c->proto, k, v, k, tls12, tls13)) continue;
         if (k == "verify") c->verify = flag(v, k);
         else if (k == "ca") {
             std::string ca = text(v, k);
@@ -398,7 +370,7 @@ client_config *parse_client(std::string_view text_in, std::string_view, std::str
         c->client_cert = read_certificate(cert, "tls", base_dir, false);
         c->has_client_cert = true;
     }
-    finish_protocol(c->proto, "tls", std::move(tls12), std::move(tls13), suites_set);
+    finish_protocol(c->proto, "tls", std::move(tls12), std::move(tls13));
     return c.release();
 }
 

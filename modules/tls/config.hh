@@ -17,9 +17,6 @@ struct certificate {
     std::string cert_path, key_path;
     std::string cert_pem, key_pem;     // file contents
     std::vector<std::string> names;    // lowercase; "*.example.com" matches one label
-    std::string subject;               // for messages: the first name, or the CN
-    std::string not_after;             // as the certificate says it
-    bool ecdsa = false;                // the key type (else RSA or another)
 };
 
 // What both sides share.
@@ -52,8 +49,10 @@ struct client_config {
     bool session_reuse = true;
 };
 
-// The cipher list used when the config gives none: the AEAD this build runs fastest
-// first (ChaCha20-Poly1305 without AES-NI, AES-GCM with it).
+// The suites used when the config gives none, TLS 1.3 or 1.2: the AEAD this build runs
+// fastest first (ChaCha20-Poly1305 without AES-NI, AES-GCM with it); and both as one
+// wolfSSL cipher list.
+std::vector<std::string> default_suites(bool tls13);
 std::string default_cipher_list();
 // True when the wolfSSL in use has AES-NI code and this CPU can run it.
 bool aes_accelerated();
@@ -62,8 +61,9 @@ bool aes_accelerated();
 server_config *parse_server(std::string_view json, std::string_view key, std::string_view base_dir);
 client_config *parse_client(std::string_view json, std::string_view key, std::string_view base_dir);
 
-// Loads `pem` of the certificate at `where` into a fresh context and checks it (PEM, key
-// matches, not expired); throws std::runtime_error naming `where` and the file on failure.
-void check_certificate(certificate &c, const std::string &where, bool allow_expired);
+// Loads the PEM text of `c` into a fresh context and checks it (PEM, key matches, not
+// expired); throws std::runtime_error naming `where` and the file on failure. With
+// `take_names`, c.names become the certificate's DNS names (else its CN).
+void check_certificate(certificate &c, const std::string &where, bool allow_expired, bool take_names);
 
 }  // namespace atlas::tls

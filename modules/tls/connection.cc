@@ -23,14 +23,11 @@ thread_local char stage_buf[record_size];
 int io_recv(WOLFSSL *, char *buf, int size, void *c) { return static_cast<connection *>(c)->take(buf, size); }
 int io_send(WOLFSSL *, char *buf, int size, void *c) { return static_cast<connection *>(c)->emit(buf, size); }
 
-connection::connection(const atlas_host_api_t *host, atlas_conn_t *conn, WOLFSSL *ssl, client_context *client)
-    : host_(host), conn_(conn), ssl_(ssl), client_(client) {
+connection::connection(const atlas_host_api_t *host, atlas_conn_t *conn, WOLFSSL *ssl, client_context *client,
+                       std::string peer)
+    : host_(host), conn_(conn), ssl_(ssl), client_(client), peer_(std::move(peer)) {
     wolfSSL_SetIOReadCtx(ssl_, this);
     wolfSSL_SetIOWriteCtx(ssl_, this);
-    if (client_) {
-        atlas_slice_t p = host_->conn_peer(conn_);
-        peer_.assign(p.ptr, p.len);
-    }
 }
 
 connection::~connection() {
@@ -123,9 +120,7 @@ int32_t connection::handshake() {
     if (r == WOLFSSL_SUCCESS) {
         st_ = state::open;
         publish_info();
-        if (client_) {
-            client_->remember(peer_, ssl_);
-        }
+        if (client_) client_->remember(peer_, ssl_);  // a TLS 1.2 session is whole already
         if (!held_out_.empty()) {
             std::string out;
             out.swap(held_out_);
@@ -139,15 +134,14 @@ int32_t connection::handshake() {
     // queued its alert. A client connection ends after sending it; an upstream one is
     // a failure its caller must see.
     st_ = state::failed;
+    if (!client_) {
+        host_->conn_close(conn_);  // a client's bad hello is counted, not logged (metrics)
+        return ATLAS_OK;
+    }
     char msg[160];
     wolfSSL_ERR_error_string_n(static_cast<unsigned long>(e), msg, sizeof msg);
-    std::string line = std::string(client_ ? "handshake with upstream " + peer_ + " failed: " : "handshake failed: ") + msg;
-    if (client_) {
-        log(ATLAS_LOG_WARN, line);
-        return ATLAS_ERROR;
-    }
-    host_->conn_close(conn_);
-    return ATLAS_OK;
+    log(ATLAS_LOG_WARN, "handshake with upstream " + peer_ + " failed: " + msg);
+    return ATLAS_ERROR;
 }
 
 int32_t connection::advance() {

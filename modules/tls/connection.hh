@@ -18,9 +18,10 @@ void log(atlas_log_level_t level, const std::string &line);
 
 class connection {
 public:
-    // Takes `ssl`. `client` is set for upstream connections (their session is kept
-    // there for resumption).
-    connection(const atlas_host_api_t *host, atlas_conn_t *conn, WOLFSSL *ssl, client_context *client);
+    // Takes `ssl`. `client` is set for upstream connections: their session is kept there
+    // for resumption, under `peer` (the server's address).
+    connection(const atlas_host_api_t *host, atlas_conn_t *conn, WOLFSSL *ssl, client_context *client,
+               std::string peer);
     ~connection();
     connection(const connection &) = delete;
     connection &operator=(const connection &) = delete;

@@ -157,6 +157,8 @@ client_context::client_context(const client_config &c) : cfg(c) {
         wolfSSL_CTX_set_verify(g.ctx, WOLFSSL_VERIFY_NONE, nullptr);
     }
     if (c.has_client_cert) use_certificate(g.ctx, c.client_cert);
+    send_sni_ = !c.server_name.empty() && !is_ip_literal(c.server_name);
+    for (const std::string &p : c.proto.alpn) alpn_list_ += (alpn_list_.empty() ? "" : ",") + p;
     ctx_ = g.ctx;
     g.ctx = nullptr;
 }
@@ -170,14 +172,11 @@ WOLFSSL *client_context::new_session(const std::string &peer) const {
     WOLFSSL *ssl = wolfSSL_new(ctx_);
     if (!ssl) return nullptr;
     const std::string &name = cfg.server_name;
-    if (!name.empty() && !is_ip_literal(name))
-        wolfSSL_UseSNI(ssl, WOLFSSL_SNI_HOST_NAME, name.data(), static_cast<unsigned short>(name.size()));
+    if (send_sni_) wolfSSL_UseSNI(ssl, WOLFSSL_SNI_HOST_NAME, name.data(), static_cast<unsigned short>(name.size()));
     if (cfg.verify && !name.empty()) wolfSSL_check_domain_name(ssl, name.c_str());
-    if (!cfg.proto.alpn.empty()) {
-        std::string list;
-        for (const std::string &p : cfg.proto.alpn) list += (list.empty() ? "" : ",") + p;
-        wolfSSL_UseALPN(ssl, list.data(), unsigned(list.size()), WOLFSSL_ALPN_FAILED_ON_MISMATCH);
-    }
+    if (!alpn_list_.empty())  // wolfSSL parses the list into its own copy
+        wolfSSL_UseALPN(ssl, const_cast<char *>(alpn_list_.data()), unsigned(alpn_list_.size()),
+                        WOLFSSL_ALPN_FAILED_ON_MISMATCH);
     if (cfg.session_reuse)
         if (auto it = sessions_.find(peer); it != sessions_.end()) wolfSSL_set_session(ssl, it->second);
     return ssl;

@@ -54,6 +54,8 @@ public:
 
 private:
     WOLFSSL_CTX *ctx_ = nullptr;
+    bool send_sni_ = false;     // server_name is a host name (an IP literal is not sent)
+    std::string alpn_list_;     // "a,b": wolfSSL_UseALPN's form of cfg.proto.alpn
     std::unordered_map<std::string, WOLFSSL_SESSION *> sessions_;
 };
 

@@ -85,7 +85,7 @@ void *conn_open(void *, void *w, atlas_conn_t *conn) noexcept {
         if (!wb || !wb->server) return nullptr;
         WOLFSSL *ssl = wb->server->new_session();
         if (!ssl) return nullptr;
-        return new tls::connection(ctx.host, conn, ssl, nullptr);
+        return new tls::connection(ctx.host, conn, ssl, nullptr, {});
     });
 }
 
@@ -93,10 +93,10 @@ void *client_open(void *, void *w, atlas_conn_t *conn) noexcept {
     return atlas::module::guard(ctx, static_cast<void *>(nullptr), [&]() -> void * {
         auto *wb = static_cast<worker_box *>(w);
         if (!wb || !wb->client) return nullptr;
-        atlas_slice_t peer = ctx.host->conn_peer(conn);
-        WOLFSSL *ssl = wb->client->new_session(std::string(view(peer)));
+        std::string peer(view(ctx.host->conn_peer(conn)));  // the key of its saved session
+        WOLFSSL *ssl = wb->client->new_session(peer);
         if (!ssl) return nullptr;
-        auto c = std::make_unique<tls::connection>(ctx.host, conn, ssl, wb->client.get());
+        auto c = std::make_unique<tls::connection>(ctx.host, conn, ssl, wb->client.get(), std::move(peer));
         if (c->start() < 0) return nullptr;
         return c.release();
     });
