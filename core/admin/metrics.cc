@@ -132,11 +132,12 @@ void listener_metrics(writer &out, const chain::runtime &rt) {
     };
     bool any_tls = std::any_of(rt.listeners.begin(), rt.listeners.end(),
                                [](const chain::listener_rt &l) { return l.transport != nullptr; });
-    for (const auto &c : tls_counters) {
-        if (!any_tls) break;
-        out.family(c.name, "counter", c.help);
-        for (const chain::listener_rt &l : rt.listeners)
-            if (l.transport) out.sample(c.name, label("listener", l.cfg->name), sum(l.stats.get(), n, c.get));
+    if (any_tls) {
+        for (const auto &c : tls_counters) {
+            out.family(c.name, "counter", c.help);
+            for (const chain::listener_rt &l : rt.listeners)
+                if (l.transport) out.sample(c.name, label("listener", l.cfg->name), sum(l.stats.get(), n, c.get));
+        }
     }
 
     // Every route of every listener, and per listener what no route took ("none").

@@ -977,7 +977,7 @@ void on_closed(worker &w, conn *uc) {
     upconn *u = up_of(uc);
     if (!u) return;
     if (call *k = u->owner) {
-        if (uc->has_transport && !uc->info_set && !k->resp_done) {
+        if (uc->has_transport && !uc->info_set && !u->got_bytes && !k->resp_done) {
             // The TLS handshake failed (mod_tls logged why): nothing of the request went
             // out, so it may go to another server like after a failed connect.
             server_failed(w, k, "TLS handshake failed", true);

@@ -391,7 +391,9 @@ typedef struct atlas_transport {
        other); client_open is called once the socket is connected and starts the
        handshake (emitting its first flight through host->transport_emit). The other
        hooks then work as on the server side; plain bytes the chain queues before the
-       handshake completes are held by the transport. */
+       handshake completes are held by the transport. It calls host->transport_set_info
+       once the handshake completes: a connection that closes before that counts as a
+       failed handshake, which the proxy retries on another server like a failed connect. */
     void *(*client_config_create)(atlas_slice_t json, atlas_slice_t key, atlas_error_t *err);
     void *(*client_open)(void *config, void *worker_state, atlas_conn_t *conn);
 } atlas_transport_t;
