@@ -16,6 +16,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "offload.hh"
+
 namespace atlas::tls {
 
 namespace {
@@ -217,7 +219,7 @@ bool aes_accelerated() {
 #if defined(WOLFSSL_AESNI)
     return __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul");
 #else
-    return false;
+    return offload::device() != INVALID_DEVID;
 #endif
 }
 

@@ -50,11 +50,12 @@ struct client_config {
 };
 
 // The suites used when the config gives none, TLS 1.3 or 1.2: the AEAD this build runs
-// fastest first (ChaCha20-Poly1305 without AES-NI, AES-GCM with it); and both as one
+// fastest first (AES-GCM when aes_accelerated(), else ChaCha20-Poly1305); and both as one
 // wolfSSL cipher list.
 std::vector<std::string> default_suites(bool tls13);
 std::string default_cipher_list();
-// True when the wolfSSL in use has AES-NI code and this CPU can run it.
+// True when AES-GCM runs on AES-NI: wolfSSL's own code (the tuned build) or mod_tls's
+// (offload.hh, with Debian's libwolfssl), on a CPU that has it.
 bool aes_accelerated();
 
 // Parse a table; throw std::runtime_error("key: reason"). `base_dir` resolves relative paths.

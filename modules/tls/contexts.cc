@@ -7,6 +7,8 @@
 
 #include <stdexcept>
 
+#include "offload.hh"
+
 namespace atlas::tls {
 
 namespace {
@@ -30,6 +32,7 @@ void apply(WOLFSSL_CTX *ctx, const protocol_settings &p) {
         throw std::runtime_error(wolfssl_error("cannot set the key exchange groups"));
     wolfSSL_CTX_SetIORecv(ctx, io_recv);
     wolfSSL_CTX_SetIOSend(ctx, io_send);
+    if (offload::device() != INVALID_DEVID) wolfSSL_CTX_SetDevId(ctx, offload::device());  // AES-GCM records
 }
 
 // Server ALPN: our first protocol the client also offers. With none in common the

@@ -29,6 +29,7 @@
 #include "config.hh"
 #include "connection.hh"
 #include "contexts.hh"
+#include "offload.hh"
 
 namespace {
 
@@ -150,5 +151,7 @@ extern "C" ATLAS_EXPORT const atlas_module_t *atlas_module_entry(const atlas_hos
         ctx.log(ATLAS_LOG_ERROR, "wolfSSL_Init failed");
         return nullptr;
     }
+    tls::offload::outcome aes = tls::offload::start();
+    ctx.log(aes.trouble ? ATLAS_LOG_WARN : ATLAS_LOG_INFO, aes.line);
     return &descriptor;
 }
