@@ -12,16 +12,13 @@
 #include <immintrin.h>
 
 #define GCM_TARGET __attribute__((target("aes,pclmul,ssse3,sse4.1")))
+#define WIDE_TARGET __attribute__((target("aes,pclmul,ssse3,sse4.1,avx2,vaes,vpclmulqdq")))
 
 namespace atlas::tls::aes_gcm {
 
 namespace {
 
-struct key_state {
-    __m128i rk[15];
-    int rounds;
-    __m128i h[4];  // H, H^2, H^3, H^4, byte-reflected
-};
+using key_state = prepared;
 
 GCM_TARGET inline __m128i reflect(__m128i x) {
     return _mm_shuffle_epi8(x, _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
@@ -29,6 +26,14 @@ GCM_TARGET inline __m128i reflect(__m128i x) {
 
 GCM_TARGET inline __m128i load(const uint8_t *p) { return _mm_loadu_si128(reinterpret_cast<const __m128i *>(p)); }
 GCM_TARGET inline void store(uint8_t *p, __m128i x) { _mm_storeu_si128(reinterpret_cast<__m128i *>(p), x); }
+
+GCM_TARGET inline __m128i rk(const key_state &s, int r) {
+    return _mm_load_si128(reinterpret_cast<const __m128i *>(s.round_keys[r]));
+}
+// H^(i+1)
+GCM_TARGET inline __m128i hp(const key_state &s, int i) {
+    return _mm_load_si128(reinterpret_cast<const __m128i *>(s.h_powers[i]));
+}
 
 // The next round key: the previous one with each word folded into the next, plus the
 // key-generation word (already broadcast).
@@ -40,7 +45,7 @@ GCM_TARGET inline __m128i fold(__m128i key, __m128i word) {
 }
 
 GCM_TARGET void expand(key_state &s, const uint8_t *key, size_t key_len) {
-    __m128i *rk = s.rk;
+    __m128i rk[15];
     rk[0] = load(key);
     if (key_len == 16) {
         s.rounds = 10;
@@ -48,8 +53,7 @@ GCM_TARGET void expand(key_state &s, const uint8_t *key, size_t key_len) {
         STEP(1, 0x01); STEP(2, 0x02); STEP(3, 0x04); STEP(4, 0x08); STEP(5, 0x10);
         STEP(6, 0x20); STEP(7, 0x40); STEP(8, 0x80); STEP(9, 0x1b); STEP(10, 0x36);
 #undef STEP
-        return;
-    }
+    } else {
     s.rounds = 14;
     rk[1] = load(key + 16);
     // Even round keys take RotWord(SubWord(last word)) ^ rcon, odd ones SubWord(last word).
@@ -59,12 +63,15 @@ GCM_TARGET void expand(key_state &s, const uint8_t *key, size_t key_len) {
     EVEN(10, 0x10); ODD(11); EVEN(12, 0x20); ODD(13); EVEN(14, 0x40);
 #undef EVEN
 #undef ODD
+    }
+    for (int r = 0; r <= s.rounds; ++r) _mm_store_si128(reinterpret_cast<__m128i *>(s.round_keys[r]), rk[r]);
+    explicit_bzero(rk, sizeof rk);
 }
 
 GCM_TARGET inline __m128i encrypt(const key_state &s, __m128i x) {
-    x = _mm_xor_si128(x, s.rk[0]);
-    for (int r = 1; r < s.rounds; ++r) x = _mm_aesenc_si128(x, s.rk[r]);
-    return _mm_aesenclast_si128(x, s.rk[s.rounds]);
+    x = _mm_xor_si128(x, rk(s, 0));
+    for (int r = 1; r < s.rounds; ++r) x = _mm_aesenc_si128(x, rk(s, r));
+    return _mm_aesenclast_si128(x, rk(s, s.rounds));
 }
 
 // N blocks through the cipher side by side: AES-NI's latency is several cycles per round
@@ -72,14 +79,14 @@ GCM_TARGET inline __m128i encrypt(const key_state &s, __m128i x) {
 template <int N>
 GCM_TARGET inline void encrypt_n(const key_state &s, __m128i *x) {
 #pragma GCC unroll 8
-    for (int i = 0; i < N; ++i) x[i] = _mm_xor_si128(x[i], s.rk[0]);
+    for (int i = 0; i < N; ++i) x[i] = _mm_xor_si128(x[i], rk(s, 0));
     for (int r = 1; r < s.rounds; ++r) {
-        __m128i k = s.rk[r];
+        __m128i k = rk(s, r);
     #pragma GCC unroll 8
     for (int i = 0; i < N; ++i) x[i] = _mm_aesenc_si128(x[i], k);
     }
 #pragma GCC unroll 8
-    for (int i = 0; i < N; ++i) x[i] = _mm_aesenclast_si128(x[i], s.rk[s.rounds]);
+    for (int i = 0; i < N; ++i) x[i] = _mm_aesenclast_si128(x[i], rk(s, s.rounds));
 }
 
 // a * b as a 256-bit carry-less product, added into lo, mid (the cross terms) and hi.
@@ -116,25 +123,17 @@ GCM_TARGET inline __m128i multiply(__m128i a, __m128i b) {
     return reduce(lo, mid, hi);
 }
 
-GCM_TARGET void prepare(key_state &s, const uint8_t *key, size_t key_len) {
-    expand(s, key, key_len);
-    __m128i h = reflect(encrypt(s, _mm_setzero_si128()));
-    s.h[0] = h;
-    s.h[1] = multiply(h, h);
-    s.h[2] = multiply(s.h[1], h);
-    s.h[3] = multiply(s.h[2], h);
-}
 
 // y = (y + x) * H for a byte-reflected block x.
-GCM_TARGET inline __m128i hash1(const key_state &s, __m128i y, __m128i x) { return multiply(_mm_xor_si128(y, x), s.h[0]); }
+GCM_TARGET inline __m128i hash1(const key_state &s, __m128i y, __m128i x) { return multiply(_mm_xor_si128(y, x), hp(s, 0)); }
 
 // Four blocks at once: (y + x0) H^4 + x1 H^3 + x2 H^2 + x3 H, one reduction.
 GCM_TARGET inline __m128i hash4(const key_state &s, __m128i y, const __m128i *x) {
     __m128i lo = _mm_setzero_si128(), mid = lo, hi = lo;
-    multiply_add(_mm_xor_si128(y, reflect(x[0])), s.h[3], lo, mid, hi);
-    multiply_add(reflect(x[1]), s.h[2], lo, mid, hi);
-    multiply_add(reflect(x[2]), s.h[1], lo, mid, hi);
-    multiply_add(reflect(x[3]), s.h[0], lo, mid, hi);
+    multiply_add(_mm_xor_si128(y, reflect(x[0])), hp(s, 3), lo, mid, hi);
+    multiply_add(reflect(x[1]), hp(s, 2), lo, mid, hi);
+    multiply_add(reflect(x[2]), hp(s, 1), lo, mid, hi);
+    multiply_add(reflect(x[3]), hp(s, 0), lo, mid, hi);
     return reduce(lo, mid, hi);
 }
 
@@ -170,12 +169,70 @@ GCM_TARGET inline __m128i crypt_blocks(const key_state &s, __m128i y, __m128i &c
     return y;
 }
 
+WIDE_TARGET inline __m128i fold_lanes(__m256i v) {
+    return _mm_xor_si128(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+}
+
+// The 256-bit path: two blocks per register through VAES, eight blocks per step, their
+// GHASH products by H^8..H^1 (VPCLMULQDQ) folded into one reduction. Returns the bytes
+// done (whole 128-byte steps) and advances y and ctr.
+WIDE_TARGET size_t crypt_wide(const key_state &s, __m128i &y, __m128i &ctr, const uint8_t *in, size_t len,
+                              uint8_t *out, bool sealing) {
+    const __m256i swap = _mm256_broadcastsi128_si256(_mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    const __m256i two = _mm256_set_epi32(0, 0, 0, 2, 0, 0, 0, 2);
+    // Block 2j is multiplied by H^(8-2j) (low lane), block 2j+1 by H^(7-2j) (high lane).
+    __m256i pairs[4];
+    for (int j = 0; j < 4; ++j) pairs[j] = _mm256_set_m128i(hp(s, 6 - 2 * j), hp(s, 7 - 2 * j));
+    __m256i c = _mm256_add_epi32(_mm256_broadcastsi128_si256(ctr), _mm256_set_epi32(0, 0, 0, 2, 0, 0, 0, 1));
+    size_t done = 0;
+    for (; len - done >= 128; done += 128) {
+        __m256i x[4];
+        x[0] = c;
+        x[1] = _mm256_add_epi32(x[0], two);
+        x[2] = _mm256_add_epi32(x[1], two);
+        x[3] = _mm256_add_epi32(x[2], two);
+        c = _mm256_add_epi32(x[3], two);
+        __m256i k = _mm256_broadcastsi128_si256(rk(s, 0));
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) x[j] = _mm256_xor_si256(_mm256_shuffle_epi8(x[j], swap), k);
+        for (int r = 1; r < s.rounds; ++r) {
+            k = _mm256_broadcastsi128_si256(rk(s, r));
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; ++j) x[j] = _mm256_aesenc_epi128(x[j], k);
+        }
+        k = _mm256_broadcastsi128_si256(rk(s, s.rounds));
+        __m256i lo = _mm256_setzero_si256(), mid = lo, hi = lo;
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+            __m256i i = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(in + done + 32 * j));
+            __m256i o = _mm256_xor_si256(_mm256_aesenclast_epi128(x[j], k), i);
+            _mm256_storeu_si256(reinterpret_cast<__m256i *>(out + done + 32 * j), o);
+            __m256i h = _mm256_shuffle_epi8(sealing ? o : i, swap);
+            if (j == 0) h = _mm256_xor_si256(h, _mm256_set_m128i(_mm_setzero_si128(), y));
+            lo = _mm256_xor_si256(lo, _mm256_clmulepi64_epi128(h, pairs[j], 0x00));
+            hi = _mm256_xor_si256(hi, _mm256_clmulepi64_epi128(h, pairs[j], 0x11));
+            mid = _mm256_xor_si256(mid, _mm256_xor_si256(_mm256_clmulepi64_epi128(h, pairs[j], 0x01),
+                                                         _mm256_clmulepi64_epi128(h, pairs[j], 0x10)));
+        }
+        y = reduce(fold_lanes(lo), fold_lanes(mid), fold_lanes(hi));
+    }
+    ctr = _mm_add_epi32(ctr, _mm_set_epi32(0, 0, 0, int(done / 16)));
+    return done;
+}
+
+// Whether crypt() takes the 256-bit path (the CPU has it, and allow_wide left it on).
+bool wide = false;
+
 // CTR-mode encryption of `in` into `out` from counter block `ctr` (byte-reflected, so the
 // 32-bit counter is the low lane), hashing the ciphertext: the output when sealing, the
 // input when opening.
 GCM_TARGET __m128i crypt(const key_state &s, __m128i y, __m128i ctr, const uint8_t *in, size_t len, uint8_t *out,
                          bool sealing) {
     const __m128i one = _mm_set_epi32(0, 0, 0, 1);
+    if (wide && len >= 128) {
+        size_t done = crypt_wide(s, y, ctr, in, len, out, sealing);
+        in += done, out += done, len -= done;
+    }
     for (; len >= 128; in += 128, out += 128, len -= 128) y = crypt_blocks<8>(s, y, ctr, in, out, sealing);
     if (len >= 64) {
         y = crypt_blocks<4>(s, y, ctr, in, out, sealing);
@@ -204,10 +261,8 @@ GCM_TARGET __m128i crypt(const key_state &s, __m128i y, __m128i ctr, const uint8
 }
 
 // The whole construction; returns the full 16-byte tag.
-GCM_TARGET __m128i run(const uint8_t *key, size_t key_len, const uint8_t *iv, const uint8_t *aad, size_t aad_len,
-                       const uint8_t *in, size_t len, uint8_t *out, bool sealing) {
-    key_state s;
-    prepare(s, key, key_len);
+GCM_TARGET __m128i run(const key_state &s, const uint8_t *iv, const uint8_t *aad, size_t aad_len, const uint8_t *in,
+                       size_t len, uint8_t *out, bool sealing) {
     uint8_t j0[16];
     std::memcpy(j0, iv, iv_size);
     j0[12] = j0[13] = j0[14] = 0;
@@ -216,9 +271,12 @@ GCM_TARGET __m128i run(const uint8_t *key, size_t key_len, const uint8_t *iv, co
     __m128i y = hash_bytes(s, _mm_setzero_si128(), aad, aad_len);
     y = crypt(s, y, reflect(first), in, len, out, sealing);
     y = hash1(s, y, _mm_set_epi64x(static_cast<long long>(aad_len * 8), static_cast<long long>(len * 8)));
-    __m128i tag = _mm_xor_si128(reflect(y), encrypt(s, first));
-    explicit_bzero(&s, sizeof s);
-    return tag;
+    return _mm_xor_si128(reflect(y), encrypt(s, first));
+}
+
+// A tag compared in constant time: all 16 bytes, whatever differs.
+GCM_TARGET bool tag_matches(__m128i computed, const uint8_t *tag) {
+    return _mm_movemask_epi8(_mm_cmpeq_epi8(computed, load(tag))) == 0xffff;
 }
 
 }  // namespace
@@ -228,18 +286,51 @@ bool supported() {
            __builtin_cpu_supports("sse4.1");
 }
 
-GCM_TARGET void seal(const uint8_t *key, size_t key_len, const uint8_t *iv, const uint8_t *aad, size_t aad_len,
-                     const uint8_t *in, size_t len, uint8_t *out, uint8_t *tag) {
-    store(tag, run(key, key_len, iv, aad, aad_len, in, len, out, true));
+bool allow_wide(bool on) {
+    wide = on && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("vaes") &&
+           __builtin_cpu_supports("vpclmulqdq");
+    return wide;
 }
 
-GCM_TARGET bool open(const uint8_t *key, size_t key_len, const uint8_t *iv, const uint8_t *aad, size_t aad_len,
-                     const uint8_t *in, size_t len, uint8_t *out, const uint8_t *tag) {
-    __m128i computed = run(key, key_len, iv, aad, aad_len, in, len, out, false);
-    // All 16 bytes compared, in constant time.
-    if (_mm_movemask_epi8(_mm_cmpeq_epi8(computed, load(tag))) == 0xffff) return true;
-    std::memset(out, 0, len);
+namespace {
+// The 256-bit path is on wherever the CPU has it.
+[[maybe_unused]] const bool wide_at_load = allow_wide(true);
+}  // namespace
+
+GCM_TARGET void prepare(prepared &s, const uint8_t *key, size_t key_len) {
+    expand(s, key, key_len);
+    __m128i h = reflect(encrypt(s, _mm_setzero_si128())), p = h;
+    _mm_store_si128(reinterpret_cast<__m128i *>(s.h_powers[0]), h);
+    for (int i = 1; i < 8; ++i) _mm_store_si128(reinterpret_cast<__m128i *>(s.h_powers[i]), p = multiply(p, h));
+}
+
+void seal(const prepared &k, const uint8_t *iv, const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
+          uint8_t *out, uint8_t *tag) {
+    store(tag, run(k, iv, aad, aad_len, in, len, out, true));
+}
+
+bool open(const prepared &k, const uint8_t *iv, const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
+          uint8_t *out, const uint8_t *tag) {
+    if (tag_matches(run(k, iv, aad, aad_len, in, len, out, false), tag)) return true;
+    if (len) std::memset(out, 0, len);
     return false;
+}
+
+void seal(const uint8_t *key, size_t key_len, const uint8_t *iv, const uint8_t *aad, size_t aad_len,
+          const uint8_t *in, size_t len, uint8_t *out, uint8_t *tag) {
+    prepared k;
+    prepare(k, key, key_len);
+    seal(k, iv, aad, aad_len, in, len, out, tag);
+    explicit_bzero(&k, sizeof k);
+}
+
+bool open(const uint8_t *key, size_t key_len, const uint8_t *iv, const uint8_t *aad, size_t aad_len,
+          const uint8_t *in, size_t len, uint8_t *out, const uint8_t *tag) {
+    prepared k;
+    prepare(k, key, key_len);
+    bool ok = open(k, iv, aad, aad_len, in, len, out, tag);
+    explicit_bzero(&k, sizeof k);
+    return ok;
 }
 
 }  // namespace atlas::tls::aes_gcm
@@ -251,12 +342,19 @@ GCM_TARGET bool open(const uint8_t *key, size_t key_len, const uint8_t *iv, cons
 namespace atlas::tls::aes_gcm {
 
 bool supported() { return false; }
-
+bool allow_wide(bool) { return false; }
+void prepare(prepared &, const uint8_t *, size_t) { std::abort(); }
+void seal(const prepared &, const uint8_t *, const uint8_t *, size_t, const uint8_t *, size_t, uint8_t *, uint8_t *) {
+    std::abort();
+}
+bool open(const prepared &, const uint8_t *, const uint8_t *, size_t, const uint8_t *, size_t, uint8_t *,
+          const uint8_t *) {
+    std::abort();
+}
 void seal(const uint8_t *, size_t, const uint8_t *, const uint8_t *, size_t, const uint8_t *, size_t, uint8_t *,
           uint8_t *) {
     std::abort();
 }
-
 bool open(const uint8_t *, size_t, const uint8_t *, const uint8_t *, size_t, const uint8_t *, size_t, uint8_t *,
           const uint8_t *) {
     std::abort();

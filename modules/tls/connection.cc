@@ -28,6 +28,7 @@ connection::connection(const atlas_host_api_t *host, atlas_conn_t *conn, WOLFSSL
     : host_(host), conn_(conn), ssl_(ssl), client_(client), peer_(std::move(peer)) {
     wolfSSL_SetIOReadCtx(ssl_, this);
     wolfSSL_SetIOWriteCtx(ssl_, this);
+    if (offload::device() != INVALID_DEVID) keys_ = std::make_unique<offload::connection_keys>();
 }
 
 connection::~connection() {
@@ -87,10 +88,14 @@ int connection::emit(const char *buf, int size) {
     return size;
 }
 
-int32_t connection::start() { return advance(); }
+int32_t connection::start() {
+    offload::keys_scope scope(keys_.get());
+    return advance();
+}
 
 int32_t connection::on_wire(atlas_slice_t wire) {
     if (st_ == state::failed || st_ == state::closed) return ATLAS_OK;  // ignored until the host closes
+    offload::keys_scope scope(keys_.get());
     if (!client_ && !seen_input_ && wire.len) {
         seen_input_ = true;
         // A TLS connection opens with a handshake record (0x16). Upper-case ASCII is an
@@ -224,12 +229,14 @@ int32_t connection::on_plain(const atlas_iovec_t *iov, size_t iovcnt) {
         return ATLAS_OK;
     }
     if (st_ != state::open) return ATLAS_ECLOSED;
+    offload::keys_scope scope(keys_.get());
     return write_iov(iov, iovcnt);
 }
 
 void connection::on_shutdown() {
     if (st_ != state::open) return;
     st_ = state::closed;
+    offload::keys_scope scope(keys_.get());
     wolfSSL_shutdown(ssl_);  // queues close_notify; the peer's is not waited for
 }
 

@@ -5,7 +5,10 @@
 
 #include <atlas/module.h>
 
+#include <memory>
 #include <string>
+
+#include "offload.hh"
 
 struct WOLFSSL;
 
@@ -63,6 +66,7 @@ private:
     size_t header_have_ = 0;
     size_t body_left_ = 0;
     bool seen_input_ = false;
+    std::unique_ptr<offload::connection_keys> keys_;  // with the AES-GCM device only
 };
 
 }  // namespace atlas::tls

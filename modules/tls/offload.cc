@@ -18,6 +18,7 @@ namespace {
 
 constexpr int device_id = 0x41544c53;  // "ATLS"; any id other than INVALID_DEVID
 int registered = INVALID_DEVID;
+thread_local connection_keys *current = nullptr;  // set by keys_scope
 
 #if defined(WOLF_CRYPTO_CB) && defined(HAVE_AESGCM) && !defined(WOLFSSL_AESNI)
 
@@ -28,19 +29,29 @@ bool handles(const Aes *aes, word32 iv_size, word32 tag_size) {
     return (aes->keylen == 16 || aes->keylen == 32) && iv_size == aes_gcm::iv_size && tag_size == aes_gcm::tag_size;
 }
 
+// The connection's prepared key, or one prepared into `spare` for this record alone.
+const aes_gcm::prepared &key_of(const Aes *aes, aes_gcm::prepared &spare) {
+    if (current) return current->get(aes, raw_key(aes), aes->keylen);
+    aes_gcm::prepare(spare, raw_key(aes), aes->keylen);
+    return spare;
+}
+
 int on_crypto(int, wc_CryptoInfo *info, void *) {
     if (info->algo_type != WC_ALGO_TYPE_CIPHER || info->cipher.type != WC_CIPHER_AES_GCM) return CRYPTOCB_UNAVAILABLE;
+    aes_gcm::prepared spare;
+    int r = 0;
     if (info->cipher.enc) {
         auto &a = info->cipher.aesgcm_enc;
         if (!handles(a.aes, a.ivSz, a.authTagSz)) return CRYPTOCB_UNAVAILABLE;
-        aes_gcm::seal(raw_key(a.aes), a.aes->keylen, a.iv, a.authIn, a.authInSz, a.in, a.sz, a.out, a.authTag);
-        return 0;
+        aes_gcm::seal(key_of(a.aes, spare), a.iv, a.authIn, a.authInSz, a.in, a.sz, a.out, a.authTag);
+    } else {
+        auto &a = info->cipher.aesgcm_dec;
+        if (!handles(a.aes, a.ivSz, a.authTagSz)) return CRYPTOCB_UNAVAILABLE;
+        if (!aes_gcm::open(key_of(a.aes, spare), a.iv, a.authIn, a.authInSz, a.in, a.sz, a.out, a.authTag))
+            r = AES_GCM_AUTH_E;
     }
-    auto &a = info->cipher.aesgcm_dec;
-    if (!handles(a.aes, a.ivSz, a.authTagSz)) return CRYPTOCB_UNAVAILABLE;
-    return aes_gcm::open(raw_key(a.aes), a.aes->keylen, a.iv, a.authIn, a.authInSz, a.in, a.sz, a.out, a.authTag)
-               ? 0
-               : AES_GCM_AUTH_E;
+    if (spare.rounds) explicit_bzero(&spare, sizeof spare);
+    return r;
 }
 
 // aes_gcm against wolfSSL's software AES-GCM, both key sizes, lengths around the block
@@ -93,5 +104,23 @@ outcome start() {
 }
 
 int device() { return registered; }
+
+connection_keys::~connection_keys() { explicit_bzero(slots_, sizeof slots_); }
+
+const aes_gcm::prepared &connection_keys::get(const void *owner, const uint8_t *raw, uint32_t key_len) {
+    for (slot &s : slots_)
+        if (s.owner == owner && s.len == key_len && std::memcmp(s.raw, raw, key_len) == 0) return s.key;
+    // A new key: in its direction's slot when that direction had one (a key change),
+    // else in the other slot by turns.
+    slot *s = slots_[0].owner == owner ? &slots_[0] : slots_[1].owner == owner ? &slots_[1] : &slots_[next_++ & 1];
+    s->owner = owner;
+    s->len = key_len;
+    std::memcpy(s->raw, raw, key_len);
+    aes_gcm::prepare(s->key, raw, key_len);
+    return s->key;
+}
+
+keys_scope::keys_scope(connection_keys *keys) : saved_(current) { current = keys; }
+keys_scope::~keys_scope() { current = saved_; }
 
 }  // namespace atlas::tls::offload

@@ -5,6 +5,10 @@
 // itself. ATLAS_TLS_AESNI=0 in the environment turns the device off.
 #pragma once
 
+#include <cstdint>
+
+#include "aes_gcm.hh"
+
 namespace atlas::tls::offload {
 
 struct outcome {
@@ -18,5 +22,42 @@ outcome start();
 
 // The id to give wolfSSL_CTX_SetDevId, or INVALID_DEVID (-2) when there is no device.
 int device();
+
+// The prepared AES-GCM keys of one connection (one per direction), so that a record does
+// not prepare its key again: a connection keeps one while the device is on, and puts it
+// in place with a keys_scope around its calls into wolfSSL. Each use checks the key is
+// the one wolfSSL holds for that direction, so a stale or misplaced one is only rebuilt.
+class connection_keys {
+public:
+    connection_keys() = default;
+    ~connection_keys();
+    connection_keys(const connection_keys &) = delete;
+    connection_keys &operator=(const connection_keys &) = delete;
+
+    // The prepared form of `raw` (key_len bytes), which wolfSSL's AES object `owner` holds.
+    const aes_gcm::prepared &get(const void *owner, const uint8_t *raw, uint32_t key_len);
+
+private:
+    struct slot {
+        const void *owner = nullptr;
+        uint8_t raw[32];
+        uint32_t len = 0;
+        aes_gcm::prepared key;
+    };
+    slot slots_[2];
+    unsigned next_ = 0;
+};
+
+// While it lives, records wolfSSL seals or opens on this thread use `keys` (may be null).
+class keys_scope {
+public:
+    explicit keys_scope(connection_keys *keys);
+    ~keys_scope();
+    keys_scope(const keys_scope &) = delete;
+    keys_scope &operator=(const keys_scope &) = delete;
+
+private:
+    connection_keys *saved_;
+};
 
 }  // namespace atlas::tls::offload

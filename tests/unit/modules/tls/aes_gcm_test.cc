@@ -92,32 +92,61 @@ TEST_CASE("AES-GCM matches the published test vectors (McGrew and Viega, cases 2
 TEST_CASE("AES-GCM agrees with wolfSSL's software on random keys, nonces, AAD and lengths, in place too") {
     if (!aes_gcm::supported()) return;
     wolfssl_up up;
-    std::mt19937 rng(7);
-    auto fill = [&rng](bytes &b, size_t n) {
-        b.resize(n);
-        for (auto &x : b) x = uint8_t(rng());
-    };
-    for (int i = 0; i < 3000; ++i) {
-        bytes key, iv, aad, in, theirs, ours, back;
-        fill(key, i % 2 ? 32 : 16);
-        fill(iv, 12);
-        fill(aad, rng() % 40);
-        fill(in, i < 2500 ? size_t(i % 300) : size_t(rng() % 20000));
-        uint8_t t_theirs[16], t_ours[16];
-        wolfssl_seal(INVALID_DEVID, key, iv, aad, in, theirs, t_theirs);
-        ours.resize(in.size());
-        aes_gcm::seal(key.data(), key.size(), iv.data(), aad.data(), aad.size(), in.data(), in.size(), ours.data(),
-                      t_ours);
-        REQUIRE(ours == theirs);
-        REQUIRE(std::memcmp(t_ours, t_theirs, 16) == 0);
-        bytes inplace = in;
-        aes_gcm::seal(key.data(), key.size(), iv.data(), aad.data(), aad.size(), inplace.data(), inplace.size(),
-                      inplace.data(), t_ours);
-        REQUIRE(inplace == theirs);
-        REQUIRE(aes_gcm::open(key.data(), key.size(), iv.data(), aad.data(), aad.size(), inplace.data(), inplace.size(),
-                              inplace.data(), t_theirs));
-        REQUIRE(inplace == in);
+    // Both paths where the CPU has the 256-bit one; the default (on) restored after.
+    bool wide = aes_gcm::allow_wide(true);
+    struct restore {
+        ~restore() { aes_gcm::allow_wide(true); }
+    } restore_wide;
+    for (bool use_wide : {false, true}) {
+        if (use_wide && !wide) break;
+        aes_gcm::allow_wide(use_wide);
+        CAPTURE(use_wide);
+        std::mt19937 rng(7);
+        auto fill = [&rng](bytes &b, size_t n) {
+            b.resize(n);
+            for (auto &x : b) x = uint8_t(rng());
+        };
+        for (int i = 0; i < 3000; ++i) {
+            bytes key, iv, aad, in, theirs, ours, back;
+            fill(key, i % 2 ? 32 : 16);
+            fill(iv, 12);
+            fill(aad, rng() % 40);
+            fill(in, i < 2500 ? size_t(i % 300) : size_t(rng() % 20000));
+            uint8_t t_theirs[16], t_ours[16];
+            wolfssl_seal(INVALID_DEVID, key, iv, aad, in, theirs, t_theirs);
+            ours.resize(in.size());
+            aes_gcm::seal(key.data(), key.size(), iv.data(), aad.data(), aad.size(), in.data(), in.size(), ours.data(),
+                          t_ours);
+            REQUIRE(ours == theirs);
+            REQUIRE(std::memcmp(t_ours, t_theirs, 16) == 0);
+            bytes inplace = in;
+            aes_gcm::seal(key.data(), key.size(), iv.data(), aad.data(), aad.size(), inplace.data(), inplace.size(),
+                          inplace.data(), t_ours);
+            REQUIRE(inplace == theirs);
+            REQUIRE(aes_gcm::open(key.data(), key.size(), iv.data(), aad.data(), aad.size(), inplace.data(), inplace.size(),
+                                  inplace.data(), t_theirs));
+            REQUIRE(inplace == in);
+        }
     }
+}
+
+TEST_CASE("a connection's prepared keys: one per direction, rebuilt when the key changes") {
+    if (!aes_gcm::supported()) return;
+    atlas::tls::offload::connection_keys keys;
+    int enc = 0, dec = 0;  // stand-ins for wolfSSL's two AES objects
+    bytes k1(16, 1), k2(32, 2), k3(16, 3), iv(12, 9), in(200, 'z'), a(200), b(200);
+    const aes_gcm::prepared *p1 = &keys.get(&enc, k1.data(), 16);
+    const aes_gcm::prepared *p2 = &keys.get(&dec, k2.data(), 32);
+    CHECK(p1 != p2);
+    CHECK(&keys.get(&enc, k1.data(), 16) == p1);  // kept, not rebuilt
+    CHECK(&keys.get(&dec, k2.data(), 32) == p2);
+    CHECK(&keys.get(&enc, k3.data(), 16) == p1);  // a key change reuses its direction's slot
+    CHECK(&keys.get(&dec, k2.data(), 32) == p2);  // and leaves the other alone
+    uint8_t t1[16], t2[16];
+    aes_gcm::seal(keys.get(&enc, k3.data(), 16), iv.data(), nullptr, 0, in.data(), in.size(), a.data(), t1);
+    aes_gcm::seal(k3.data(), 16, iv.data(), nullptr, 0, in.data(), in.size(), b.data(), t2);
+    CHECK(a == b);
+    CHECK(std::memcmp(t1, t2, 16) == 0);
 }
 
 TEST_CASE("AES-GCM refuses a changed tag, ciphertext or AAD and zeroes what it decrypted") {
@@ -157,6 +186,18 @@ TEST_CASE("the offload device: registered with Debian's wolfSSL on an AES-NI CPU
     CHECK(std::memcmp(t_dev, t_sw, 16) == 0);
     CHECK(wolfssl_open(dev, key, iv, aad, via_device, back, t_dev) == 0);
     CHECK(back == in);
+    {
+        // With a connection's keys in place, the same records through its prepared keys.
+        atlas::tls::offload::connection_keys keys;
+        atlas::tls::offload::keys_scope scope(&keys);
+        bytes again;
+        uint8_t t_again[16];
+        wolfssl_seal(dev, key, iv, aad, in, again, t_again);
+        CHECK(again == software);
+        CHECK(std::memcmp(t_again, t_sw, 16) == 0);
+        CHECK(wolfssl_open(dev, key, iv, aad, via_device, back, t_dev) == 0);
+        CHECK(back == in);
+    }
     t_dev[0] ^= 1;
     CHECK(wolfssl_open(dev, key, iv, aad, via_device, back, t_dev) == AES_GCM_AUTH_E);
 }
