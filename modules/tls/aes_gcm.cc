@@ -124,9 +124,6 @@ GCM_TARGET inline __m128i multiply(__m128i a, __m128i b) {
 }
 
 
-// y = (y + x) * H for a byte-reflected block x.
-GCM_TARGET inline __m128i hash1(const key_state &s, __m128i y, __m128i x) { return multiply(_mm_xor_si128(y, x), hp(s, 0)); }
-
 // Four blocks at once: (y + x0) H^4 + x1 H^3 + x2 H^2 + x3 H, one reduction.
 GCM_TARGET inline __m128i hash4(const key_state &s, __m128i y, const __m128i *x) {
     __m128i lo = _mm_setzero_si128(), mid = lo, hi = lo;
@@ -137,18 +134,42 @@ GCM_TARGET inline __m128i hash4(const key_state &s, __m128i y, const __m128i *x)
     return reduce(lo, mid, hi);
 }
 
-// GHASH of bytes, the last block zero-padded (the AAD).
-GCM_TARGET __m128i hash_bytes(const key_state &s, __m128i y, const uint8_t *p, size_t n) {
-    for (; n >= 16; p += 16, n -= 16) y = hash1(s, y, reflect(load(p)));
+// GHASH over blocks pushed one by one, multiplied out eight at a time with one reduction:
+// (y + x0) H^n + x1 H^(n-1) + ... + x(n-1) H. The short pieces of a record (its AAD, the
+// blocks after the last whole 128 bytes, the lengths) cost one reduction, not one each.
+struct hash_queue {
+    __m128i y;
+    __m128i x[8];
+    int n = 0;
+};
+
+GCM_TARGET inline void flush(const key_state &s, hash_queue &q) {
+    if (!q.n) return;
+    __m128i lo = _mm_setzero_si128(), mid = lo, hi = lo;
+    multiply_add(_mm_xor_si128(q.y, q.x[0]), hp(s, q.n - 1), lo, mid, hi);
+    for (int i = 1; i < q.n; ++i) multiply_add(q.x[i], hp(s, q.n - 1 - i), lo, mid, hi);
+    q.y = reduce(lo, mid, hi);
+    q.n = 0;
+}
+
+// A byte-reflected block.
+GCM_TARGET inline void push(const key_state &s, hash_queue &q, __m128i x) {
+    q.x[q.n++] = x;
+    if (q.n == 8) flush(s, q);
+}
+
+// Bytes, the last block zero-padded (the AAD).
+GCM_TARGET void push_bytes(const key_state &s, hash_queue &q, const uint8_t *p, size_t n) {
+    for (; n >= 16; p += 16, n -= 16) push(s, q, reflect(load(p)));
     if (n) {
         uint8_t block[16] = {};
         std::memcpy(block, p, n);
-        y = hash1(s, y, reflect(load(block)));
+        push(s, q, reflect(load(block)));
     }
-    return y;
 }
 
-// N (4 or 8) whole blocks of CTR mode from counter `ctr` (advanced), hashed by fours.
+// N (a multiple of 4) whole blocks of CTR mode from counter `ctr` (advanced), hashed by
+// fours: the bulk on CPUs without the 256-bit path.
 template <int N>
 GCM_TARGET inline __m128i crypt_blocks(const key_state &s, __m128i y, __m128i &ctr, const uint8_t *in, uint8_t *out,
                                        bool sealing) {
@@ -223,55 +244,49 @@ WIDE_TARGET size_t crypt_wide(const key_state &s, __m128i &y, __m128i &ctr, cons
 // Whether crypt() takes the 256-bit path (the CPU has it, and allow_wide left it on).
 bool wide = false;
 
-// CTR-mode encryption of `in` into `out` from counter block `ctr` (byte-reflected, so the
-// 32-bit counter is the low lane), hashing the ciphertext: the output when sealing, the
-// input when opening.
-GCM_TARGET __m128i crypt(const key_state &s, __m128i y, __m128i ctr, const uint8_t *in, size_t len, uint8_t *out,
-                         bool sealing) {
-    const __m128i one = _mm_set_epi32(0, 0, 0, 1);
-    if (wide && len >= 128) {
-        size_t done = crypt_wide(s, y, ctr, in, len, out, sealing);
-        in += done, out += done, len -= done;
-    }
-    for (; len >= 128; in += 128, out += 128, len -= 128) y = crypt_blocks<8>(s, y, ctr, in, out, sealing);
-    if (len >= 64) {
-        y = crypt_blocks<4>(s, y, ctr, in, out, sealing);
-        in += 64, out += 64, len -= 64;
-    }
-    for (; len >= 16; in += 16, out += 16, len -= 16) {
-        __m128i i = load(in);
-        __m128i o = _mm_xor_si128(i, encrypt(s, reflect(ctr = _mm_add_epi32(ctr, one))));
-        store(out, o);
-        y = hash1(s, y, reflect(sealing ? o : i));
-    }
-    if (len) {
-        uint8_t block[16] = {};
-        std::memcpy(block, in, len);
-        __m128i i = load(block);
-        __m128i o = _mm_xor_si128(i, encrypt(s, reflect(_mm_add_epi32(ctr, one))));
-        store(block, o);
-        std::memcpy(out, block, len);
-        if (sealing) {
-            std::memset(block + len, 0, 16 - len);
-            o = load(block);
-        }
-        y = hash1(s, y, reflect(sealing ? o : i));
-    }
-    return y;
-}
-
-// The whole construction; returns the full 16-byte tag.
+// The whole construction; returns the full 16-byte tag. CTR mode from the counter after
+// J0, hashing the ciphertext: the output when sealing, the input when opening.
 GCM_TARGET __m128i run(const key_state &s, const uint8_t *iv, const uint8_t *aad, size_t aad_len, const uint8_t *in,
                        size_t len, uint8_t *out, bool sealing) {
     uint8_t j0[16];
     std::memcpy(j0, iv, iv_size);
     j0[12] = j0[13] = j0[14] = 0;
     j0[15] = 1;
-    __m128i first = load(j0);
-    __m128i y = hash_bytes(s, _mm_setzero_si128(), aad, aad_len);
-    y = crypt(s, y, reflect(first), in, len, out, sealing);
-    y = hash1(s, y, _mm_set_epi64x(static_cast<long long>(aad_len * 8), static_cast<long long>(len * 8)));
-    return _mm_xor_si128(reflect(y), encrypt(s, first));
+    const __m128i first = load(j0), one = _mm_set_epi32(0, 0, 0, 1);
+    __m128i ctr = reflect(first);  // byte-reflected: the 32-bit counter is the low lane
+    hash_queue q;
+    q.y = _mm_setzero_si128();
+    push_bytes(s, q, aad, aad_len);
+    const size_t total = len;
+    if (len >= 128) {
+        flush(s, q);
+        if (wide) {
+            size_t done = crypt_wide(s, q.y, ctr, in, len, out, sealing);
+            in += done, out += done, len -= done;
+        }
+        for (; len >= 128; in += 128, out += 128, len -= 128) q.y = crypt_blocks<8>(s, q.y, ctr, in, out, sealing);
+    }
+    // The last 0..127 bytes and J0 (for the tag) through the cipher side by side.
+    uint8_t plain[128], sealed[128];
+    size_t blocks = (len + 15) / 16;
+    std::memcpy(plain, in, len);
+    std::memset(plain + len, 0, blocks * 16 - len);
+    __m128i k[9];
+#pragma GCC unroll 8
+    for (size_t i = 0; i < 8; ++i) k[i] = reflect(ctr = _mm_add_epi32(ctr, one));
+    k[blocks] = first;
+    encrypt_n<9>(s, k);
+    for (size_t i = 0; i < blocks; ++i) {
+        __m128i x = load(plain + 16 * i);
+        store(sealed + 16 * i, _mm_xor_si128(x, k[i]));
+    }
+    if (len) std::memcpy(out, sealed, len);
+    if (sealing) std::memset(sealed + len, 0, blocks * 16 - len);
+    const uint8_t *hashed = sealing ? sealed : plain;
+    for (size_t i = 0; i < blocks; ++i) push(s, q, reflect(load(hashed + 16 * i)));
+    push(s, q, _mm_set_epi64x(static_cast<long long>(aad_len * 8), static_cast<long long>(total * 8)));
+    flush(s, q);
+    return _mm_xor_si128(reflect(q.y), k[blocks]);
 }
 
 // A tag compared in constant time: all 16 bytes, whatever differs.
