@@ -216,10 +216,11 @@ certificate read_certificate(const json &t, const std::string &key, std::string_
 }  // namespace
 
 bool aes_accelerated() {
+    if (offload::device() != INVALID_DEVID) return true;
 #if defined(WOLFSSL_AESNI)
     return __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul");
 #else
-    return offload::device() != INVALID_DEVID;
+    return false;
 #endif
 }
 

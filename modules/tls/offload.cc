@@ -20,7 +20,7 @@ constexpr int device_id = 0x41544c53;  // "ATLS"; any id other than INVALID_DEVI
 int registered = INVALID_DEVID;
 thread_local connection_keys *current = nullptr;  // set by keys_scope
 
-#if defined(WOLF_CRYPTO_CB) && defined(HAVE_AESGCM) && !defined(WOLFSSL_AESNI)
+#if defined(WOLF_CRYPTO_CB) && defined(HAVE_AESGCM)
 
 const uint8_t *raw_key(const Aes *aes) { return reinterpret_cast<const uint8_t *>(aes->devKey); }
 
@@ -89,17 +89,20 @@ bool agrees_with_wolfssl() {
 outcome start() {
 #if !defined(WOLF_CRYPTO_CB) || !defined(HAVE_AESGCM)
     return {false, "AES-GCM: wolfSSL's own code (this wolfSSL has no crypto callbacks)"};
-#elif defined(WOLFSSL_AESNI)
-    return {false, "AES-GCM: wolfSSL's own AES-NI code"};
 #else
+#if defined(WOLFSSL_AESNI)
+#define WOLFSSL_AES_CODE "wolfSSL's own AES-NI code"
+#else
+#define WOLFSSL_AES_CODE "wolfSSL's software code"
+#endif
     const char *env = std::getenv("ATLAS_TLS_AESNI");
-    if (env && std::strcmp(env, "0") == 0) return {false, "AES-GCM: wolfSSL's software code (ATLAS_TLS_AESNI=0)"};
+    if (env && std::strcmp(env, "0") == 0) return {false, "AES-GCM: " WOLFSSL_AES_CODE " (ATLAS_TLS_AESNI=0)"};
     if (!aes_gcm::supported()) return {false, "AES-GCM: wolfSSL's software code (this CPU lacks AES-NI or PCLMULQDQ)"};
     if (!agrees_with_wolfssl()) return {true, "AES-GCM: wolfSSL's software code (mod_tls's AES-NI code failed its self-test)"};
     if (wc_CryptoCb_RegisterDevice(device_id, on_crypto, nullptr) != 0)
         return {true, "AES-GCM: wolfSSL's software code (cannot register a crypto callback)"};
     registered = device_id;
-    return {false, "AES-GCM: mod_tls's AES-NI code (this wolfSSL has none of its own)"};
+    return {false, "AES-GCM: mod_tls's AES-NI code"};
 #endif
 }
 

@@ -1,8 +1,10 @@
-// mod_tls's AES-GCM (aes_gcm.hh) as a wolfSSL crypto-callback device. When the wolfSSL
-// in use has no AES-NI code of its own (Debian's libwolfssl) and the CPU has AES-NI and
-// PCLMULQDQ, every context mod_tls makes carries this device's id, and wolfSSL hands the
-// device each AES-GCM record; everything else (handshakes, ChaCha20, hashes) it does
-// itself. ATLAS_TLS_AESNI=0 in the environment turns the device off.
+// mod_tls's AES-GCM (aes_gcm.hh) as a wolfSSL crypto-callback device. When the CPU has
+// AES-NI and PCLMULQDQ, every context mod_tls makes carries this device's id, and wolfSSL
+// hands the device each AES-GCM record; everything else (handshakes, ChaCha20, hashes) it
+// does itself. Debian's libwolfssl has no AES-NI code at all (150 MB/s); the tuned build's
+// has, but it prepares the key anew for every record, where a connection here keeps its
+// prepared keys (about 10% more keep-alive HTTPS per CPU-second in the tuned build).
+// ATLAS_TLS_AESNI=0 in the environment turns the device off: wolfSSL's own code runs.
 #pragma once
 
 #include <cstdint>

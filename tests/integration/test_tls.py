@@ -365,9 +365,9 @@ def alerts_only(data):
 
 def wolfssl_aes_leads():
     """Whether mod_tls's default order puts AES-GCM before ChaCha20: whenever AES-GCM runs
-    on AES-NI, which on an x86-64 CPU with aes+pclmul it does with either wolfSSL: the
-    tuned build's own code, or mod_tls's (modules/tls/aes_gcm.cc) under Debian's
-    libwolfssl, unless ATLAS_TLS_AESNI=0."""
+    on AES-NI, which on an x86-64 CPU with aes+pclmul it does with either wolfSSL
+    (mod_tls's own code, modules/tls/aes_gcm.cc), unless ATLAS_TLS_AESNI=0 with Debian's
+    libwolfssl, which has no AES-NI code of its own."""
     if os.environ.get("ATLAS_TLS_AESNI") == "0" and b"libwolfssl.so" in subprocess.run(
             ["ldd", MOD_TLS], capture_output=True).stdout:
         return False
@@ -1069,8 +1069,8 @@ class BigBodies(unittest.TestCase):
 
 @needs_tls
 class AesGcmEngines(unittest.TestCase):
-    """AES-GCM from either engine: mod_tls's AES-NI code (Debian's libwolfssl on an AES-NI
-    CPU) or wolfSSL's own (ATLAS_TLS_AESNI=0, or the tuned build). Each suite, TLS 1.3 and
+    """AES-GCM from either engine: mod_tls's AES-NI code (the default on an AES-NI CPU) or
+    wolfSSL's own (ATLAS_TLS_AESNI=0). Each suite, TLS 1.3 and
     1.2, both key sizes, carries 3 MiB down and 3 MiB up intact, checked by curl's
     OpenSSL and by the backend's SHA-256."""
 
@@ -1115,21 +1115,16 @@ class AesGcmEngines(unittest.TestCase):
                 atlas.assert_alive()
 
     def test_mod_tls_aesni_engine(self):
-        """The default: on this CPU with Debian's libwolfssl, mod_tls's AES-NI code."""
-        if b"libwolfssl.so" not in subprocess.run(["ldd", MOD_TLS], capture_output=True).stdout:
-            line = "AES-GCM: wolfSSL's own"  # the tuned build brings its own AES-NI code
-        elif wolfssl_aes_leads():
-            line = "AES-GCM: mod_tls's AES-NI code"
-        else:
-            line = "AES-GCM: wolfSSL's software code"
-        self.run_engine({}, line, wolfssl_aes_leads())
+        """The default on an AES-NI CPU, with either wolfSSL: mod_tls's AES-NI code."""
+        self.run_engine({}, "AES-GCM: mod_tls's AES-NI code" if wolfssl_aes_leads() else
+                        "AES-GCM: wolfSSL's software code", wolfssl_aes_leads())
 
     def test_wolfssl_engine(self):
-        """ATLAS_TLS_AESNI=0: wolfSSL's own AES-GCM, and ChaCha20 leads again without AES-NI."""
+        """ATLAS_TLS_AESNI=0: wolfSSL's own AES-GCM; without AES-NI code in it (Debian's
+        libwolfssl), ChaCha20 leads again."""
         system = b"libwolfssl.so" in subprocess.run(["ldd", MOD_TLS], capture_output=True).stdout
-        env = {"ATLAS_TLS_AESNI": "0"}
-        self.run_engine(env, "AES-GCM: wolfSSL's software code (ATLAS_TLS_AESNI=0)" if system else
-                        "AES-GCM: wolfSSL's own", aes_leads=not system and wolfssl_aes_leads())
+        line = "AES-GCM: wolfSSL's %s code (ATLAS_TLS_AESNI=0)" % ("software" if system else "own AES-NI")
+        self.run_engine({"ATLAS_TLS_AESNI": "0"}, line, aes_leads=not system and wolfssl_aes_leads())
 
 
 def config_error(tls, files):

@@ -165,18 +165,14 @@ TEST_CASE("AES-GCM refuses a changed tag, ciphertext or AAD and zeroes what it d
     }
 }
 
-TEST_CASE("the offload device: registered with Debian's wolfSSL on an AES-NI CPU, and wolfSSL's records go through it") {
+TEST_CASE("the offload device: registered on an AES-NI CPU, and wolfSSL's records go through it") {
     wolfssl_up up;
     atlas::tls::offload::outcome o = atlas::tls::offload::start();
     CHECK_FALSE(o.trouble);
     INFO(o.line);
     int dev = atlas::tls::offload::device();
-#if defined(WOLFSSL_AESNI)
-    CHECK(dev == INVALID_DEVID);  // wolfSSL's own AES-NI code is used
-#else
     CHECK((dev != INVALID_DEVID) == aes_gcm::supported());
-    CHECK(atlas::tls::aes_accelerated() == (dev != INVALID_DEVID));  // AES-GCM then leads the default order
-#endif
+    if (dev != INVALID_DEVID) CHECK(atlas::tls::aes_accelerated());  // AES-GCM then leads the default order
     if (dev == INVALID_DEVID) return;
     bytes key(32, 9), iv(12, 4), aad(13, 5), in(1300, 'q'), via_device, software, back;
     uint8_t t_dev[16], t_sw[16];
