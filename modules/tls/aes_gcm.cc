@@ -269,7 +269,7 @@ GCM_TARGET __m128i run(const key_state &s, const uint8_t *iv, const uint8_t *aad
     // The last 0..127 bytes and J0 (for the tag) through the cipher side by side.
     uint8_t plain[128], sealed[128];
     size_t blocks = (len + 15) / 16;
-    std::memcpy(plain, in, len);
+    if (len) std::memcpy(plain, in, len);  // `in` may be null when there is nothing
     std::memset(plain + len, 0, blocks * 16 - len);
     __m128i k[9];
 #pragma GCC unroll 8
