@@ -2,8 +2,9 @@
 // GHASH works on byte-reflected blocks, where the field product is a carry-less multiply
 // shifted left by one bit, then reduced modulo x^128 + x^7 + x^2 + x + 1 (Gueron and
 // Kounavis, "Intel Carry-Less Multiplication Instruction and its Usage for Computing the
-// GCM Mode"). Four blocks go through the cipher side by side, and their four products
-// (by H^4..H) share one reduction.
+// GCM Mode"). Blocks go through the cipher side by side (eight per step, in 256-bit
+// registers where the CPU has VAES), and up to eight GHASH products (by H^n..H) share one
+// reduction.
 #include "aes_gcm.hh"
 
 #include <cstring>
@@ -54,13 +55,13 @@ GCM_TARGET void expand(key_state &s, const uint8_t *key, size_t key_len) {
         STEP(6, 0x20); STEP(7, 0x40); STEP(8, 0x80); STEP(9, 0x1b); STEP(10, 0x36);
 #undef STEP
     } else {
-    s.rounds = 14;
-    rk[1] = load(key + 16);
-    // Even round keys take RotWord(SubWord(last word)) ^ rcon, odd ones SubWord(last word).
+        s.rounds = 14;
+        rk[1] = load(key + 16);
+        // Even round keys take RotWord(SubWord(last word)) ^ rcon, odd ones SubWord(last word).
 #define EVEN(i, rcon) rk[i] = fold(rk[i - 2], _mm_shuffle_epi32(_mm_aeskeygenassist_si128(rk[i - 1], rcon), 0xff))
 #define ODD(i) rk[i] = fold(rk[i - 2], _mm_shuffle_epi32(_mm_aeskeygenassist_si128(rk[i - 1], 0), 0xaa))
-    EVEN(2, 0x01); ODD(3); EVEN(4, 0x02); ODD(5); EVEN(6, 0x04); ODD(7); EVEN(8, 0x08); ODD(9);
-    EVEN(10, 0x10); ODD(11); EVEN(12, 0x20); ODD(13); EVEN(14, 0x40);
+        EVEN(2, 0x01); ODD(3); EVEN(4, 0x02); ODD(5); EVEN(6, 0x04); ODD(7); EVEN(8, 0x08); ODD(9);
+        EVEN(10, 0x10); ODD(11); EVEN(12, 0x20); ODD(13); EVEN(14, 0x40);
 #undef EVEN
 #undef ODD
     }
