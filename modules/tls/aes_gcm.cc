@@ -83,8 +83,8 @@ GCM_TARGET inline void encrypt_n(const key_state &s, __m128i *x) {
     for (int i = 0; i < N; ++i) x[i] = _mm_xor_si128(x[i], rk(s, 0));
     for (int r = 1; r < s.rounds; ++r) {
         __m128i k = rk(s, r);
-    #pragma GCC unroll 8
-    for (int i = 0; i < N; ++i) x[i] = _mm_aesenc_si128(x[i], k);
+#pragma GCC unroll 8
+        for (int i = 0; i < N; ++i) x[i] = _mm_aesenc_si128(x[i], k);
     }
 #pragma GCC unroll 8
     for (int i = 0; i < N; ++i) x[i] = _mm_aesenclast_si128(x[i], rk(s, s.rounds));
@@ -124,17 +124,6 @@ GCM_TARGET inline __m128i multiply(__m128i a, __m128i b) {
     return reduce(lo, mid, hi);
 }
 
-
-// Four blocks at once: (y + x0) H^4 + x1 H^3 + x2 H^2 + x3 H, one reduction.
-GCM_TARGET inline __m128i hash4(const key_state &s, __m128i y, const __m128i *x) {
-    __m128i lo = _mm_setzero_si128(), mid = lo, hi = lo;
-    multiply_add(_mm_xor_si128(y, reflect(x[0])), hp(s, 3), lo, mid, hi);
-    multiply_add(reflect(x[1]), hp(s, 2), lo, mid, hi);
-    multiply_add(reflect(x[2]), hp(s, 1), lo, mid, hi);
-    multiply_add(reflect(x[3]), hp(s, 0), lo, mid, hi);
-    return reduce(lo, mid, hi);
-}
-
 // GHASH over blocks pushed one by one, multiplied out eight at a time with one reduction:
 // (y + x0) H^n + x1 H^(n-1) + ... + x(n-1) H. The short pieces of a record (its AAD, the
 // blocks after the last whole 128 bytes, the lengths) cost one reduction, not one each.
@@ -169,26 +158,21 @@ GCM_TARGET void push_bytes(const key_state &s, hash_queue &q, const uint8_t *p, 
     }
 }
 
-// N (a multiple of 4) whole blocks of CTR mode from counter `ctr` (advanced), hashed by
-// fours: the bulk on CPUs without the 256-bit path.
-template <int N>
-GCM_TARGET inline __m128i crypt_blocks(const key_state &s, __m128i y, __m128i &ctr, const uint8_t *in, uint8_t *out,
-                                       bool sealing) {
+// Eight whole blocks of CTR mode from counter `ctr` (advanced), their ciphertext into the
+// hash queue (one reduction): the bulk on CPUs without the 256-bit path.
+GCM_TARGET inline void crypt8(const key_state &s, hash_queue &q, __m128i &ctr, const uint8_t *in, uint8_t *out,
+                              bool sealing) {
     const __m128i one = _mm_set_epi32(0, 0, 0, 1);
-    __m128i k[N], x[N];
+    __m128i k[8];
 #pragma GCC unroll 8
-    for (int i = 0; i < N; ++i) k[i] = reflect(ctr = _mm_add_epi32(ctr, one));
-    encrypt_n<N>(s, k);
+    for (int i = 0; i < 8; ++i) k[i] = reflect(ctr = _mm_add_epi32(ctr, one));
+    encrypt_n<8>(s, k);
 #pragma GCC unroll 8
-    for (int i = 0; i < N; ++i) {
-        x[i] = load(in + 16 * i);
-        k[i] = _mm_xor_si128(x[i], k[i]);
-        store(out + 16 * i, k[i]);
+    for (int i = 0; i < 8; ++i) {
+        __m128i x = load(in + 16 * i), o = _mm_xor_si128(x, k[i]);
+        store(out + 16 * i, o);
+        push(s, q, reflect(sealing ? o : x));
     }
-    const __m128i *hashed = sealing ? k : x;
-#pragma GCC unroll 2
-    for (int i = 0; i < N; i += 4) y = hash4(s, y, hashed + i);
-    return y;
 }
 
 WIDE_TARGET inline __m128i fold_lanes(__m256i v) {
@@ -265,7 +249,7 @@ GCM_TARGET __m128i run(const key_state &s, const uint8_t *iv, const uint8_t *aad
             size_t done = crypt_wide(s, q.y, ctr, in, len, out, sealing);
             in += done, out += done, len -= done;
         }
-        for (; len >= 128; in += 128, out += 128, len -= 128) q.y = crypt_blocks<8>(s, q.y, ctr, in, out, sealing);
+        for (; len >= 128; in += 128, out += 128, len -= 128) crypt8(s, q, ctr, in, out, sealing);
     }
     // The last 0..127 bytes and J0 (for the tag) through the cipher side by side.
     uint8_t plain[128], sealed[128];

@@ -54,8 +54,8 @@ struct client_config {
 // wolfSSL cipher list.
 std::vector<std::string> default_suites(bool tls13);
 std::string default_cipher_list();
-// True when AES-GCM runs on AES-NI: wolfSSL's own code (the tuned build) or mod_tls's
-// (offload.hh, with Debian's libwolfssl), on a CPU that has it.
+// True when AES-GCM runs on AES-NI: mod_tls's device (offload.hh, either build) or, with
+// the device off, the tuned build's own code, on a CPU that has it.
 bool aes_accelerated();
 
 // Parse a table; throw std::runtime_error("key: reason"). `base_dir` resolves relative paths.

@@ -363,17 +363,23 @@ def alerts_only(data):
 
 
 
-def wolfssl_aes_leads():
-    """Whether mod_tls's default order puts AES-GCM before ChaCha20: whenever AES-GCM runs
-    on AES-NI, which on an x86-64 CPU with aes+pclmul it does with either wolfSSL
-    (mod_tls's own code, modules/tls/aes_gcm.cc), unless ATLAS_TLS_AESNI=0 with Debian's
-    libwolfssl, which has no AES-NI code of its own."""
-    if os.environ.get("ATLAS_TLS_AESNI") == "0" and b"libwolfssl.so" in subprocess.run(
-            ["ldd", MOD_TLS], capture_output=True).stdout:
-        return False
+def links_system_wolfssl():
+    """mod_tls links Debian's shared libwolfssl (no AES-NI code of its own), not the tuned build."""
+    return b"libwolfssl.so" in subprocess.run(["ldd", MOD_TLS], capture_output=True).stdout
+
+
+def cpu_has_aesni():
+    """What mod_tls's AES-GCM device needs (modules/tls/aes_gcm.cc)."""
     with open("/proc/cpuinfo") as f:
         flags = f.read()
     return all(" %s" % f in flags for f in ("aes", "pclmulqdq", "ssse3", "sse4_1"))
+
+
+def wolfssl_aes_leads(env=os.environ):
+    """Whether mod_tls's default order puts AES-GCM before ChaCha20: whenever AES-GCM runs
+    on AES-NI, which on a CPU that has it is always, unless atlasd runs with
+    ATLAS_TLS_AESNI=0 (no device) on Debian's libwolfssl."""
+    return cpu_has_aesni() and not (env.get("ATLAS_TLS_AESNI") == "0" and links_system_wolfssl())
 
 
 # --------------------------------------------------------------------------- tests
@@ -1070,9 +1076,9 @@ class BigBodies(unittest.TestCase):
 @needs_tls
 class AesGcmEngines(unittest.TestCase):
     """AES-GCM from either engine: mod_tls's AES-NI code (the default on an AES-NI CPU) or
-    wolfSSL's own (ATLAS_TLS_AESNI=0). Each suite, TLS 1.3 and
-    1.2, both key sizes, carries 3 MiB down and 3 MiB up intact, checked by curl's
-    OpenSSL and by the backend's SHA-256."""
+    wolfSSL's own (ATLAS_TLS_AESNI=0). Each suite, TLS 1.3 and 1.2, both key sizes,
+    carries 3 MiB down and 3 MiB up intact, checked by curl's OpenSSL and by the
+    backend's SHA-256."""
 
     SUITES = [(["--tlsv1.3", "--tls13-ciphers", "TLS_AES_128_GCM_SHA256"], "TLS_AES_128_GCM_SHA256"),
               (["--tlsv1.3", "--tls13-ciphers", "TLS_AES_256_GCM_SHA384"], "TLS_AES_256_GCM_SHA384"),
@@ -1116,15 +1122,17 @@ class AesGcmEngines(unittest.TestCase):
 
     def test_mod_tls_aesni_engine(self):
         """The default on an AES-NI CPU, with either wolfSSL: mod_tls's AES-NI code."""
-        self.run_engine({}, "AES-GCM: mod_tls's AES-NI code" if wolfssl_aes_leads() else
-                        "AES-GCM: wolfSSL's software code", wolfssl_aes_leads())
+        env = {"ATLAS_TLS_AESNI": "1"}  # whatever the runner's environment says
+        self.run_engine(env, "AES-GCM: mod_tls's AES-NI code" if cpu_has_aesni() else
+                        "AES-GCM: wolfSSL's software code", wolfssl_aes_leads(env))
 
     def test_wolfssl_engine(self):
         """ATLAS_TLS_AESNI=0: wolfSSL's own AES-GCM; without AES-NI code in it (Debian's
         libwolfssl), ChaCha20 leads again."""
-        system = b"libwolfssl.so" in subprocess.run(["ldd", MOD_TLS], capture_output=True).stdout
-        line = "AES-GCM: wolfSSL's %s code (ATLAS_TLS_AESNI=0)" % ("software" if system else "own AES-NI")
-        self.run_engine({"ATLAS_TLS_AESNI": "0"}, line, aes_leads=not system and wolfssl_aes_leads())
+        env = {"ATLAS_TLS_AESNI": "0"}
+        line = "AES-GCM: wolfSSL's %s code (ATLAS_TLS_AESNI=0)" % (
+            "software" if links_system_wolfssl() else "own AES-NI")
+        self.run_engine(env, line, wolfssl_aes_leads(env))
 
 
 def config_error(tls, files):
