@@ -15,6 +15,7 @@
 #include "chain/log.hh"
 #include "chain/response_headers.hh"
 #include "chain/session.hh"
+#include "chain/upstream_attempt.hh"
 #include "chain/worker.hh"
 #include "http/response_head.hh"
 #include "http/response_parser.hh"
@@ -32,8 +33,6 @@ constexpr uint32_t max_response_headers = 100;
 // A pooled connection is retired this long before the upstream's own Keep-Alive timeout,
 // so we never send on a connection the upstream is closing (the keep-alive race).
 constexpr uint64_t keepalive_margin_ms = 1000;
-// The retry budget a worker may save up in quiet times, in retries.
-constexpr uint64_t max_saved_retries = 100;
 
 // What a connection to an upstream server carries besides the worker's conn.
 struct upconn {
@@ -56,7 +55,6 @@ upconn *up_of(conn *uc) { return static_cast<upconn *>(uc->upstream); }
 struct call_buffers {
     std::string head;                      // the serialised upstream request head
     std::string replay;                    // request body bytes as sent, kept for a replay
-    std::vector<upstream::server *> tried; // servers already attempted for this request
     std::vector<char> in;                  // a response head that came in pieces, until complete
 };
 
@@ -64,18 +62,19 @@ struct call {
     // Back to a fresh state, keeping buffer capacity for the next request.
     void reset() {
         call_buffers b = std::move(buf);
+        upstream_attempt a = std::move(at);
         *this = call{};
         buf = std::move(b);
+        at = std::move(a);
+        at.reset();
         buf.head.clear();
         buf.replay.clear();
-        buf.tried.clear();
         buf.in.clear();
     }
 
     call_buffers buf;
     exchange *ex = nullptr;
-    const runtime *rt = nullptr;           // the client connection's: module states, registry
-    const upstream_rt *up = nullptr;
+    upstream_attempt at;                   // the upstream, the server of this attempt, those tried
     conn *uc = nullptr;
     upstream::body_framing req_body;
     upstream::forward_options fo;          // what the request went out with (upgrade checks)
@@ -90,13 +89,6 @@ struct call {
     bool req_done = false;                 // the whole request is queued for the upstream
     bool client_paused = false;            // client body paused for upstream backpressure
     bool upstream_paused = false;          // upstream reads paused for client backpressure
-    // The server of the current attempt: it counts this request in flight (so it is not
-    // freed) until drop_server, which is the last use of it.
-    upstream::server *srv = nullptr;
-    int32_t taken = -1;                    // its index, as told to the LB policy (on_take)
-    uint64_t taken_version = 0;            // in the membership of this version
-    uint32_t attempts = 0;                 // servers tried
-    bool probe = false;                    // the half-open probe request of srv
     uint64_t attempt_us = 0;               // when the current attempt's request was queued
     upstream::client_identity id;          // who the client is (hash key, forwarding headers)
     // Response side.
@@ -125,19 +117,13 @@ bool idempotent_method(std::string_view m) {
 
 void detach(worker &w, call *k, bool keep);
 
-// Writes "N" seconds for Retry-After: until the first server may take traffic again.
-unsigned retry_after_s(const worker &w, const upstream::membership &m) {
-    if (m.usable_at_ms <= w.now_ms_) return 1;
-    return unsigned((m.usable_at_ms - w.now_ms_ + 999) / 1000);
-}
-
 // The exchange cannot be served: answer `status` when nothing was sent yet, else cut
 // the client connection (the only way to tell it the body is incomplete).
 // `retry_after`: for 503, the Retry-After seconds.
 void fail(worker &w, call *k, unsigned status, const char *why, unsigned retry_after = 0) {
     exchange *ex = k->ex;
-    const char *upstream_name = k->up->cfg->name.c_str();
-    if (k->srv) log::rate_limited_warn("upstream %s, server %s: %s", upstream_name, k->srv->address.c_str(), why);
+    const char *upstream_name = k->at.up->cfg->name.c_str();
+    if (k->at.srv) log::rate_limited_warn("upstream %s, server %s: %s", upstream_name, k->at.srv->address.c_str(), why);
     else log::rate_limited_warn("upstream %s: %s", upstream_name, why);
     detach(w, k, false);
     k->resp_done = true;
@@ -178,101 +164,18 @@ void detach(worker &w, call *k, bool keep) {
     w.hard_close(uc);
 }
 
-upstream::server_shard &shard_of(const worker &w, upstream::server *s) { return s->shards[w.index_]; }
-
-// Ends the attempt on k->srv: the LB policy and the in-flight count let go of it. The
-// decrement is the call's last use of the server (the registry may free a removed one
-// once nothing is in flight to it).
-void drop_server(worker &w, call *k) {
-    upstream::server *s = k->srv;
-    if (!s) return;
-    k->srv = nullptr;
-    const atlas_lb_policy_t *policy = k->up->lb->lb;
-    if (policy->on_release && k->taken >= 0) {
-        // The policy's indices are those of the membership it last got: find the server
-        // again when a newer one arrived since the pick.
-        const upstream_view &v = w.view(*k->up->group);
-        int32_t index = k->taken;
-        if (v.m->version != k->taken_version) {
-            index = -1;
-            for (size_t i = 0; i < v.m->servers.size(); ++i)
-                if (v.m->servers[i] == s) index = int32_t(i);
-        }
-        if (index >= 0) policy->on_release(k->rt->state(w.index_, k->up->lb->slot), uint32_t(index));
-    }
-    k->taken = -1;
-    if (k->probe) {  // ended without a verdict (the client went away): let another request probe
-        k->probe = false;
-        k->rt->registry->post({k->up->group->slot, s->id, upstream::report::kind::probe_dropped, 0, {}});
-    }
-    s->inflight.fetch_sub(1, std::memory_order_release);
-}
-
-void post_report(call *k, upstream::report::kind what, uint32_t n, std::string_view why) {
-    k->rt->registry->post({k->up->group->slot, k->srv->id, what, n, std::string(why)});
-}
-
-// A threshold was reached: every worker stops picking the server now (dispatch reads its
-// state), before the main thread's state machine has made it official and published it.
-// The main thread writes the state again when it applies the report.
-void trip(call *k, upstream::report::kind what, upstream::server_state to, uint32_t n, std::string_view why) {
-    upstream::server_state up = upstream::server_state::up;
-    k->srv->state.compare_exchange_strong(up, to, std::memory_order_relaxed);
-    post_report(k, what, n, why);
-}
-
-// One error of the current attempt's server, in a row with those before it: a failed
-// probe's verdict, or what passive detection (`connection`: refused, reset, closed, timed
-// out) and the circuit breaker (those, 5xx and protocol errors) count towards a trip.
-void count_error(call *k, std::string_view why, bool connection) {
-    upstream::server *s = k->srv;
-    uint32_t fails = connection ? s->consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1 : 0;
-    uint32_t errors = s->consecutive_errors.fetch_add(1, std::memory_order_relaxed) + 1;
-    if (k->probe) {
-        k->probe = false;
-        post_report(k, upstream::report::kind::probe_failed, 0, why);
-        return;
-    }
-    if (s->state.load(std::memory_order_relaxed) != upstream::server_state::up) return;
-    const config::upstream &cfg = *k->up->cfg;
-    if (connection && cfg.passive.fails && fails >= cfg.passive.fails)
-        trip(k, upstream::report::kind::failure, upstream::server_state::down, fails, why);
-    else if (cfg.breaker.failures && errors >= cfg.breaker.failures)
-        trip(k, upstream::report::kind::breaker, upstream::server_state::open, errors, why);
-}
-
-// Ends a run of errors: only a store when there was one (no write to a shared line per request).
-void clear_run(std::atomic<uint32_t> &n) {
-    if (n.load(std::memory_order_relaxed)) n.store(0, std::memory_order_relaxed);
-}
-
-// The current attempt failed because of the server (see count_error for `connection`).
-// A client that went away never gets here.
-void server_failed(worker &w, call *k, std::string_view why, bool connection) {
-    if (!k->srv) return;
-    shard_of(w, k->srv).failures.add();
-    count_error(k, why, connection);
-}
-
 // The server answered with a response head: counted, and a 5xx feeds the breaker.
 void server_answered(worker &w, call *k, unsigned status) {
-    upstream::server *s = k->srv;
+    upstream::server *s = k->at.srv;
     if (!s) return;
-    upstream::server_shard &sh = shard_of(w, s);
+    upstream::server_shard &sh = attempt::shard_of(w, s);
     sh.responses[upstream::status_class(status)].add();
     sh.latency.observe(w.now_us_ > k->attempt_us ? w.now_us_ - k->attempt_us : 0);
-    clear_run(s->consecutive_failures);  // it is reachable
+    attempt::reachable(k->at);
     char why[32] = "";
-    if (status >= 500 || k->probe) std::snprintf(why, sizeof why, "status %u", status);  // for a report only
-    if (status >= 500) {
-        count_error(k, why, false);
-        return;
-    }
-    clear_run(s->consecutive_errors);
-    if (k->probe) {
-        k->probe = false;
-        post_report(k, upstream::report::kind::probe_ok, 0, why);
-    }
+    if (status >= 500 || k->at.probe) std::snprintf(why, sizeof why, "status %u", status);  // for a report only
+    if (status >= 500) attempt::count_error(k->at, why);
+    else attempt::succeeded(k->at, why);
 }
 
 void maybe_finish(worker &w, call *k) {
@@ -374,7 +277,7 @@ void body_bytes(worker &w, call *k, std::string_view data) {
             size_t used = 0;
             auto st = k->chunked.feed(data, used, [&](std::string_view piece) { write_client(w, k, piece, false); });
             if (st == http::chunked_decoder::status::error) {
-                server_failed(w, k, "bad chunked response body", false);
+                attempt::failed(w, k->at, "bad chunked response body", false);
                 fail(w, k, 502, "bad chunked response body");
                 return;
             }
@@ -489,19 +392,13 @@ void end_tunnel(worker &w, call *k) {
 // A new connection to `server` for call k: it belongs to the call's config generation
 // (its upstream settings live there).
 conn *connect_to(worker &w, call *k, upstream::server *server) {
-    const net::address &a = server->addr;
-    int fd = socket(a.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return nullptr;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    conn *uc = w.new_conn(fd, k->ex->c->rt);
+    conn *uc = attempt::connect(w, server, k->ex->c->rt);
+    if (!uc) return nullptr;
     auto *u = new upconn;
-    u->up = k->up;
+    u->up = k->at.up;
     u->server = server;
     u->started = w.now_ms_;
     uc->upstream = u;
-    uc->connecting = true;
-    w.ring_.connect(uc->fd, uc->slot, a.sa(), a.length, event::make_user_data(uc, event::op::connect));
     return uc;
 }
 
@@ -529,8 +426,8 @@ conn *take_idle(worker &w, const upstream::server *server, const runtime *rt) {
 // head is queued, with the body bytes kept for a replay when this is one.
 void attach(worker &w, call *k, conn *uc) {
     upconn *u = up_of(uc);
-    if (u->up != k->up) {  // pooled by a request of another config generation
-        u->up = k->up;
+    if (u->up != k->at.up) {  // pooled by a request of another config generation
+        u->up = k->at.up;
         w.rebind(uc, k->ex->c->rt);
     }
     u->owner = k;
@@ -547,39 +444,12 @@ void attach(worker &w, call *k, conn *uc) {
     update_client_pause(k);
 }
 
-// Another retry within the upstream's budget? Every worker keeps its share: tokens
-// earned by first attempts (budget_percent of them) plus min_per_second / workers.
-bool retry_budget_allows(worker &w, call *k) {
-    upstream_view &v = w.view(*k->up->group);
-    if (v.free_retries) {
-        --v.free_retries;
-        return true;
-    }
-    if (v.retry_milli >= 1000) {
-        v.retry_milli -= 1000;
-        return true;
-    }
-    k->up->group->shards[w.index_].budget_exhausted.add();
-    return false;
-}
-
 void dispatch(worker &w, call *k);
 
 enum class phase {
     connect,  // the request never reached the server: any request may go elsewhere
     sent,     // it may have: only a replayable one, and only before any response byte
 };
-
-// Is there a usable server this request has not been sent to yet?
-bool another_server(worker &w, const call *k) {
-    const upstream::membership &m = *w.view(*k->up->group).m;
-    for (size_t i = 0; i < m.servers.size(); ++i) {
-        upstream::server *s = m.servers[i];
-        if (!m.endpoints[i].usable || s == k->srv) continue;
-        if (std::find(k->buf.tried.begin(), k->buf.tried.end(), s) == k->buf.tried.end()) return true;
-    }
-    return false;
-}
 
 // The attempt failed before anything went to the client: the request goes to another
 // server when the upstream's retries, the budget and the request allow it, else the
@@ -589,12 +459,12 @@ void retry_or_fail(worker &w, call *k, phase p, unsigned status, const char *why
     bool replayable = p == phase::connect || (k->may_replay && k->replayable);
     bool fresh_response = !k->head_done && !(k->uc && up_of(k->uc)->got_bytes);
     if (client_usable(ex) && !ex->head_sent && fresh_response && replayable &&
-        k->attempts <= k->up->cfg->retry.retries && another_server(w, k) && retry_budget_allows(w, k)) {
-        log::rate_limited_warn("upstream %s, server %s: %s; retrying on another server", k->up->cfg->name.c_str(),
-                               k->srv ? k->srv->address.c_str() : "?", why);
+        k->at.attempts <= k->at.up->cfg->retry.retries && attempt::another_server(w, k->at) &&
+        attempt::budget_allows(w, k->at)) {
+        log::rate_limited_warn("upstream %s, server %s: %s; retrying on another server", k->at.up->cfg->name.c_str(),
+                               k->at.srv ? k->at.srv->address.c_str() : "?", why);
         detach(w, k, false);
-        if (k->srv) k->buf.tried.push_back(k->srv);
-        drop_server(w, k);
+        attempt::give_up_server(w, k->at);
         k->scan_from = 0;
         k->buf.in.clear();
         dispatch(w, k);
@@ -608,74 +478,18 @@ void retry_or_fail(worker &w, call *k, phase p, unsigned status, const char *why
 // client itself when there is none: 503 with Retry-After when the upstream has no usable
 // server at all, else the last failure's 502.
 void dispatch(worker &w, call *k) {
-    const upstream_rt *up = k->up;
-    upstream_view &v = w.view(*up->group);
-    const upstream::membership &m = *v.m;
-    const atlas_lb_policy_t *policy = up->lb->lb;
-    void *state = k->rt->state(w.index_, up->lb->slot);
-    size_t n = m.servers.size();
-    int32_t index = -1;
-    if (m.usable > 0) {
-        std::vector<uint8_t> &tried = w.pools_.tried;
-        tried.assign(n / 8 + 1, 0);
-        auto mark = [&](size_t i) { tried[i / 8] |= uint8_t(1u << (i % 8)); };
-        for (upstream::server *t : k->buf.tried)
-            for (size_t i = 0; i < n; ++i)
-                if (m.servers[i] == t) mark(i);
-        atlas_lb_context_t ctx{};
-        ctx.struct_size = sizeof ctx;
-        std::string_view client = k->id.client_text();
-        ctx.hash_key = {client.data(), client.size()};
-        ctx.tried = tried.data();
-        ctx.exchange = handle(k->ex);
-        if (policy->on_take) {  // a load-aware policy: it gets every worker's counts
-            std::vector<uint32_t> &loads = w.pools_.loads;
-            loads.resize(n);
-            for (size_t i = 0; i < n; ++i) loads[i] = m.servers[i]->inflight.load(std::memory_order_relaxed);
-            ctx.inflight = loads.data();
-        }
-        // A server just tripped (down or open before the membership says so) is skipped;
-        // a half-open one takes one probe request at a time: when another worker or
-        // request holds it, pick again without it.
-        for (size_t round = 0; round <= n; ++round) {
-            index = policy->pick(state, &ctx);
-            if (index < 0 || size_t(index) >= n) {
-                index = -1;
-                break;
-            }
-            upstream::server *s = m.servers[size_t(index)];
-            upstream::server_state st = s->state.load(std::memory_order_relaxed);
-            if (st == upstream::server_state::up) break;
-            if (st == upstream::server_state::half_open && !s->probe_taken.exchange(true, std::memory_order_relaxed)) {
-                k->probe = true;
-                break;
-            }
-            mark(size_t(index));
-            index = -1;
-        }
-    }
-    if (index < 0) {
-        if (k->attempts > 0) {
+    switch (attempt::pick(w, k->at, k->id.client_text(), handle(k->ex))) {
+        case attempt::pick_result::no_other:
             fail(w, k, 502, "no other server to retry on");
-        } else {
-            up->group->shards[w.index_].no_server.add();
-            fail(w, k, 503, "no usable server", retry_after_s(w, m));
-        }
-        return;
+            return;
+        case attempt::pick_result::no_usable:
+            fail(w, k, 503, "no usable server", attempt::retry_after_s(w, k->at));
+            return;
+        case attempt::pick_result::picked:
+            break;
     }
-    upstream::server *server = m.servers[size_t(index)];
-    k->srv = server;
-    k->taken = index;
-    k->taken_version = m.version;
-    server->inflight.fetch_add(1, std::memory_order_relaxed);
-    if (policy->on_take) policy->on_take(state, uint32_t(index));
-    upstream::server_shard &sh = shard_of(w, server);
-    sh.attempts.add();
-    if (k->attempts++ == 0) {  // a first attempt earns budget_percent of a retry
-        v.retry_milli = std::min<uint64_t>(max_saved_retries * 1000, v.retry_milli + up->cfg->retry.budget_percent * 10);
-    } else {
-        sh.retries.add();
-    }
+    upstream::server *server = k->at.srv;
+    upstream::server_shard &sh = attempt::shard_of(w, server);
     conn *uc = take_idle(w, server, k->ex->c->rt.get());
     if (uc) {
         sh.pool_hits.add();
@@ -706,8 +520,8 @@ int32_t forward(exchange *ex, const atlas_proxy_options_t *opt) {
         w.pools_.spare_calls.pop_back();
     }
     k->ex = ex;
-    k->rt = ex->c->rt.get();
-    k->up = up;
+    k->at.rt = ex->c->rt.get();
+    k->at.up = up;
     k->is_head = ex->head.is_head;
     // RFC 9110 9.2.2; a non-idempotent request only with an Idempotency-Key (IETF
     // httpapi draft): its sender asked for the server to dedupe repeats.
@@ -747,7 +561,7 @@ namespace {
 // and the body stays under the upstream's replay_body size.
 void send_body(worker &w, call *k, std::string_view bytes) {
     if (k->may_replay && k->replayable) {
-        if (k->buf.replay.size() + bytes.size() <= k->up->cfg->retry.replay_body_bytes) {
+        if (k->buf.replay.size() + bytes.size() <= k->at.up->cfg->retry.replay_body_bytes) {
             k->buf.replay.append(bytes);
         } else {
             k->replayable = false;
@@ -796,7 +610,7 @@ void release(worker &w, exchange *ex) {
     }
     // A call that did not finish cleanly (client gone, error) never pools its connection.
     detach(w, k, k->resp_done && k->req_done && k->reusable);
-    drop_server(w, k);
+    attempt::release(w, k->at);
     if (w.pools_.spare_calls.size() < 1024 && k->buf.in.capacity() <= 65536 && k->buf.head.capacity() <= 65536 &&
         k->buf.replay.capacity() <= 65536) {
         k->reset();
@@ -833,11 +647,11 @@ void connection_failed(worker &w, call *k, const char *why) {
             fail(w, k, 502, "cannot create a socket");
             return;
         }
-        shard_of(w, server).pool_misses.add();
+        attempt::shard_of(w, server).pool_misses.add();
         attach(w, k, fresh);
         return;
     }
-    server_failed(w, k, why, true);
+    attempt::failed(w, k->at, why, true);
     if (k->head_done) fail(w, k, 502, why);  // in the middle of the body: too late for anything else
     else retry_or_fail(w, k, phase::sent, 502, why);
 }
@@ -852,7 +666,7 @@ void on_connected(worker &w, conn *uc, int32_t res) {
     if (res < 0) {
         if (k) {
             std::string why = std::string("connect failed: ") + std::strerror(-res);
-            server_failed(w, k, why, true);
+            attempt::failed(w, k->at, why, true);
             retry_or_fail(w, k, phase::connect, 502, why.c_str());
         } else {
             w.hard_close(uc);
@@ -863,7 +677,7 @@ void on_connected(worker &w, conn *uc, int32_t res) {
     // until it is through.
     if (const module_instance *tls = u->up->tls; tls && !l4::open_client(w, uc, tls)) {
         if (k) {
-            server_failed(w, k, "TLS setup failed", true);
+            attempt::failed(w, k->at, "TLS setup failed", true);
             retry_or_fail(w, k, phase::connect, 502, "TLS setup failed");
         } else {
             w.hard_close(uc);
@@ -907,7 +721,7 @@ void on_data(worker &w, conn *uc, const char *data, size_t len) {
         }
         if (r == http::parse_result::error) {
             const char *why = h.error_reason ? h.error_reason : "bad response head";
-            server_failed(w, k, why, false);
+            attempt::failed(w, k->at, why, false);
             fail(w, k, 502, why);
             return;
         }
@@ -915,7 +729,7 @@ void on_data(worker &w, conn *uc, const char *data, size_t len) {
         if (h.is_interim()) continue;  // 100 Continue, 103 Early Hints: the core already spoke for us
         if (h.status == 101) {
             if (!k->upgrading) {
-                server_failed(w, k, "101 without an upgrade request", false);
+                attempt::failed(w, k->at, "101 without an upgrade request", false);
                 fail(w, k, 502, "101 Switching Protocols without an upgrade request");
                 return;
             }
@@ -980,7 +794,7 @@ void on_closed(worker &w, conn *uc) {
         if (uc->has_transport && !uc->info_set && !u->got_bytes && !k->resp_done) {
             // The TLS handshake failed (mod_tls logged why): nothing of the request went
             // out, so it may go to another server like after a failed connect.
-            server_failed(w, k, "TLS handshake failed", true);
+            attempt::failed(w, k->at, "TLS handshake failed", true);
             retry_or_fail(w, k, phase::connect, 502, "TLS handshake failed");
         } else if (!k->tunnel() && !k->resp_done) {
             connection_failed(w, k, "connection lost");  // detaches it
@@ -1008,7 +822,7 @@ void check_timeouts(worker &w, conn *uc, uint64_t now) {
     }
     if (uc->connecting) {
         if (now - u->started > uint64_t(cfg.connect_timeout.count())) {
-            server_failed(w, k, "connect timed out", true);
+            attempt::failed(w, k->at, "connect timed out", true);
             retry_or_fail(w, k, phase::connect, 504, "connect timed out");
         }
         return;
@@ -1019,7 +833,7 @@ void check_timeouts(worker &w, conn *uc, uint64_t now) {
         return;
     }
     if (uc->output_pending() && now - uc->last_send > uint64_t(cfg.write_timeout.count())) {
-        server_failed(w, k, "send timed out", true);
+        attempt::failed(w, k->at, "send timed out", true);
         retry_or_fail(w, k, phase::sent, 504, "send timed out");
         return;
     }
@@ -1027,7 +841,7 @@ void check_timeouts(worker &w, conn *uc, uint64_t now) {
     // proxy_read_timeout): a long upload is covered by the write timeout instead.
     if (!k->resp_done && k->req_done && !k->upstream_paused &&
         now - u->last_recv > uint64_t(cfg.read_timeout.count())) {
-        server_failed(w, k, "response timed out", true);
+        attempt::failed(w, k->at, "response timed out", true);
         retry_or_fail(w, k, phase::sent, 504, "response timed out");
     }
 }
@@ -1038,8 +852,8 @@ std::string_view client_of(const exchange *ex) {
 
 std::string_view server_of(const exchange *ex) {
     const call *k = ex->proxy;
-    if (!k || !k->srv) return {};
-    return k->srv->address;
+    if (!k || !k->at.srv) return {};
+    return k->at.srv->address;
 }
 
 void tunnel_from_client(worker &w, conn *c, const char *data, size_t len) {
