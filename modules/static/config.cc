@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <atlas/module.hpp>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -45,18 +46,11 @@ uint64_t size_value(const json &v, const std::string &key) {
 // "1s", "500ms", "2m" or an integer number of seconds.
 uint64_t duration_ms(const json &v, const std::string &key) {
     if (v.is_number_unsigned()) return v.get<uint64_t>() * 1000;
-    if (!v.is_string()) bad(key, "must be a duration like \"1s\" or \"500ms\"");
-    std::string s = v.get<std::string>();
-    size_t i = 0;
-    uint64_t n = 0;
-    while (i < s.size() && s[i] >= '0' && s[i] <= '9' && n < (1ull << 40)) n = n * 10 + uint64_t(s[i++] - '0');
-    std::string unit = s.substr(i);
-    if (i == 0) bad(key, "bad duration \"" + s + "\" (use e.g. \"1s\" or \"500ms\")");
-    if (unit == "ms") return n;
-    if (unit == "s") return n * 1000;
-    if (unit == "m") return n * 60000;
-    if (unit == "h") return n * 3600000;
-    bad(key, "bad duration \"" + s + "\" (use e.g. \"1s\" or \"500ms\")");
+    uint64_t ms = 0;
+    if (!v.is_string() || !atlas::module::parse_duration_ms(v.get<std::string>(), ms))
+        bad(key, v.is_string() ? "bad duration \"" + v.get<std::string>() + "\" (use e.g. \"1s\" or \"500ms\")"
+                               : std::string("must be a duration like \"1s\" or \"500ms\""));
+    return ms;
 }
 
 bool boolean(const json &v, const std::string &key) {

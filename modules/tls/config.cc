@@ -6,6 +6,8 @@
 
 #include <sys/stat.h>
 
+#include <atlas/module.hpp>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -98,15 +100,11 @@ int version(const json &v, const std::string &key) {
 
 uint32_t seconds(const json &v, const std::string &key) {
     if (v.is_number_unsigned()) return v.get<uint32_t>();
-    if (!v.is_string()) bad(key, "must be a duration like \"1h\" or \"30m\"");
-    std::string s = v.get<std::string>();
-    size_t i = 0;
-    uint64_t n = 0;
-    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])) && n < (1u << 30)) n = n * 10 + uint64_t(s[i++] - '0');
-    std::string unit = s.substr(i);
-    uint64_t mul = unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : unit == "d" ? 86400 : 0;
-    if (i == 0 || mul == 0) bad(key, "bad duration \"" + s + "\" (use e.g. \"1h\" or \"30m\")");
-    return uint32_t(std::min<uint64_t>(n * mul, 7 * 86400));
+    uint64_t ms = 0;
+    if (!v.is_string() || !atlas::module::parse_duration_ms(v.get<std::string>(), ms))
+        bad(key, v.is_string() ? "bad duration \"" + v.get<std::string>() + "\" (use e.g. \"1h\" or \"30m\")"
+                               : std::string("must be a duration like \"1h\" or \"30m\""));
+    return uint32_t(std::min<uint64_t>(ms / 1000, 7 * 86400));
 }
 
 // TLS 1.3 suite names as IANA (and OpenSSL) spell them -> wolfSSL's.

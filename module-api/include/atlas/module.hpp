@@ -8,6 +8,7 @@
 
 #include <atlas/module.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -38,6 +39,19 @@ struct context {
         (ctx).self = &(descriptor);                                                                \
         return &(descriptor);                                                                      \
     }
+
+// A duration as configs write them: digits then "ms", "s", "m", "h" or "d" ("500ms",
+// "30s", "10m"). false for anything else or past a year.
+inline bool parse_duration_ms(std::string_view text, uint64_t &out) noexcept {
+    size_t i = 0;
+    uint64_t n = 0;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9' && n < (1ull << 40)) n = n * 10 + uint64_t(text[i++] - '0');
+    std::string_view unit = text.substr(i);
+    uint64_t mul = unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60000 : unit == "h" ? 3600000 : unit == "d" ? 86400000 : 0;
+    if (i == 0 || mul == 0 || n > 365ull * 86400000 / mul) return false;
+    out = n * mul;
+    return true;
+}
 
 // Writes one line into a host-provided error buffer.
 inline void set_error(atlas_error_t *err, std::string_view msg) noexcept {
