@@ -94,7 +94,7 @@ int32_t connection::start() {
 }
 
 int32_t connection::on_wire(atlas_slice_t wire) {
-    if (st_ == state::failed || st_ == state::closed) return ATLAS_OK;  // ignored until the host closes
+    if (st_ == state::failed) return ATLAS_OK;  // ignored until the host closes
     offload::keys_scope scope(keys_.get());
     if (!client_ && !seen_input_ && wire.len) {
         seen_input_ = true;
@@ -228,14 +228,14 @@ int32_t connection::on_plain(const atlas_iovec_t *iov, size_t iovcnt) {
         for (size_t i = 0; i < iovcnt; ++i) held_out_.append(static_cast<const char *>(iov[i].base), iov[i].len);
         return ATLAS_OK;
     }
-    if (st_ != state::open) return ATLAS_ECLOSED;
+    if (st_ != state::open || sent_close_) return ATLAS_ECLOSED;
     offload::keys_scope scope(keys_.get());
     return write_iov(iov, iovcnt);
 }
 
 void connection::on_shutdown() {
-    if (st_ != state::open) return;
-    st_ = state::closed;
+    if (st_ != state::open || sent_close_) return;
+    sent_close_ = true;
     offload::keys_scope scope(keys_.get());
     wolfSSL_shutdown(ssl_);  // queues close_notify; the peer's is not waited for
 }

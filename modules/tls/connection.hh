@@ -48,7 +48,7 @@ private:
     bool input_drained() const;
     void publish_info();
 
-    enum class state { handshake, open, closed, failed };
+    enum class state { handshake, open, failed };
 
     const atlas_host_api_t *host_;
     atlas_conn_t *conn_;
@@ -61,6 +61,10 @@ private:
     std::string held_in_;       // wire bytes wolfSSL has not taken yet
     std::string held_out_;      // plain bytes queued before the handshake completed
     bool session_saved_ = false;
+    // Our close_notify went out: nothing more is written, but the peer's records are
+    // still read (a half-close, as TLS 1.3 allows: an L4 relay or a tunnel goes on
+    // receiving after passing one side's end on).
+    bool sent_close_ = false;
     // Where wolfSSL is in the record stream it has taken (see track_records).
     unsigned char header_[5];
     size_t header_have_ = 0;
