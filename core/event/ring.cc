@@ -200,7 +200,7 @@ void ring::publish_buffers() {
     }
 }
 
-unsigned ring::run_once(int64_t timeout_ms, handler_fn fn, void *ctx) {
+unsigned ring::run_once(int64_t timeout_ms, handler_fn fn, void *ctx, woke_fn woke) {
     publish_buffers();
     io_uring_cqe *cqe = nullptr;
     if (timeout_ms < 0) {
@@ -213,6 +213,7 @@ unsigned ring::run_once(int64_t timeout_ms, handler_fn fn, void *ctx) {
         ts.tv_nsec = (timeout_ms % 1000) * 1000000;
         io_uring_submit_and_wait_timeout(ring_, &cqe, 1, &ts, nullptr);
     }
+    if (woke && timeout_ms != 0) woke(ctx);
     unsigned handled = 0;
     // Handlers may queue new SQEs and recycle buffers while we iterate: both are
     // safe, the CQ head only moves when we advance it below.

@@ -76,8 +76,11 @@ public:
 
     // Submits pending SQEs, waits up to timeout_ms for one completion (0 = poll), then
     // calls fn(ctx, completion) for every ready CQE. Returns completions handled.
+    // `woke` (optional) runs after a wait that may have slept, before the handlers: the
+    // caller's clock is stale by then.
     using handler_fn = void (*)(void *ctx, const completion &c);
-    unsigned run_once(int64_t timeout_ms, handler_fn fn, void *ctx);
+    using woke_fn = void (*)(void *ctx);
+    unsigned run_once(int64_t timeout_ms, handler_fn fn, void *ctx, woke_fn woke = nullptr);
 
 private:
     io_uring_sqe *get_sqe();
