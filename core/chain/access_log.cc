@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "chain/proxy.hh"
+#include "chain/stream_proxy.hh"
 #include "chain/worker.hh"
 #include "http/chars.hh"
 #include "upstream/client_identity.hh"
@@ -77,6 +78,19 @@ void put_json_string(std::string &out, std::string_view v) {
         }
     }
     out.push_back('"');
+}
+
+// The JSON fields of a connection's TLS handshake (none without one).
+void put_tls_json(std::string &out, const transport_info *tls) {
+    if (!tls) return;
+    for (auto [k, v] : {std::pair<std::string_view, std::string_view>{"tls_protocol", tls->protocol},
+                        {"tls_cipher", tls->cipher},
+                        {"tls_server_name", tls->server_name},
+                        {"tls_alpn", tls->alpn}}) {
+        out.append(",\"").append(k).append("\":");
+        put_json_string(out, v);
+    }
+    out.append(",\"tls_resumed\":").append(tls->resumed ? "true" : "false");
 }
 
 std::string_view header(const exchange *ex, std::string_view lower_name) {
@@ -182,11 +196,7 @@ void write_entry(worker &w, const listener_rt &l, const entry &e) {
             put_number(out, f.second);
         }
         put_texts({{"referer", e.referer}, {"user_agent", e.agent}, {"upstream", e.upstream}});
-        if (e.tls) {
-            put_texts({{"tls_protocol", e.tls->protocol}, {"tls_cipher", e.tls->cipher},
-                       {"tls_server_name", e.tls->server_name}, {"tls_alpn", e.tls->alpn}});
-            out.append(",\"tls_resumed\":").append(e.tls->resumed ? "true" : "false");
-        }
+        put_tls_json(out, e.tls);
         out.append("}\n");
     }
     if (out.size() >= flush_at) write_out(l.log_fd, out);
@@ -222,6 +232,48 @@ void record_rejected(worker &w, conn *c, unsigned status, uint64_t bytes) {
     e.status = status;
     e.bytes = bytes;
     write_entry(w, *l, e);
+}
+
+void record_stream(worker &w, conn *c, unsigned status) {
+    const listener_rt *l = c->listener;
+    if (!l || l->log_fd < 0) return;
+    std::string_view client = without_port(w.peer_address(c));
+    std::string_view server = stream_proxy::server_of(c);
+    if (!status) status = stream_proxy::status_of(c);
+    uint64_t ms = w.now_ms_ > c->opened_ms ? w.now_ms_ - c->opened_ms : 0;
+    const transport_info *tls = c->info_set ? c->info.get() : nullptr;
+    std::string &out = buffer_for(w, l->log_fd);
+    const clock_text &t = now_text();
+    if (!l->log_json) {
+        // nginx's stream log: $remote_addr [$time_local] $protocol $status $bytes_sent
+        // $bytes_received $session_time "$upstream_addr"
+        out.append(client).append(" [").append(t.combined).append("] TCP ");
+        put_number(out, status);
+        out.push_back(' ');
+        put_number(out, c->bytes_out);
+        out.push_back(' ');
+        put_number(out, c->bytes_in);
+        out.push_back(' ');
+        put_number(out, ms / 1000);
+        char frac[5] = {'.', char('0' + ms % 1000 / 100), char('0' + ms % 100 / 10), char('0' + ms % 10), 0};
+        out.append(frac).append(" \"").append(server.empty() ? std::string_view("-") : server).append("\"\n");
+    } else {
+        out.append("{\"time\":\"").append(t.iso).append("\",\"client\":");
+        put_json_string(out, client);
+        out.append(",\"protocol\":\"TCP\",\"status\":");
+        put_number(out, status);
+        out.append(",\"bytes_sent\":");
+        put_number(out, c->bytes_out);
+        out.append(",\"bytes_received\":");
+        put_number(out, c->bytes_in);
+        out.append(",\"duration_ms\":");
+        put_number(out, ms);
+        out.append(",\"upstream\":");
+        put_json_string(out, server);
+        put_tls_json(out, tls);
+        out.append("}\n");
+    }
+    if (out.size() >= flush_at) write_out(l->log_fd, out);
 }
 
 void flush(worker &w) {

@@ -9,6 +9,7 @@
 #include "chain/proxy.hh"
 #include "chain/response_headers.hh"
 #include "chain/session.hh"
+#include "chain/stream_proxy.hh"
 #include "chain/worker.hh"
 
 namespace atlas::chain {
@@ -257,9 +258,14 @@ int32_t h_conn_send(atlas_conn_t *c, const atlas_iovec_t *iov, size_t n, uint32_
                     void *user) {
     return l4::send(conn_of(c), iov, n, flags, done, user);
 }
-void h_conn_shutdown_write(atlas_conn_t *c) { l4::shutdown_write(conn_of(c)); }
+// A connection handed to the L4 proxy (stream_forward) is the proxy's to pause and shut.
+void h_conn_shutdown_write(atlas_conn_t *c) {
+    if (c && !conn_of(c)->relay) l4::shutdown_write(conn_of(c));
+}
 void h_conn_close(atlas_conn_t *c) { l4::close(conn_of(c)); }
-void h_conn_pause_read(atlas_conn_t *c, bool paused) { l4::pause_read(conn_of(c), paused); }
+void h_conn_pause_read(atlas_conn_t *c, bool paused) {
+    if (c && !conn_of(c)->relay) l4::pause_read(conn_of(c), paused);
+}
 atlas_slice_t h_conn_peer(atlas_conn_t *c) { return l4::peer(conn_of(c)); }
 int32_t h_transport_deliver(atlas_conn_t *c, atlas_slice_t plain) { return l4::transport_deliver(conn_of(c), plain); }
 int32_t h_transport_emit(atlas_conn_t *c, atlas_slice_t wire) { return l4::transport_emit(conn_of(c), wire); }
@@ -276,6 +282,10 @@ atlas_upstream_t *h_upstream_find(atlas_slice_t name) {
 
 int32_t h_proxy_forward(atlas_exchange_t *e, const atlas_proxy_options_t *opt) {
     return proxy::forward(ex_of(e), opt);
+}
+
+int32_t h_stream_forward(atlas_conn_t *c, const atlas_stream_options_t *opt) {
+    return stream_proxy::forward(conn_of(c), opt);
 }
 
 const atlas_host_api_t g_host = {
@@ -319,6 +329,7 @@ const atlas_host_api_t g_host = {
     h_proxy_forward,
     h_transport_eof,
     h_transport_set_info,
+    h_stream_forward,
 };
 
 }  // namespace

@@ -5,9 +5,11 @@
 
 #include <cstring>
 
+#include "chain/access_log.hh"
 #include "chain/log.hh"
 #include "chain/proxy.hh"
 #include "chain/session.hh"
+#include "chain/stream_proxy.hh"
 #include "chain/worker.hh"
 
 namespace atlas::chain::l4 {
@@ -27,8 +29,11 @@ const atlas_stream_handler_t *stream_of(const conn *c) { return c->listener->str
 // handler, the proxy's tunnel once an Upgrade switched protocols, or the HTTP codec.
 void deliver(worker &w, conn *c, const char *data, size_t len) {
     if (c->eof_told) return;  // nothing counts after the end of the stream
+    c->bytes_in += len;
     if (c->upstream) {
         proxy::on_data(w, c, data, len);
+    } else if (c->relay) {
+        if (!c->closing) stream_proxy::on_data(w, c, data, len);
     } else if (c->is_stream) {
         if (!c->closing) stream_of(c)->on_data(c->stream_state, handle(c), {data, len});
     } else if (c->tunnel) {
@@ -36,6 +41,40 @@ void deliver(worker &w, conn *c, const char *data, size_t len) {
     } else {
         session::on_data(w, c, data, len);
     }
+}
+
+// A PROXY protocol header is awaited (the listener's proxy_protocol): bytes go to it until
+// it is complete; then the chain opens with the client it names and gets the rest.
+void take_proxy_header(worker &w, conn *c, const char *data, size_t len) {
+    proxy_header_state &ph = *c->proxy_header;
+    std::string_view input(data, len);
+    if (!ph.pending.empty()) {
+        ph.pending.append(data, len);
+        input = ph.pending;
+    }
+    net::proxy_protocol::result r = net::proxy_protocol::parse(input.data(), input.size(), ph.said);
+    if (r.st == net::proxy_protocol::status::need_more) {
+        if (ph.pending.empty()) ph.pending.assign(data, len);
+        return;
+    }
+    if (r.st == net::proxy_protocol::status::invalid) {
+        log::rate_limited_warn("%s: closing a connection from %s: bad PROXY protocol header: %s",
+                               c->listener->cfg->key.c_str(), w.peer_of(c), r.err.c_str());
+        if (c->listener->stream) access_log::record_stream(w, c, 400);
+        else access_log::record_rejected(w, c, 400, 0);
+        w.hard_close(c);
+        return;
+    }
+    ph.done = true;
+    if (!ph.said.local)  // the client from now on: logs, hashing, forwarding headers
+        c->peer_len = uint8_t(net::format_address(ph.said.source.sa(), c->peer, sizeof c->peer));
+    std::string rest(input.substr(r.used));
+    std::string().swap(ph.pending);
+    if (!open(w, c)) {
+        w.hard_close(c);
+        return;
+    }
+    if (!rest.empty() && !c->closing) on_wire(w, c, rest.data(), rest.size());
 }
 
 }  // namespace
@@ -68,6 +107,10 @@ bool open_client(worker &w, conn *uc, const module_instance *t) {
 }
 
 void on_wire(worker &w, conn *c, const char *data, size_t len) {
+    if (c->proxy_header && !c->proxy_header->done) {
+        take_proxy_header(w, c, data, len);
+        return;
+    }
     if (c->has_transport) {
         if (transport_of(c)->on_wire(c->transport_state, handle(c), {data, len}) < 0) w.hard_close(c);
         return;
@@ -77,9 +120,17 @@ void on_wire(worker &w, conn *c, const char *data, size_t len) {
 
 void on_eof(worker &w, conn *c) {
     if (c->eof_told) return;  // a TLS close_notify told it already
+    if (c->proxy_header && !c->proxy_header->done) {  // gone before saying whom it carries
+        w.hard_close(c);
+        return;
+    }
     c->eof_told = true;
     if (c->upstream) {
         proxy::on_eof(w, c);
+        return;
+    }
+    if (c->relay) {
+        stream_proxy::on_eof(w, c);
         return;
     }
     if (c->is_stream) {
@@ -119,6 +170,7 @@ void pump(worker &w, conn *c) {
                 f.file_off += uint64_t(r);
                 f.file_left -= uint64_t(r);
                 c->out.consumed(uint64_t(r));
+                c->bytes_out += uint64_t(r);
             }
             if (c->out.front().file_left == 0) {
                 out_segment done = c->out.front();
@@ -141,6 +193,7 @@ void pump(worker &w, conn *c) {
             return;
         }
         c->out.consumed(total);
+        c->bytes_out += total;
         for (size_t i = 0; i < segs && !c->closing; ++i) {
             out_segment done = c->out.front();
             c->out.pop();
@@ -177,7 +230,7 @@ void closed(worker &w, conn *c) {
 // ---- host API
 
 int32_t send(conn *c, const atlas_iovec_t *iov, size_t iovcnt, uint32_t flags, atlas_done_fn done, void *user) {
-    if (!usable(c) || !c->is_stream) return usable(c) ? ATLAS_EINVAL : ATLAS_ECLOSED;
+    if (!usable(c) || !c->is_stream || c->relay) return usable(c) ? ATLAS_EINVAL : ATLAS_ECLOSED;
     if (c->shut_wr_after_flush || c->close_after_flush) return ATLAS_ECLOSED;
     if (iovcnt && !iov) return ATLAS_EINVAL;
     worker &w = *c->w;
@@ -245,6 +298,7 @@ void transport_set_info(conn *c, const atlas_transport_info_t *info) {
         if (c->info->resumed) st.resumed.add();
     }
     c->info_set = true;
+    if (stream_proxy::is_server(c)) stream_proxy::on_handshake(*c->w, c);
 }
 
 int32_t transport_emit(conn *c, atlas_slice_t wire) {

@@ -203,6 +203,7 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
     for (const config::listener &l : snap->listeners) {
         listener_rt lr;
         lr.cfg = &l;
+        lr.gate = std::make_shared<listener_gate>();
         lr.stats = std::make_unique<listener_shard[]>(rt->workers);
         for (const std::string &a : l.addresses) {
             net::address addr;
@@ -263,6 +264,35 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
         rt->listeners.push_back(std::move(lr));
     }
     return rt;
+}
+
+bool listener_gate::take(uint32_t limit) {
+    uint32_t n = open.fetch_add(1);
+    if (limit == 0 || n < limit) return true;
+    open.fetch_sub(1);
+    return false;
+}
+
+std::vector<worker *> listener_gate::give_back() {
+    open.fetch_sub(1);
+    std::vector<worker *> wake;
+    if (!waiting.load()) return wake;
+    std::lock_guard lk(mu);
+    wake.swap(waiters);
+    waiting.store(false);
+    return wake;
+}
+
+void listener_gate::wait(worker *w) {
+    std::lock_guard lk(mu);
+    if (std::find(waiters.begin(), waiters.end(), w) == waiters.end()) waiters.push_back(w);
+    waiting.store(true);
+}
+
+void carry_gates(runtime &next, const runtime &current) {
+    for (listener_rt &l : next.listeners)
+        for (const listener_rt &old : current.listeners)
+            if (old.cfg->name == l.cfg->name) l.gate = old.gate;
 }
 
 void reopen_access_logs(const runtime &rt) {

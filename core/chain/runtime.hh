@@ -7,6 +7,7 @@
 #include <array>
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -82,8 +83,29 @@ struct route_rt {
     std::unique_ptr<http_shard[]> stats;     // per worker
 };
 
+class worker;
+
+// A listener's open connections, all workers, against its max_connections. Carried over
+// reloads by listener name (carry_gates), so old and new connections count together.
+// A worker that finds it full stops accepting on that listener (the kernel's backlog
+// holds newcomers) and waits; whoever closes a connection wakes the waiting workers.
+struct listener_gate {
+    std::atomic<uint32_t> open{0};
+    std::atomic<bool> waiting{false};  // `waiters` is not empty
+    std::mutex mu;
+    std::vector<worker *> waiters;
+
+    // Counts a new connection when fewer than `limit` (0 = no limit) are open.
+    bool take(uint32_t limit);
+    // A connection closed; returns the workers to wake (only when some wait).
+    std::vector<worker *> give_back();
+    // `w` waits for a slot (once).
+    void wait(worker *w);
+};
+
 struct listener_rt {
     const config::listener *cfg = nullptr;
+    std::shared_ptr<listener_gate> gate;
     upstream::cidr_set trusted;  // trusted_proxies
     upstream::client_source client_from = upstream::client_source::x_forwarded_for;
     std::vector<net::address> addresses;
@@ -166,6 +188,10 @@ std::string listen_key(const net::address &a);
 // The listener of `rt` on address `key`; nullptr when none (or a port-0 address, which
 // binds a new random port each time and so never matches).
 const listener_rt *listener_on(const runtime &rt, const std::string &key);
+
+// A reload: listeners of `next` that `current` has under the same name take over their
+// connection counts.
+void carry_gates(runtime &next, const runtime &current);
 
 // SIGUSR1 (logrotate): each access log file is opened again by its path and put in place
 // of the old descriptor (dup2), so workers go on writing to the same fd number. Problems

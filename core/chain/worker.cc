@@ -277,17 +277,14 @@ void worker::run() {
         finished_ = true;
         return;
     }
-    now_us_ = event::monotonic_us();
-    now_ms_ = now_us_ / 1000;
-    dates_.refresh();
+    tick_clock();
     next_sweep_ = now_ms_ + sweep_interval_ms;
     while (!exit_) {
         int64_t wait = timers_.wait_ms(now_ms_, int64_t(next_sweep_ > now_ms_ ? next_sweep_ - now_ms_ : 0));
-        ring_.run_once(dirty_.empty() && later_.empty() ? wait : 0, &worker::on_completion, this);
+        bool slept = dirty_.empty() && later_.empty();
+        ring_.run_once(slept ? wait : 0, &worker::on_completion, this, &worker::on_woke);
         send_slots_used_ = 0;  // submitted: the kernel has its own copy of every msghdr
-        now_us_ = event::monotonic_us();
-        now_ms_ = now_us_ / 1000;
-        dates_.refresh();
+        if (!slept) tick_clock();  // else on_woke did, before the completions
         timers_.expire(now_ms_);
         if (now_ms_ >= next_sweep_) {
             sweep();
@@ -305,6 +302,14 @@ void worker::run() {
     tl_worker = nullptr;
     finished_ = true;
 }
+
+void worker::tick_clock() {
+    now_us_ = event::monotonic_us();
+    now_ms_ = now_us_ / 1000;
+    dates_.refresh();
+}
+
+void worker::on_woke(void *ctx) { static_cast<worker *>(ctx)->tick_clock(); }
 
 void worker::on_completion(void *ctx, const event::completion &c) {
     static_cast<worker *>(ctx)->handle(c);
@@ -329,7 +334,8 @@ void worker::handle(const event::completion &c) {
             break;
         case event::op::connect: {
             conn *uc = event::user_data_ptr<conn>(c.user_data);
-            proxy::on_connected(*this, uc, c.res);
+            if (uc->upstream) proxy::on_connected(*this, uc, c.res);
+            else stream_proxy::on_connected(*this, uc, c.res);
             if (uc->closing) maybe_free(uc);
             break;
         }
@@ -376,14 +382,10 @@ void worker::on_accept(listen_socket *ls, const event::completion &cq) {
     if (cq.res >= 0) {
         if (draining_ || ls->fd < 0) {  // closed (drain, or a reload dropped its address)
             close(cq.res);
+        } else if (ls->listener->gate->take(ls->listener->cfg->max_connections)) {
+            serve_accepted(ls, cq.res);
         } else {
-            conn *c = new_conn(cq.res);
-            c->listener = ls->listener;
-            listener_shard &st = c->listener->stats[index_];
-            st.accepted.add();
-            st.open.add();
-            if (l4::open(*this, c)) arm_recv(c);
-            else hard_close(c);
+            park(ls, cq.res);
         }
     } else if (cq.res != -ECANCELED && cq.res != -EBADF && cq.res != -EINVAL) {
         // EMFILE and friends: the multishot stays armed or is re-armed below.
@@ -391,7 +393,7 @@ void worker::on_accept(listen_socket *ls, const event::completion &cq) {
     }
     if (!cq.more()) {
         ls->armed = false;
-        if (draining_ || ls->fd < 0) return;
+        if (draining_ || ls->fd < 0 || ls->paused) return;
         if (cq.res == -EMFILE || cq.res == -ENFILE || cq.res == -ENOMEM || cq.res == -ENOBUFS) {
             // Out of descriptors or memory: re-arming at once would spin; wait a little
             // (connections closing in the meantime free what we need).
@@ -399,6 +401,23 @@ void worker::on_accept(listen_socket *ls, const event::completion &cq) {
             return;
         }
         rearm_accept(ls);
+    }
+}
+
+void worker::serve_accepted(listen_socket *ls, int fd) {
+    conn *c = new_conn(fd);
+    c->listener = ls->listener;
+    listener_shard &st = c->listener->stats[index_];
+    st.accepted.add();
+    st.open.add();
+    if (c->listener->cfg->proxy_protocol) {
+        // The chain starts once the load balancer's header says whom this connection carries.
+        c->proxy_header = std::make_unique<proxy_header_state>();
+        arm_recv(c);
+    } else if (l4::open(*this, c)) {
+        arm_recv(c);
+    } else {
+        hard_close(c);
     }
 }
 
@@ -416,7 +435,7 @@ conn *worker::new_conn(int fd, const std::shared_ptr<runtime> &rt) {
     c->w = this;
     c->rt = rt ? rt : rt_;
     if (runtime_use *u = use_of(c->rt.get())) ++u->conns;
-    c->idle_since = now_ms_;
+    c->idle_since = c->opened_ms = now_ms_;
     link(c);
     return c;
 }
@@ -424,7 +443,7 @@ conn *worker::new_conn(int fd, const std::shared_ptr<runtime> &rt) {
 void worker::rearm_accept(void *p) {
     auto *ls = static_cast<listen_socket *>(p);
     worker *w = ls->owner;
-    if (ls->armed || w->draining_ || ls->fd < 0) return;
+    if (ls->armed || w->draining_ || ls->fd < 0 || ls->paused) return;
     w->ring_.multishot_accept(ls->fd, event::make_user_data(ls, event::op::accept));
     ls->armed = true;
 }
@@ -561,6 +580,7 @@ void worker::flush(conn *c) {
 
 void worker::complete_bytes(conn *c, uint64_t n) {
     out_queue &q = c->socket_queue();
+    if (!c->has_transport) c->bytes_out += n;  // with one, l4::pump counts what it takes
     q.consumed(n);
     while (!q.empty()) {
         out_segment &s = q.front();
@@ -704,9 +724,12 @@ void worker::free_conn(conn *c) {
     std::erase(later_, c);
     fail_output(c);
     proxy::on_closed(*this, c);
+    if (c->is_stream && c->listener) access_log::record_stream(*this, c);
+    stream_proxy::on_closed(*this, c);
     session::abort_all(*this, c);
     l4::closed(*this, c);
     if (c->listener) {
+        release_slot(c);
         listener_shard &st = c->listener->stats[index_];
         st.open.sub();
         if (c->has_transport && !c->info_set && !c->upstream) st.handshake_failures.add();
@@ -736,6 +759,9 @@ void worker::free_conn(conn *c) {
     c->eof_told = c->info_set = false;
     c->upstream = nullptr;
     c->connecting = c->tunnel = false;
+    c->relay = nullptr;
+    c->proxy_header.reset();
+    c->bytes_in = c->bytes_out = 0;
     c->requests = 0;
     c->peer_len = 0;
     c->out.give_storage(ring_pool_);
@@ -786,6 +812,7 @@ void worker::sweep() {
     for (conn *c = conns_; c;) {
         conn *n = c->next;
         if (c->upstream) proxy::check_timeouts(*this, c, now_ms_);
+        else if (c->relay && !c->lingering) stream_proxy::check_timeouts(*this, c, now_ms_);
         else session::check_timeouts(*this, c, now_ms_);
         c = n;
     }
@@ -802,6 +829,7 @@ void worker::close_listener(listen_socket &ls) {
     // ring's teardown runs: seconds later).
     shutdown(ls.fd, SHUT_RD);
     if (ls.armed) ring_.cancel(event::make_user_data(&ls, event::op::accept));
+    drop_parked(&ls);
     close(ls.fd);
     ls.fd = -1;
 }
@@ -821,7 +849,7 @@ void worker::start_drain() {
     // Upstream connections still busy finish with their client's exchange.
     for (conn *c = conns_; c;) {
         conn *n = c->next;
-        if (!c->upstream) {
+        if (!c->upstream && !stream_proxy::is_server(c)) {
             if (session::idle(c)) hard_close(c);
             else mark_dirty(c);
         }

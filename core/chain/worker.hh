@@ -21,11 +21,13 @@
 #include "chain/out_queue.hh"
 #include "chain/proxy.hh"
 #include "chain/runtime.hh"
+#include "chain/stream_proxy.hh"
 #include "event/clock.hh"
 #include "event/ring.hh"
 #include "event/timers.hh"
 #include "http/chunked_decoder.hh"
 #include "http/request_parser.hh"
+#include "net/proxy_protocol.hh"
 
 namespace atlas::chain {
 
@@ -88,12 +90,29 @@ struct exchange {
     const http::header_field *find_header(std::string_view lower_name) const;
 };
 
+struct listen_socket;
+
+// A connection accepted over its listener's limit, not served yet (admission.cc).
+struct parked_conn {
+    int fd;
+    listen_socket *ls;
+};
+
 struct listen_socket {
     int fd = -1;
     std::string key;  // the address (listen_key), matched across reloads
     const listener_rt *listener = nullptr;
     bool armed = false;
+    bool paused = false;  // its listener is full: not accepting (admission.cc)
     worker *owner = nullptr;
+};
+
+// The PROXY protocol header a load balancer in front sends first (a listener with
+// proxy_protocol = true): its bytes while incomplete, then what it said.
+struct proxy_header_state {
+    std::string pending;
+    net::proxy_protocol::header said;
+    bool done = false;
 };
 
 // What a transport's handshake settled (host->transport_set_info), for the access log.
@@ -138,7 +157,14 @@ struct conn {
     // A client connection upgraded through the proxy (101): no more HTTP, its bytes go to
     // the upstream connection of its exchange's proxy call and back (proxy.hh).
     bool tunnel = false;
-
+    // L4 proxying (stream_proxy.hh): both connections of a forwarded one point to it.
+    stream_proxy::relay *relay = nullptr;
+    // Set while a PROXY protocol header is awaited, and kept with what it said.
+    std::unique_ptr<proxy_header_state> proxy_header;
+    // Plain bytes from the peer into the chain, and from the chain towards the peer
+    // (into the socket, or into the transport): the L4 access log's counts.
+    uint64_t bytes_in = 0, bytes_out = 0;
+    uint64_t opened_ms = 0;  // accepted or connected (ms)
 
     bool recv_armed = false;
     bool read_paused = false;
@@ -225,6 +251,9 @@ public:
     // A reload: new connections use `next`; its new listening sockets come ready-made.
     // Connections on older runtimes finish on theirs.
     void adopt(std::shared_ptr<runtime> next, std::vector<new_listen_socket> sockets);
+    // A slot of a full listener may have been freed: serve the connections this worker
+    // holds back, and accept again where none is left (admission.cc).
+    void resume_parked();
     // This worker's view of group `g` (the runtime in use binds it).
     upstream_view &view(const upstream::group &g) { return views_[g.slot]; }
     // The main thread published a membership of group `slot`: take it over.
@@ -251,6 +280,7 @@ public:
     std::vector<runtime_use> live_;
     std::vector<conn *> dirty_;
     std::vector<conn *> later_;  // continue sending next turn (fairness)
+    std::vector<parked_conn> parked_;
     conn *conns_ = nullptr;
     size_t conn_count_ = 0;
     std::vector<conn *> conn_pool_;
@@ -271,9 +301,20 @@ private:
     void run();
     bool setup(std::string &err);
     void teardown();
+    // The loop turn's clock: read once per turn, and again after a wait that slept.
+    void tick_clock();
+    static void on_woke(void *ctx);
     static void on_completion(void *ctx, const event::completion &c);
     void handle(const event::completion &c);
     void on_accept(listen_socket *ls, const event::completion &c);
+    // A connection the kernel accepted on `ls`, counted against its listener: its chain
+    // starts (or its PROXY header is awaited first).
+    void serve_accepted(listen_socket *ls, int fd);
+    // Admission (admission.cc): an accepted connection over its listener's limit waits,
+    // unserved, while the listening socket stops accepting.
+    void park(listen_socket *ls, int fd);
+    void release_slot(conn *c);
+    void drop_parked(const listen_socket *ls);  // nullptr: all
     static void rearm_accept(void *listen_socket);
     void on_recv(conn *c, const event::completion &cq);
     void on_send(conn *c, int32_t res);

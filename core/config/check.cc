@@ -67,6 +67,14 @@ std::optional<std::string> checker::string(const node &v, const std::string &key
     return v.text;
 }
 
+std::optional<bool> checker::boolean(const node &v, const std::string &key) {
+    if (!v.is(node::kind::boolean)) {
+        fail(v, key, std::string("must be true or false (got ") + kind_name(v.type) + ")");
+        return std::nullopt;
+    }
+    return v.boolean;
+}
+
 std::optional<int64_t> checker::integer(const node &v, const std::string &key, int64_t min, int64_t max) {
     // Bounds at the uint32 limit or above are an implementation limit, not advice.
     bool open_ended = max >= static_cast<int64_t>(std::numeric_limits<uint32_t>::max());
@@ -174,6 +182,11 @@ std::optional<module_ref> checker::module(const node &v, const std::string &key)
 std::optional<std::string> scope::string(std::string_view name, bool allow_empty) {
     const node *v = get(name);
     return v ? ck_.string(*v, key(name), allow_empty) : std::nullopt;
+}
+
+std::optional<bool> scope::boolean(std::string_view name) {
+    const node *v = get(name);
+    return v ? ck_.boolean(*v, key(name)) : std::nullopt;
 }
 
 std::optional<int64_t> scope::integer(std::string_view name, int64_t min, int64_t max) {

@@ -36,6 +36,7 @@ public:
     // Value checks: `v` is the value itself, `key` its full path.
     bool expect(const node &v, const std::string &key, node::kind k);
     std::optional<std::string> string(const node &v, const std::string &key, bool allow_empty = false);
+    std::optional<bool> boolean(const node &v, const std::string &key);
     std::optional<int64_t> integer(const node &v, const std::string &key, int64_t min,
                                    int64_t max = std::numeric_limits<int64_t>::max());
     std::optional<duration> dur(const node &v, const std::string &key);
@@ -79,6 +80,7 @@ public:
     }
 
     std::optional<std::string> string(std::string_view name, bool allow_empty = false);
+    std::optional<bool> boolean(std::string_view name);
     std::optional<int64_t> integer(std::string_view name, int64_t min,
                                    int64_t max = std::numeric_limits<int64_t>::max());
     std::optional<duration> dur(std::string_view name);

@@ -55,7 +55,10 @@ struct listener {
     std::optional<module_ref> stream;        // the L4 terminal when !is_http
     std::vector<route> routes;               // http only, in declaration order
     http_limits limits;
-    uint32_t max_connections = 0;            // 0 = unlimited (per worker share is computed)
+    uint32_t max_connections = 0;            // open connections, all workers; 0 = unlimited
+    // Every connection starts with a PROXY protocol header (v1 or v2) from a load
+    // balancer in front: its source is the client for logs, hashing and X-Forwarded-For.
+    bool proxy_protocol = false;
     // Peers whose forwarding header is believed (CIDR text, checked when the runtime is
     // built), and which header names the client: "x-forwarded-for" or "forwarded".
     std::vector<std::string> trusted_proxies;

@@ -416,8 +416,8 @@ void read_listeners(checker &ck, const node &arr, snapshot &snap) {
             ck.fail(t, l.key, "duplicate listener name (first defined at " + it->second + ")");
 
         scope s(ck, t, l.key);
-        s.allow_only({"name", "listen", "chain", "max_connections", "limits", "route", "trusted_proxies",
-                      "client_address_from", "access_log"});
+        s.allow_only({"name", "listen", "chain", "max_connections", "proxy_protocol", "limits", "route",
+                      "trusted_proxies", "client_address_from", "access_log"});
 
         const node *listen = s.get("listen");
         std::vector<std::pair<const node *, std::string>> addrs;
@@ -450,6 +450,7 @@ void read_listeners(checker &ck, const node &arr, snapshot &snap) {
         }
 
         if (auto n = s.integer("max_connections", 0, u32_max)) l.max_connections = static_cast<uint32_t>(*n);
+        if (auto pp = s.boolean("proxy_protocol")) l.proxy_protocol = *pp;
         if (const node *tp = s.array("trusted_proxies")) {
             for (std::size_t j = 0; j < tp->items.size(); ++j)
                 if (auto v = ck.string(tp->items[j], index_key(s.key("trusted_proxies"), j)))

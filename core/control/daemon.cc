@@ -222,6 +222,7 @@ admin::reload_outcome daemon::reload(const char *why) {
         return out;
     }
     chain::bind_upstreams(*next, registry_, loop_.now_ms());
+    chain::carry_gates(*next, *current_);
     std::vector<std::shared_ptr<upstream::group>> live;
     for (const chain::upstream_rt &u : next->upstreams) live.push_back(u.group);
     registry_.keep_only(live);

@@ -47,7 +47,7 @@ extern "C" {
 
 #define ATLAS_ABI_MAGIC 0x41544C4Du /* "ATLM" */
 #define ATLAS_ABI_MAJOR 1u
-#define ATLAS_ABI_MINOR 3u
+#define ATLAS_ABI_MINOR 4u
 
 /* Compile-time feature test for modules: ATLAS_ABI_AT_LEAST(1, 2). */
 #define ATLAS_ABI_AT_LEAST(major, minor)                                                          \
@@ -165,6 +165,19 @@ typedef struct atlas_proxy_options {
        101 names one the client offered and is allowed. */
     atlas_slice_t upgrade;
 } atlas_proxy_options_t;
+
+/* How host->stream_forward relays a connection (ABI 1.4). */
+#define ATLAS_STREAM_PROXY_V1 0x1u /* the server connection starts with a PROXY protocol v1 line */
+#define ATLAS_STREAM_PROXY_V2 0x2u /* ... with a PROXY protocol v2 header (v1 and v2: EINVAL) */
+
+typedef struct atlas_stream_options {
+    uint32_t struct_size;
+    atlas_upstream_t *upstream; /* from host->upstream_find */
+    uint32_t flags;             /* ATLAS_STREAM_* */
+    /* Both connections close after this long without a byte moving either way;
+       0 = 10 minutes. */
+    uint64_t idle_timeout_ms;
+} atlas_stream_options_t;
 
 /* What a transport's handshake settled (ABI 1.3), for access logs and handlers. Empty
    slices for what does not apply. The host copies it. */
@@ -304,6 +317,23 @@ typedef struct atlas_host_api {
     void (*transport_eof)(atlas_conn_t *conn);
     /* Record what the handshake settled (see atlas_transport_info_t). */
     void (*transport_set_info)(atlas_conn_t *conn, const atlas_transport_info_t *info);
+
+    /* --- ABI 1.4: L4 proxying --- */
+    /* From a stream handler's conn_open (or a later hook, before anything was sent on the
+       connection): hand the client connection to the host's L4 proxy. It picks a server
+       through the upstream's LB policy (the hash key is the client address, the one a
+       PROXY protocol header named when the listener accepts those), connects within the
+       upstream's connect timeout (a refused, failed or timed-out connect goes to another
+       server within the upstream's retries and budget; the client's bytes wait), sends
+       the PROXY header opt->flags asks for, and relays bytes both ways with bounded
+       buffers until both sides have ended their streams (a half-close is passed on once
+       the other side has everything), either side fails, or opt->idle_timeout_ms passes
+       with no byte either way. An upstream `tls` table makes the server side TLS. The
+       handler's on_data and on_eof are not called for this connection any more; its
+       conn_close still is. When no server can be reached the client connection closes.
+       ATLAS_EINVAL for bad options, a connection that is not a stream handler's, or
+       one forwarded already; ATLAS_ECLOSED when it is closing. */
+    int32_t (*stream_forward)(atlas_conn_t *conn, const atlas_stream_options_t *opt);
 } atlas_host_api_t;
 
 /* ---------------------------------------------------------- module kinds */
