@@ -208,10 +208,13 @@ class Atlas:
     check_exit when the block ends normally, atlasd (if still running) is stopped with
                SIGTERM and must exit 0 with no sanitizer report; a crash during the
                block is a failure too.  Set False for tests that handle it themselves.
+    ready      how readiness is seen: "connect" (a connection that is closed at once) or
+               "listen" (the port listens, /proc/net/tcp): for L4 listeners, where a
+               probe connection would reach the upstream server like a client.
     """
 
     def __init__(self, config=None, www=None, files=None, config_dir=None, port=None,
-                 argv="dir", check_exit=True, env=None, ready_timeout=READY_TIMEOUT):
+                 argv="dir", check_exit=True, env=None, ready_timeout=READY_TIMEOUT, ready="connect"):
         self.config = config
         self.www = www
         self.files = files
@@ -220,6 +223,7 @@ class Atlas:
         self.check_exit = check_exit
         self.env = env
         self.ready_timeout = ready_timeout
+        self.ready = ready
         self.fixed_port = port
         self._pick_ports()
         self.proc = None
@@ -323,7 +327,8 @@ class Atlas:
                                  "command: %s\n--- stderr ---\n%s"
                                  % (rc, self.port, " ".join(self.command()),
                                     tail(self.stderr_text())))
-            if all(can_connect(p, timeout=0.5) for p in self._ready_ports()):
+            probe = listening if self.ready == "listen" else (lambda p: can_connect(p, timeout=0.5))
+            if all(probe(p) for p in self._ready_ports()):
                 return self
             if time.monotonic() > deadline:
                 self._kill()

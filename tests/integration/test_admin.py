@@ -370,7 +370,7 @@ class Views(unittest.TestCase):
 
     def test_modules(self):
         doc = self.get("/modules")
-        self.assertEqual(doc["host_abi"], "1.3")
+        self.assertEqual(doc["host_abi"], "1.4")
         by_name = {m["name"]: m for m in doc["modules"]}
         self.assertIn("proxy", by_name)
         self.assertIn("lb_round_robin", by_name)
@@ -378,7 +378,7 @@ class Views(unittest.TestCase):
         self.assertEqual(by_name["lb_round_robin"]["kinds"], "lb_policy")
         for m in doc["modules"]:
             self.assertEqual(set(m), {"name", "version", "description", "abi", "kinds", "path"})
-            self.assertEqual(m["abi"], "1.3")
+            self.assertEqual(m["abi"], "1.4")
             self.assertTrue(m["path"].endswith("mod_%s.so" % m["name"]), m)
 
 
@@ -887,7 +887,7 @@ class Metrics(unittest.TestCase):
         m = metrics(self.port)
         (sample,) = m["atlas_build_info"].samples
         self.assertEqual(sample.value, 1)
-        self.assertEqual(sample.labels["abi"], "1.3")
+        self.assertEqual(sample.labels["abi"], "1.4")
         _, _, st = call(self.port, "GET", "/status")
         self.assertEqual(sample.labels["version"], st["version"])
 
@@ -1102,7 +1102,7 @@ class AdminHttp(unittest.TestCase):
             s.sendall(build_request("GET", "/modules", headers=[("Connection", "close")]))
             r2 = read_response(s)
             self.assertEqual(r2.status, 200)
-            self.assertEqual(json.loads(r2.body)["host_abi"], "1.3")
+            self.assertEqual(json.loads(r2.body)["host_abi"], "1.4")
             closed, extra = wait_closed(s)
             self.assertTrue(closed)
             self.assertEqual(extra, b"")
