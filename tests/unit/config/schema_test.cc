@@ -155,6 +155,7 @@ listen = "127.0.0.1:8080"
     CHECK(l.is_http);  // default chain [{ module = "http" }]
     CHECK_FALSE(l.transport.has_value());
     CHECK(l.max_connections == 0);
+    CHECK_FALSE(l.proxy_protocol);
     CHECK(l.limits.max_request_line == 8192);
     CHECK(l.limits.header_timeout == duration(10000));
     CHECK(l.routes.at(0).path_prefix == "/");
@@ -333,6 +334,7 @@ TEST_CASE("listener limits: sizes, durations, integers") {
 name = "web"
 listen = ["127.0.0.1:8080", "[::1]:8080"]
 max_connections = 10000
+proxy_protocol = true
 limits = { max_request_line = "4k", max_header_bytes = 32768, max_headers = 50, max_body = "10MiB", header_timeout = "5s", idle_timeout = 30, body_timeout = "250ms", send_timeout = "1m", max_requests = 1000 }
   [[listener.route]]
   handler = { module = "static" }
@@ -342,6 +344,7 @@ limits = { max_request_line = "4k", max_header_bytes = 32768, max_headers = 50, 
     const auto &l = r.snap.listeners.at(0);
     CHECK(l.addresses == std::vector<std::string>{"127.0.0.1:8080", "[::1]:8080"});
     CHECK(l.max_connections == 10000);
+    CHECK(l.proxy_protocol);
     CHECK(l.limits.max_request_line == 4096);
     CHECK(l.limits.max_header_bytes == 32768);
     CHECK(l.limits.max_headers == 50);
@@ -427,6 +430,7 @@ listen = 8080
 chain = "http"
 max_connections = 1.5
 route = { handler = { module = "static" } }
+proxy_protocol = "v2"
 )");
     INFO(errors_of(r));
     CHECK(has_error(r, "atlas.toml:1: server: expected a table, got an integer"));
@@ -439,6 +443,7 @@ route = { handler = { module = "static" } }
     CHECK(has_error(r, "atlas.toml:10: listener.listener0.chain: expected an array, got a string"));
     CHECK(has_error(r, "atlas.toml:11: listener.listener0.max_connections: must be an integer >= 0 (got a float)"));
     CHECK(has_error(r, "atlas.toml:12: listener.listener0.route: expected an array, got a table"));
+    CHECK(has_error(r, "atlas.toml:13: listener.listener0.proxy_protocol: must be true or false (got a string)"));
 }
 
 TEST_CASE("listener addresses") {
