@@ -291,6 +291,9 @@ public:
     std::vector<http::header_field> scratch_headers_;
     out_arena_pool arena_pool_;
     proxy::pools pools_;
+    // Buffers of bulk_group a relay holds until they are sent on (stream_proxy).
+    static constexpr uint16_t bulk_group = 1;
+    unsigned bulk_held_ = 0;
     access_log::buffers log_buffers_;
     bool draining_ = false;
     uint64_t drain_started_ = 0;
@@ -316,7 +319,7 @@ private:
     void release_slot(conn *c);
     void drop_parked(const listen_socket *ls);  // nullptr: all
     static void rearm_accept(void *listen_socket);
-    void on_recv(conn *c, const event::completion &cq);
+    void on_recv(conn *c, const event::completion &cq, uint16_t group);
     void on_send(conn *c, int32_t res);
     void on_poll_out(conn *c, int32_t res);
     void on_wake(int32_t res);

@@ -17,15 +17,17 @@ ring::~ring() { close(); }
 
 void ring::close() {
     if (ring_) {
-        if (buf_ring_registered_) io_uring_unregister_buf_ring(ring_, buffer_group);
+        for (size_t g = 0; g < groups_.size(); ++g)
+            if (groups_[g].registered) io_uring_unregister_buf_ring(ring_, int(g));
         io_uring_queue_exit(ring_);
         delete ring_;
         ring_ = nullptr;
     }
-    if (buf_ring_) munmap(buf_ring_, buf_ring_bytes_);
-    buf_ring_ = nullptr;
-    std::free(buffers_);
-    buffers_ = nullptr;
+    for (buffer_group &b : groups_) {
+        if (b.ring) munmap(b.ring, b.ring_bytes);
+        std::free(b.memory);
+    }
+    groups_.clear();
 }
 
 bool ring::init(unsigned entries, unsigned buffers, unsigned buffer_size, std::string &err) {
@@ -57,39 +59,45 @@ bool ring::init(unsigned entries, unsigned buffers, unsigned buffer_size, std::s
         return false;
     }
     io_uring_register_ring_fd(ring_);  // best effort: saves an fd lookup per enter
+    return add_buffer_group(0, buffers, buffer_size, err);
+}
 
-    // Provided buffer ring (registered by hand: io_uring_setup_buf_ring is liburing 2.4+).
-    buffer_count_ = buffers;
-    buffer_size_ = buffer_size;
-    buf_ring_bytes_ = sizeof(io_uring_buf) * buffers;
-    void *mem = mmap(nullptr, buf_ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
-                     -1, 0);
+bool ring::add_buffer_group(uint16_t group, unsigned buffers, unsigned buffer_size, std::string &err) {
+    if (group != groups_.size()) {
+        err = "buffer groups are added in order";
+        return false;
+    }
+    buffer_group &b = groups_.emplace_back();
+    // Registered by hand: io_uring_setup_buf_ring is liburing 2.4+.
+    b.count = buffers;
+    b.size = buffer_size;
+    b.ring_bytes = sizeof(io_uring_buf) * buffers;
+    void *mem = mmap(nullptr, b.ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     if (mem == MAP_FAILED) {
+        b.ring = nullptr;
         err = "cannot map the buffer ring";
         return false;
     }
-    buf_ring_ = static_cast<io_uring_buf_ring *>(mem);
+    b.ring = static_cast<io_uring_buf_ring *>(mem);
     io_uring_buf_reg reg{};
-    reg.ring_addr = reinterpret_cast<uint64_t>(buf_ring_);
+    reg.ring_addr = reinterpret_cast<uint64_t>(b.ring);
     reg.ring_entries = buffers;
-    reg.bgid = buffer_group;
-    r = io_uring_register_buf_ring(ring_, &reg, 0);
+    reg.bgid = group;
+    int r = io_uring_register_buf_ring(ring_, &reg, 0);
     if (r < 0) {
-        err = std::string("cannot register provided buffers (kernel 5.19+ needed): ") +
-              std::strerror(-r);
+        err = std::string("cannot register provided buffers (kernel 5.19+ needed): ") + std::strerror(-r);
         return false;
     }
-    buf_ring_registered_ = true;
-    if (posix_memalign(reinterpret_cast<void **>(&buffers_), 4096, size_t(buffers) * buffer_size)) {
+    b.registered = true;
+    if (posix_memalign(reinterpret_cast<void **>(&b.memory), 4096, size_t(buffers) * buffer_size)) {
         err = "out of memory for receive buffers";
         return false;
     }
-    io_uring_buf_ring_init(buf_ring_);
+    io_uring_buf_ring_init(b.ring);
     unsigned mask = io_uring_buf_ring_mask(buffers);
     for (unsigned i = 0; i < buffers; ++i)
-        io_uring_buf_ring_add(buf_ring_, buffers_ + size_t(i) * buffer_size, buffer_size,
-                              uint16_t(i), mask, int(i));
-    io_uring_buf_ring_advance(buf_ring_, int(buffers));
+        io_uring_buf_ring_add(b.ring, b.memory + size_t(i) * buffer_size, buffer_size, uint16_t(i), mask, int(i));
+    io_uring_buf_ring_advance(b.ring, int(buffers));
     return true;
 }
 
@@ -136,12 +144,12 @@ void ring::multishot_accept(int fd, uint64_t ud) {
     sqe->user_data = ud;
 }
 
-void ring::recv_multishot(int fd, int slot, uint64_t ud) {
+void ring::recv_multishot(int fd, int slot, uint64_t ud, uint16_t group) {
     io_uring_sqe *sqe = get_sqe();
     io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
     use_file(sqe, slot);
     sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = buffer_group;
+    sqe->buf_group = group;
     sqe->user_data = ud;
 }
 
@@ -185,18 +193,24 @@ void ring::cancel(uint64_t target_ud) {
     sqe->user_data = make_user_data(nullptr, op::ignore);
 }
 
-char *ring::buffer(uint16_t id) const { return buffers_ + size_t(id) * buffer_size_; }
+char *ring::buffer(uint16_t id, uint16_t group) const {
+    const buffer_group &b = groups_[group];
+    return b.memory + size_t(id) * b.size;
+}
 
-void ring::recycle(uint16_t id) {
-    io_uring_buf_ring_add(buf_ring_, buffer(id), buffer_size_, id,
-                          io_uring_buf_ring_mask(buffer_count_), int(pending_recycles_));
-    ++pending_recycles_;
+void ring::recycle(uint16_t id, uint16_t group) {
+    buffer_group &b = groups_[group];
+    io_uring_buf_ring_add(b.ring, buffer(id, group), b.size, id, io_uring_buf_ring_mask(b.count),
+                          int(b.pending_recycles));
+    ++b.pending_recycles;
 }
 
 void ring::publish_buffers() {
-    if (pending_recycles_) {
-        io_uring_buf_ring_advance(buf_ring_, int(pending_recycles_));
-        pending_recycles_ = 0;
+    for (buffer_group &b : groups_) {
+        if (b.pending_recycles) {
+            io_uring_buf_ring_advance(b.ring, int(b.pending_recycles));
+            b.pending_recycles = 0;
+        }
     }
 }
 

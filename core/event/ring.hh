@@ -16,7 +16,8 @@ struct sockaddr;
 namespace atlas::event {
 
 // user_data = object pointer | op tag (objects are at least 8-byte aligned).
-enum class op : uint8_t { ignore = 0, accept = 1, recv = 2, send = 3, poll_out = 4, wake = 5, connect = 6 };
+// recv_bulk: a receive into buffer group 1 (big buffers for relayed streams).
+enum class op : uint8_t { ignore = 0, accept = 1, recv = 2, send = 3, poll_out = 4, wake = 5, connect = 6, recv_bulk = 7 };
 
 inline uint64_t make_user_data(const void *obj, op o) {
     return reinterpret_cast<uint64_t>(obj) | static_cast<uint64_t>(o);
@@ -44,8 +45,11 @@ public:
     ~ring();
 
     // Sets up the ring (SINGLE_ISSUER + DEFER_TASKRUN when the kernel allows it, plain
-    // otherwise) and a provided-buffer ring of `buffers` x `buffer_size` bytes.
+    // otherwise) and provided-buffer group 0 of `buffers` x `buffer_size` bytes.
     bool init(unsigned entries, unsigned buffers, unsigned buffer_size, std::string &err);
+    // Another provided-buffer group (ids 1, 2, ... in order), e.g. big buffers for bulk
+    // streams. Its memory is only touched as receives use it.
+    bool add_buffer_group(uint16_t group, unsigned buffers, unsigned buffer_size, std::string &err);
     const char *mode() const { return mode_; }
     // Tears the ring down now: every operation still in the kernel is dropped and the
     // files it held (listening sockets!) are released.
@@ -61,7 +65,7 @@ public:
     // Submission helpers; they never fail (a full SQ is flushed first). `slot` is a
     // registered file slot or -1.
     void multishot_accept(int fd, uint64_t ud);
-    void recv_multishot(int fd, int slot, uint64_t ud);
+    void recv_multishot(int fd, int slot, uint64_t ud, uint16_t group = 0);
     void sendmsg(int fd, int slot, const msghdr *msg, unsigned flags, uint64_t ud);
     void send(int fd, int slot, const void *buf, size_t len, unsigned flags, uint64_t ud);
     void poll_add(int fd, int slot, unsigned events, uint64_t ud);
@@ -71,8 +75,9 @@ public:
     void cancel(uint64_t target_ud);
 
     // Provided receive buffers.
-    char *buffer(uint16_t id) const;
-    void recycle(uint16_t id);  // give a buffer back (published at the next wait)
+    char *buffer(uint16_t id, uint16_t group = 0) const;
+    void recycle(uint16_t id, uint16_t group = 0);  // give a buffer back (published at the next wait)
+    unsigned buffer_count(uint16_t group) const { return groups_[group].count; }
 
     // Submits pending SQEs, waits up to timeout_ms for one completion (0 = poll), then
     // calls fn(ctx, completion) for every ready CQE. Returns completions handled.
@@ -87,18 +92,20 @@ private:
     void publish_buffers();
     static void use_file(io_uring_sqe *sqe, int slot);
 
+    struct buffer_group {
+        io_uring_buf_ring *ring = nullptr;
+        char *memory = nullptr;
+        size_t ring_bytes = 0;
+        unsigned count = 0;
+        unsigned size = 0;
+        unsigned pending_recycles = 0;
+        bool registered = false;
+    };
+
     io_uring *ring_ = nullptr;
-    io_uring_buf_ring *buf_ring_ = nullptr;
-    char *buffers_ = nullptr;
-    size_t buf_ring_bytes_ = 0;
-    unsigned buffer_count_ = 0;
-    unsigned buffer_size_ = 0;
-    unsigned pending_recycles_ = 0;
-    bool buf_ring_registered_ = false;
+    std::vector<buffer_group> groups_;
     std::vector<int> free_slots_;
     const char *mode_ = "none";
 };
-
-constexpr uint16_t buffer_group = 0;
 
 }  // namespace atlas::event
