@@ -299,6 +299,7 @@ void transport_set_info(conn *c, const atlas_transport_info_t *info) {
     }
     c->info_set = true;
     if (stream_proxy::is_server(c)) stream_proxy::on_handshake(*c->w, c);
+    else if (c->relay) stream_proxy::on_client_handshake(*c->w, c);
 }
 
 int32_t transport_emit(conn *c, atlas_slice_t wire) {

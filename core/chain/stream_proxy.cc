@@ -234,8 +234,15 @@ int32_t forward(conn *c, const atlas_stream_options_t *opt) {
     r->active = w.now_ms_;
     c->relay = r;
     if (c->peer_eof) r->client_done = true;
-    connect_next(w, r);
+    // Behind a transport (TLS), the server connection waits for the client's handshake:
+    // a client that never completes one costs no upstream connection.
+    if (!c->has_transport || c->info_set) connect_next(w, r);
     return ATLAS_OK;
+}
+
+void on_client_handshake(worker &w, conn *c) {
+    relay *r = c->relay;
+    if (r && c == r->client && !r->server && !r->at.srv && !c->closing) connect_next(w, r);
 }
 
 bool is_server(const conn *c) { return c->relay && c->relay->server == c; }
@@ -378,10 +385,15 @@ void check_timeouts(worker &w, conn *c, uint64_t now) {
     }
     // The client side times the pair; a server side left to finish on its own times itself.
     if (c == r->server && r->client) return;
+    if (c->has_transport && !c->info_set) {  // a client's handshake, as the HTTP head, within header_timeout
+        if (now - c->opened_ms > uint64_t(c->listener->cfg->limits.header_timeout.count())) w.hard_close(c);
+        return;
+    }
     if (now - r->active > r->idle_ms) w.hard_close(c);
 }
 
 unsigned status_of(const conn *client) {
+    if (client->has_transport && !client->info_set) return 400;  // no transport handshake
     const relay *r = client->relay;
     if (!r) return 200;
     if (r->status) return r->status;

@@ -38,6 +38,8 @@ void on_eof(worker &w, conn *c);
 void on_connected(worker &w, conn *sc, int32_t res);
 // The server side's TLS handshake is through (host->transport_set_info).
 void on_handshake(worker &w, conn *sc);
+// The same for the client side: the server connection is made now.
+void on_client_handshake(worker &w, conn *c);
 // Either side is being freed (its queued output has been failed already).
 void on_closed(worker &w, conn *c);
 // The worker's sweep: connect and idle timeouts.
@@ -45,7 +47,8 @@ void check_timeouts(worker &w, conn *c, uint64_t now);
 
 // For the access log of a forwarded client connection: 200 once a server took it, 502
 // when none could be reached, 503 when the upstream had no usable server, 499 when the
-// client left first; the server ("ip:port", empty before one was picked).
+// client left first, 400 when its transport handshake never completed; the server
+// ("ip:port", empty before one was picked).
 unsigned status_of(const conn *client);
 std::string_view server_of(const conn *client);
 

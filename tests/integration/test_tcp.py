@@ -514,6 +514,21 @@ class Tls(unittest.TestCase):
             line = wait_until(lambda: stream_lines(a), "the log line")[0]
             self.assertEqual(line.split()[4:7], ["200", str(len(data)), str(len(data))])
 
+    def test_server_connection_waits_for_the_client_handshake(self):
+        """Behind TLS the server connection is made once the client's handshake is
+        through: a client that never sends a ClientHello costs no upstream connection,
+        and is closed after header_timeout (400 in the log)."""
+        chain = '{ module = "tls", cert = "cert.pem", key = "key.pem" }, { module = "tcp", upstream = "app" }'
+        with TcpServer(tcp_peer.echo) as srv:
+            cfg = l4_config([srv.address], chain=chain, listener_extra='limits = { header_timeout = "1s" }')
+            with L4(cfg, files=tls_files()) as a:
+                with connect(a.port) as s:
+                    closed, _ = wait_closed(s, timeout=20)
+                    self.assertTrue(closed)
+                self.assertEqual(srv.count(), 0)
+                line = wait_until(lambda: stream_lines(a), "the log line")[0]
+                self.assertEqual(line.split()[4:7], ["400", "0", "0"], line)
+
     def test_tls_to_the_server(self):
         """An upstream `tls` table: the client speaks plain TCP, the server TLS."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
