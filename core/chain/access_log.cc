@@ -80,6 +80,12 @@ void put_json_string(std::string &out, std::string_view v) {
     out.push_back('"');
 }
 
+// ,"name":n
+void put_json_number(std::string &out, std::string_view name, uint64_t n) {
+    out.append(",\"").append(name).append("\":");
+    put_number(out, n);
+}
+
 // The JSON fields of a connection's TLS handshake (none without one).
 void put_tls_json(std::string &out, const transport_info *tls) {
     if (!tls) return;
@@ -191,10 +197,8 @@ void write_entry(worker &w, const listener_rt &l, const entry &e) {
         out.append("{\"time\":\"").append(t.iso).append("\"");
         put_texts({{"client", e.client}, {"method", e.method}, {"target", e.target}, {"protocol", e.protocol},
                    {"host", e.host}});
-        for (const number &f : {number{"status", e.status}, number{"bytes", e.bytes}, number{"duration_ms", e.duration_ms}}) {
-            out.append(",\"").append(f.first).append("\":");
-            put_number(out, f.second);
-        }
+        for (const number &f : {number{"status", e.status}, number{"bytes", e.bytes}, number{"duration_ms", e.duration_ms}})
+            put_json_number(out, f.first, f.second);
         put_texts({{"referer", e.referer}, {"user_agent", e.agent}, {"upstream", e.upstream}});
         put_tls_json(out, e.tls);
         out.append("}\n");
@@ -244,15 +248,16 @@ void record_stream(worker &w, conn *c, unsigned status) {
     const transport_info *tls = c->info_set ? c->info.get() : nullptr;
     std::string &out = buffer_for(w, l->log_fd);
     const clock_text &t = now_text();
+    const std::pair<std::string_view, uint64_t> numbers[] = {
+        {"status", status}, {"bytes_sent", c->bytes_out}, {"bytes_received", c->bytes_in}};
     if (!l->log_json) {
         // nginx's stream log: $remote_addr [$time_local] $protocol $status $bytes_sent
         // $bytes_received $session_time "$upstream_addr"
-        out.append(client).append(" [").append(t.combined).append("] TCP ");
-        put_number(out, status);
-        out.push_back(' ');
-        put_number(out, c->bytes_out);
-        out.push_back(' ');
-        put_number(out, c->bytes_in);
+        out.append(client).append(" [").append(t.combined).append("] TCP");
+        for (const auto &[name, n] : numbers) {
+            out.push_back(' ');
+            put_number(out, n);
+        }
         out.push_back(' ');
         put_number(out, ms / 1000);
         char frac[5] = {'.', char('0' + ms % 1000 / 100), char('0' + ms % 100 / 10), char('0' + ms % 10), 0};
@@ -260,14 +265,9 @@ void record_stream(worker &w, conn *c, unsigned status) {
     } else {
         out.append("{\"time\":\"").append(t.iso).append("\",\"client\":");
         put_json_string(out, client);
-        out.append(",\"protocol\":\"TCP\",\"status\":");
-        put_number(out, status);
-        out.append(",\"bytes_sent\":");
-        put_number(out, c->bytes_out);
-        out.append(",\"bytes_received\":");
-        put_number(out, c->bytes_in);
-        out.append(",\"duration_ms\":");
-        put_number(out, ms);
+        out.append(",\"protocol\":\"TCP\"");
+        for (const auto &[name, n] : numbers) put_json_number(out, name, n);
+        put_json_number(out, "duration_ms", ms);
         out.append(",\"upstream\":");
         put_json_string(out, server);
         put_tls_json(out, tls);

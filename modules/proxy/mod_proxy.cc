@@ -114,10 +114,7 @@ config *parse(std::string_view text) {
                    "x_forwarded_proto, x_forwarded_host, forwarded, websocket, upgrade)");
         }
     }
-    if (c->upstream_name.empty()) bad("upstream", "required (e.g. upstream = \"api\" with an [upstream.api] table)");
-    c->upstream = ctx.host->upstream_find(slice(c->upstream_name));
-    if (!c->upstream)
-        bad("upstream", "no upstream named \"" + c->upstream_name + "\" (declare [upstream." + c->upstream_name + "])");
+    c->upstream = atlas::module::upstream_named(ctx, c->upstream_name, "api");
     return c.release();
 }
 

@@ -65,9 +65,7 @@ config *parse(std::string_view text) {
             bad(k, "unknown key (mod_tcp takes upstream, proxy_protocol, idle_timeout)");
         }
     }
-    if (upstream.empty()) bad("upstream", "required (e.g. upstream = \"db\" with an [upstream.db] table)");
-    c->upstream = ctx.host->upstream_find(slice(upstream));
-    if (!c->upstream) bad("upstream", "no upstream named \"" + upstream + "\" (declare [upstream." + upstream + "])");
+    c->upstream = atlas::module::upstream_named(ctx, upstream, "db");
     return c.release();
 }
 

@@ -578,6 +578,29 @@ def assert_peak_rss_below(pid, limit):
         raise AssertionError("atlasd peak RSS %d KiB, over %d KiB" % (hwm >> 10, limit >> 10))
 
 
+def recv_exactly(sock, n, timeout=20):
+    """Reads until `n` bytes have come or the peer closed; returns what came."""
+    sock.settimeout(timeout)
+    buf = b""
+    while len(buf) < n:
+        d = sock.recv(min(1 << 20, n - len(buf)))
+        if not d:
+            break
+        buf += d
+    return buf
+
+
+def recv_to_eof(sock, timeout=20):
+    """Everything until the peer ends its stream (raises socket.timeout if it does not)."""
+    sock.settimeout(timeout)
+    buf = b""
+    while True:
+        d = sock.recv(1 << 20)
+        if not d:
+            return buf
+        buf += d
+
+
 def recv_sha256(sock, size, have=b""):
     """Reads until `size` bytes have come (counting `have`, read before), hashing them as
     they come instead of holding them; returns the SHA-256 hex digest. Raises

@@ -7,7 +7,7 @@ import os
 import socket
 import unittest
 
-from harness import Atlas, connect, read_response, run_check
+from harness import Atlas, connect, read_response, recv_exactly, recv_to_eof, run_check
 
 ECHO = """
 [server]
@@ -48,27 +48,6 @@ chain = [{ module = "testkit", key = 90 }, { module = "http" }]
 
 def xor(data, key):
     return bytes(b ^ key for b in data)
-
-
-def recv_exactly(s, n, timeout=20):
-    s.settimeout(timeout)
-    buf = b""
-    while len(buf) < n:
-        d = s.recv(min(1 << 20, n - len(buf)))
-        if not d:
-            break
-        buf += d
-    return buf
-
-
-def recv_to_eof(s, timeout=20):
-    s.settimeout(timeout)
-    buf = b""
-    while True:
-        d = s.recv(1 << 20)
-        if not d:
-            return buf
-        buf += d
 
 
 class XorSock:

@@ -23,8 +23,8 @@ import unittest
 
 import tcp_peer
 from backend import Backend
-from harness import REPO, Atlas, connect, free_port, read_response, run_check, wait_closed, wait_until, \
-    assert_peak_rss_below
+from harness import REPO, Atlas, assert_peak_rss_below, connect, free_port, read_response, recv_exactly, \
+    recv_to_eof, run_check, wait_closed, wait_until
 from tcp_peer import TcpServer
 
 GiB = 1 << 30
@@ -58,27 +58,6 @@ access_log = %s
 %s
 """ % (top, workers, ", ".join('"%s"' % s for s in servers), upstream_extra,
        chain if chain else tcp, json.dumps(log), listener_extra)
-
-
-def recv_exactly(s, n, timeout=20):
-    s.settimeout(timeout)
-    buf = b""
-    while len(buf) < n:
-        d = s.recv(min(1 << 20, n - len(buf)))
-        if not d:
-            break
-        buf += d
-    return buf
-
-
-def recv_to_eof(s, timeout=20):
-    s.settimeout(timeout)
-    buf = b""
-    while True:
-        d = s.recv(1 << 20)
-        if not d:
-            return buf
-        buf += d
 
 
 def stream_lines(a):

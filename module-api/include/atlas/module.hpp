@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -51,6 +52,21 @@ inline bool parse_duration_ms(std::string_view text, uint64_t &out) noexcept {
     if (i == 0 || mul == 0 || n > 365ull * 86400000 / mul) return false;
     out = n * mul;
     return true;
+}
+
+// For config_create: the upstream group named by a table's `upstream` key (`name`, empty
+// when the key is absent), found through host->upstream_find. Throws
+// std::runtime_error("upstream: <why>") when it is missing or unknown; `example` names
+// one in the hint ("api" -> upstream = "api" with an [upstream.api] table).
+inline atlas_upstream_t *upstream_named(const context &ctx, std::string_view name, std::string_view example) {
+    if (name.empty())
+        throw std::runtime_error("upstream: required (e.g. upstream = \"" + std::string(example) + "\" with an [upstream." +
+                                 std::string(example) + "] table)");
+    atlas_upstream_t *u = ctx.host->upstream_find(slice(name));
+    if (!u)
+        throw std::runtime_error("upstream: no upstream named \"" + std::string(name) + "\" (declare [upstream." +
+                                 std::string(name) + "])");
+    return u;
 }
 
 // Writes one line into a host-provided error buffer.
