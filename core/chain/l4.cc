@@ -256,9 +256,11 @@ void pause_read(conn *c, bool paused) {
     if (!usable(c)) return;
     if (paused && !c->read_paused) {
         c->read_paused = true;
-        if (c->recv_armed) c->w->ring_.cancel(event::make_user_data(c, event::op::recv));
+        c->w->cancel_recv(c);
+        c->w->watch_errors(c, true);
     } else if (!paused && c->read_paused) {
         c->read_paused = false;
+        c->w->watch_errors(c, false);
         c->w->mark_dirty(c);  // re-armed at the end of the turn
     }
 }

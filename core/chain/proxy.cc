@@ -205,7 +205,7 @@ void write_client(worker &w, call *k, std::string_view data, bool end) {
         k->upstream_paused = true;
         conn *uc = k->uc;
         uc->read_paused = true;
-        if (uc->recv_armed) w.ring_.cancel(event::make_user_data(uc, event::op::recv));
+        w.cancel_recv(uc);
     }
 }
 

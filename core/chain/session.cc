@@ -423,7 +423,7 @@ void after_input(worker &w, conn *c) {
     bool over = c->buffered() >= input_limit(c);
     if (over && !c->read_paused && !c->closing) {
         c->read_paused = true;
-        if (c->recv_armed) w.ring_.cancel(event::make_user_data(c, event::op::recv));
+        w.cancel_recv(c);
     } else if (!over && c->read_paused) {
         c->read_paused = false;
         w.mark_dirty(c);  // re-armed at the end of the turn

@@ -337,6 +337,9 @@ void worker::handle(const event::completion &c) {
         case event::op::poll_out:
             on_poll_out(event::user_data_ptr<conn>(c.user_data), c.res);
             break;
+        case event::op::watch:
+            on_watch(event::user_data_ptr<conn>(c.user_data), c.res);
+            break;
         case event::op::wake:
             on_wake(c.res);
             break;
@@ -458,9 +461,14 @@ void worker::rearm_accept(void *p) {
 
 void worker::arm_recv(conn *c) {
     if (c->recv_armed || c->closing || c->peer_eof || c->read_paused || c->connecting) return;
-    if (c->relay) ring_.recv_multishot(c->fd, c->slot, event::make_user_data(c, event::op::recv_bulk), bulk_group);
+    c->recv_bulk = c->relay != nullptr;
+    if (c->recv_bulk) ring_.recv_multishot(c->fd, c->slot, event::make_user_data(c, event::op::recv_bulk), bulk_group);
     else ring_.recv_multishot(c->fd, c->slot, event::make_user_data(c, event::op::recv));
     c->recv_armed = true;
+}
+
+void worker::cancel_recv(conn *c) {
+    if (c->recv_armed) ring_.cancel(event::make_user_data(c, c->recv_bulk ? event::op::recv_bulk : event::op::recv));
 }
 
 void worker::on_recv(conn *c, const event::completion &cq, uint16_t group) {
@@ -688,6 +696,30 @@ void worker::on_poll_out(conn *c, int32_t res) {
     mark_dirty(c);
 }
 
+void worker::watch_errors(conn *c, bool on) {
+    if (on && !c->watch_inflight && !c->closing) {
+        ring_.poll_add(c->fd, c->slot, 0, event::make_user_data(c, event::op::watch));  // POLLERR and POLLHUP only
+        c->watch_inflight = true;
+    } else if (!on && c->watch_inflight) {
+        ring_.cancel(event::make_user_data(c, event::op::watch));
+    }
+}
+
+void worker::on_watch(conn *c, int32_t res) {
+    c->watch_inflight = false;
+    if (c->closing) {
+        maybe_free(c);
+        return;
+    }
+    if (res == -ECANCELED) {  // reads resumed; paused again since, the watch goes on
+        if (c->read_paused) watch_errors(c, true);
+        return;
+    }
+    // POLLHUP alone (the peer ended its stream too) leaves unread bytes to read: only an
+    // error (a reset) ends the connection here.
+    if (res < 0 || (res & POLLERR)) hard_close(c);
+}
+
 void worker::begin_graceful_close(conn *c) {
     // Half-close and keep reading (and discarding) for a while, so that a client
     // still sending does not turn our last response into a reset (lingering close).
@@ -710,8 +742,9 @@ void worker::hard_close(conn *c) {
     c->closing = true;
     // Wakes any receive or send still in the kernel so that it completes now.
     shutdown(c->fd, SHUT_RDWR);
-    if (c->recv_armed) ring_.cancel(event::make_user_data(c, event::op::recv));
+    cancel_recv(c);
     if (c->poll_inflight) ring_.cancel(event::make_user_data(c, event::op::poll_out));
+    watch_errors(c, false);
     if (c->connecting) ring_.cancel(event::make_user_data(c, event::op::connect));
     maybe_free(c);
 }
@@ -724,6 +757,7 @@ void worker::fail_output(conn *c) {
             q->pop();
             session::segment_done(*this, s, ATLAS_ECLOSED);
         }
+        q->consumed(q->bytes());  // nothing is queued: a reused connection starts from 0
         q->arena.reset(arena_pool_);
     }
 }
@@ -765,7 +799,7 @@ void worker::free_conn(conn *c) {
     c->scan_from = 0;
     c->cur = nullptr;
     c->retiring.clear();
-    c->recv_armed = c->read_paused = c->peer_eof = c->send_inflight = c->poll_inflight = false;
+    c->recv_armed = c->read_paused = c->peer_eof = c->send_inflight = c->poll_inflight = c->watch_inflight = false;
     c->closing = c->close_after_flush = c->lingering = c->dirty = c->need_process = false;
     c->head_started = false;
     c->has_transport = c->is_stream = false;

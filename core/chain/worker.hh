@@ -98,7 +98,7 @@ struct parked_conn {
     listen_socket *ls;
 };
 
-struct listen_socket {
+struct alignas(16) listen_socket {  // 16: user_data keeps an op in the low bits
     int fd = -1;
     std::string key;  // the address (listen_key), matched across reloads
     const listener_rt *listener = nullptr;
@@ -121,7 +121,7 @@ struct transport_info {
     bool resumed = false;
 };
 
-struct conn {
+struct alignas(16) conn {  // 16: user_data keeps an op in the low bits
     int fd = -1;
     int slot = -1;  // registered file slot in the worker's ring, -1 = plain fd
     worker *w = nullptr;
@@ -167,10 +167,12 @@ struct conn {
     uint64_t opened_ms = 0;  // accepted or connected (ms)
 
     bool recv_armed = false;
+    bool recv_bulk = false;  // the armed receive uses the bulk buffers (op::recv_bulk)
     bool read_paused = false;
     bool peer_eof = false;
     bool send_inflight = false;
     bool poll_inflight = false;
+    bool watch_inflight = false;  // an error-only poll while reads are paused (l4::pause_read)
     bool closing = false;      // hard close under way
     bool close_after_flush = false;
     bool lingering = false;    // write side shut, draining input before close
@@ -188,7 +190,7 @@ struct conn {
 
     size_t buffered() const { return in_end - in_start; }
     // An operation on the socket is still in the kernel: the connection cannot be freed yet.
-    bool in_kernel() const { return recv_armed || send_inflight || poll_inflight || connecting; }
+    bool in_kernel() const { return recv_armed || send_inflight || poll_inflight || watch_inflight || connecting; }
     // The queue the kernel reads from: the transport's output when there is one.
     out_queue &wire() { return *wire_; }
     out_queue &socket_queue() { return has_transport ? *wire_ : out; }
@@ -214,7 +216,7 @@ struct send_slot {
 
 // Members are public on purpose: the HTTP session code and the host API are
 // this worker's own code split by job, not outside users.
-class worker {
+class alignas(16) worker {  // 16: user_data keeps an op in the low bits
 public:
     worker(uint32_t index, uint32_t count, std::shared_ptr<runtime> rt);
     ~worker();
@@ -251,6 +253,11 @@ public:
     // A reload: new connections use `next`; its new listening sockets come ready-made.
     // Connections on older runtimes finish on theirs.
     void adopt(std::shared_ptr<runtime> next, std::vector<new_listen_socket> sockets);
+    // Cancels the connection's armed receive, if any (its completion still comes).
+    void cancel_recv(conn *c);
+    // While its reads are paused nothing would tell of a reset peer: an error-only
+    // poll does, and closes the connection (a peer that only ended its stream does not).
+    void watch_errors(conn *c, bool on);
     // A slot of a full listener may have been freed: serve the connections this worker
     // holds back, and accept again where none is left (admission.cc).
     void resume_parked();
@@ -322,6 +329,7 @@ private:
     void on_recv(conn *c, const event::completion &cq, uint16_t group);
     void on_send(conn *c, int32_t res);
     void on_poll_out(conn *c, int32_t res);
+    void on_watch(conn *c, int32_t res);
     void on_wake(int32_t res);
     void arm_wake();
     void run_mailbox();

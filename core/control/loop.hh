@@ -13,8 +13,8 @@
 namespace atlas::control {
 
 // Something with operations in flight on the loop's ring: user_data is the handler
-// pointer tagged with the operation.
-class handler {
+// pointer tagged with the operation (in its low four bits: hence the alignment).
+class alignas(16) handler {
 public:
     virtual void on_completion(event::op op, const event::completion &c) = 0;
 

@@ -15,17 +15,22 @@ struct sockaddr;
 
 namespace atlas::event {
 
-// user_data = object pointer | op tag (objects are at least 8-byte aligned).
+// user_data = object pointer | op tag in the low four bits: every object with
+// operations in flight is declared alignas(16).
 // recv_bulk: a receive into buffer group 1 (big buffers for relayed streams).
-enum class op : uint8_t { ignore = 0, accept = 1, recv = 2, send = 3, poll_out = 4, wake = 5, connect = 6, recv_bulk = 7 };
+// watch: a poll for errors only, while a connection's reads are paused.
+enum class op : uint8_t {
+    ignore = 0, accept = 1, recv = 2, send = 3, poll_out = 4, wake = 5, connect = 6, recv_bulk = 7, watch = 8
+};
+constexpr uint64_t op_bits = 15;
 
 inline uint64_t make_user_data(const void *obj, op o) {
-    return reinterpret_cast<uint64_t>(obj) | static_cast<uint64_t>(o);
+    return reinterpret_cast<uint64_t>(obj) | static_cast<uint64_t>(o);  // obj & op_bits == 0
 }
-inline op user_data_op(uint64_t ud) { return static_cast<op>(ud & 7u); }
+inline op user_data_op(uint64_t ud) { return static_cast<op>(ud & op_bits); }
 template <class T>
 T *user_data_ptr(uint64_t ud) {
-    return reinterpret_cast<T *>(ud & ~uint64_t{7});
+    return reinterpret_cast<T *>(ud & ~op_bits);
 }
 
 struct completion {

@@ -271,6 +271,37 @@ class Servers(unittest.TestCase):
                         s.close()
 
 
+class Resets(unittest.TestCase):
+    def test_paused_client_that_resets_is_noticed(self):
+        """The server stops reading, so the client's reads are paused (bounded buffers);
+        the client then resets: atlasd notices at once (not when the server drains) and
+        closes the server side too."""
+        go = threading.Event()
+
+        def stalled_sink(sock, rec):
+            go.wait(60)
+            while sock.recv(1 << 20):
+                pass
+            rec.eof.set()
+
+        with TcpServer(stalled_sink) as srv, L4(l4_config([srv.address])) as a:
+            s = connect(a.port)
+            s.settimeout(0.5)
+            sent = 0
+            try:
+                while sent < (64 << 20):  # until the proxy stops taking more
+                    sent += s.send(b"u" * (1 << 20))
+            except socket.timeout:
+                pass
+            self.assertLess(sent, 64 << 20, "the proxy never stopped reading")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()  # a reset
+            line = wait_until(lambda: stream_lines(a), "the client's connection to end")[0]
+            self.assertEqual(line.split()[4], "200", line)
+            go.set()
+            self.assertTrue(srv.connections[0].eof.wait(30), "the server side was left open")
+
+
 class Timeouts(unittest.TestCase):
     def test_idle_timeout_closes_both_sides(self):
         with TcpServer(tcp_peer.echo) as srv, L4(l4_config([srv.address], tcp_extra='idle_timeout = "1s"')) as a:
@@ -482,10 +513,13 @@ class Tls(unittest.TestCase):
             data = os.urandom(3 << 20)
             with socket.create_connection(("127.0.0.1", a.port), timeout=20) as raw:
                 with ctx.wrap_socket(raw, server_hostname="localhost") as s:
-                    t = threading.Thread(target=s.sendall, args=(data,))
-                    t.start()
-                    echoed = recv_exactly(s, len(data))
-                    t.join()
+                    # One thread per SSL object (OpenSSL's are not for concurrent use):
+                    # a piece out, its echo back.
+                    echoed = b""
+                    for off in range(0, len(data), 256 * 1024):
+                        piece = data[off:off + 256 * 1024]
+                        s.sendall(piece)
+                        echoed += recv_exactly(s, len(piece))
                     s.unwrap()  # close_notify out; returns once the server's close_notify came
             self.assertEqual(hashlib.sha256(echoed).hexdigest(), hashlib.sha256(data).hexdigest())
             rec = srv.connections[0]
