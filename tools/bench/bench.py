@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Atlas side-by-side benchmark harness, run by `tools/dev bench` (DESIGN §6, issues 3 and 4).
+"""Atlas side-by-side benchmark harness, run by `tools/dev bench` (DESIGN §6, issues 3, 4, 6 and 7).
 
     tools/dev bench [static|proxy|tcp|tls|all] [--rounds N] [--duration S]
                     [--connections C] [--servers atlas,nginx,h2o,haproxy] [--quick]
                     [--baseline REV] [--tuned-build DIR] [--hs-rounds N] [--hs-duration S]
+                    [--workloads http,bulk] [--bulk-connections N]
 
 Method (performance-notes §3): every server runs with one worker/thread pinned to CPU 1
 (`taskset -c 1`), wrk -t1 pinned to CPU 0, on 127.0.0.1. Each server is started once per
@@ -27,6 +28,27 @@ second during each of its runs, warm-ups included (a failed scrape flags the run
 temporary worktree, run with the same config as "atlas" and its own module_dir. The
 summary's "cost of health checks + metrics" lines are the atlas/atlas+hc and
 atlas/atlas@REV ratios of req/CPU1-s and req/s.
+
+The tcp case (issue 7) runs each server as an L4 (TCP) proxy to one backend, one worker
+or thread pinned to CPU 1 as above: "atlas" (a listener whose chain is mod_tcp,
+atlas-tcp.toml.in), "haproxy" (`mode tcp`), "haproxy+splice" (the same plus `option
+splice-auto`, as haproxy's docs advise for bulk TCP) and "nginx" (the stream module,
+Debian's libnginx-mod-stream), no logs, idle streams kept 1 h everywhere
+(tools/bench/peers/*-tcp.*.in). Two workloads (--workloads), each on its own proxies:
+  http: the proxy case's responder behind the L4 proxies, wrk -t1 keep-alive through them
+    (100 connections, or --connections), 1 KiB responses: req/s and req/CPU1-s as the
+    proxy case (every client connection is one upstream connection).
+  bulk: long TCP streams through the proxies between tools/bench/bulk.c (compiled by this
+    script into build/bench/tcp-bulk, like the handshake client) as the client and as the
+    backend, both pinned to CPU 0: --bulk-connections streams (default 4) per run, fresh
+    each run, 64 KiB reads and writes, bytes counted (no checksums). "download": the
+    backend sends, the client reads; "upload": the client sends, the backend drops; all
+    download rounds, then all upload rounds. Per run: bytes/s, busy jiffies of CPU 1 and
+    of both CPUs, the proxy's and the backend's CPU time; printed as MB/s, MB/CPU1-s,
+    MB/2CPU-s (MB = 10^6 bytes; the JSON keeps the request-named keys, counting bytes).
+The summary gives each workload's medians and Atlas/peer ratios against issue 7's target
+(Atlas at least 1.2x haproxy and nginx per CPU1-second, ratio of the medians);
+haproxy+splice is reported without a bound.
 
 The tls case (issue 6) has two parts, on one set of servers started once, all with the same
 ECDSA P-256 certificate the bench makes at start (`openssl req -x509 -newkey ec ...`),
@@ -94,9 +116,10 @@ NGINX_SENDFILE_ABOVE = 64 * 1024  # sendfile off for 1k and 64k, on for 1m
 IDLE_CONNS = 10000
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
-UNIMPLEMENTED = {"tcp": 7}  # case -> the issue that brings it
+UNIMPLEMENTED = {}  # case -> the issue that brings it (none left)
 
 PR_SET_PDEATHSIG = 1
+RST_LINGER = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # SO_LINGER {on, 0}: close = RST, no TIME_WAIT
 
 PROXY_BODY = 1024  # bytes of every response of the responder
 PROXY_CONNECTIONS = [100, 500]  # wrk -c of the proxy case (unless --connections is given)
@@ -136,6 +159,25 @@ HS_SOURCE = os.path.join(HERE, "tls_handshakes.c")
 HS_WARMUP = 1  # seconds of the handshake client before each measured handshake run
 HS_MIN_RESUMED = 0.99  # a resumed run with fewer really resumed handshakes is flagged
 HS_PEERS = ["nginx+tls", "haproxy+tls", "h2o+tls"]  # Atlas/peer handshake ratios, nginx first
+
+# The tcp case (issue 7): every server an L4 (TCP) proxy in front of one backend on CPU 0.
+TCP_SPLICE = "haproxy+splice"  # haproxy `mode tcp` plus `option splice-auto`
+TCP_SERVERS = ["atlas", "haproxy", TCP_SPLICE, "nginx"]
+TCP_TEMPLATES = {"atlas": os.path.join(HERE, "atlas-tcp.toml.in"),
+                 "nginx": os.path.join(PEERS, "nginx-tcp.conf.in"),
+                 "haproxy": os.path.join(PEERS, "haproxy-tcp.cfg.in")}
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"  # Debian's libnginx-mod-stream
+TCP_WORKLOADS = ["http", "bulk"]
+TCP_CONNECTIONS = [100]  # wrk -c of the http workload (unless --connections is given)
+BULK_DIRECTIONS = ["download", "upload"]
+BULK_CONNECTIONS = 4  # streams of the bulk client (--bulk-connections)
+BULK_SOURCE = os.path.join(HERE, "bulk.c")
+# Issue 7: median req/CPU1-s (http) and MB/CPU1-s (bulk, each direction) of Atlas at least
+# these multiples of the peer's (ratio of the medians). haproxy+splice: no bound, reported.
+TCP_TARGETS = {"haproxy": 1.2, "nginx": 1.2}
+# Units of the rate columns: the wrk runs count requests, the bulk runs bytes (shown in MB).
+REQ = ("req", 1.0)
+MB = ("MB", 1e6)
 
 
 def log(msg=""):
@@ -404,6 +446,16 @@ def fmt_int(x):
     return "-" if x is None else "{:,.0f}".format(x)
 
 
+def fmt_rate(x, unit=REQ):
+    """A count (per second, per CPU-second) in `unit` (REQ or MB)."""
+    return fmt_int(None if x is None else x / unit[1])
+
+
+def client_share(r):
+    """The load client's share of CPU 0 in a run or a summary row: wrk's or the other client's."""
+    return r.get("wrk_cpu_share", r.get("client_cpu_share"))
+
+
 def fmt_ms(x):
     return "-" if x is None else ("%.2fms" % x if x < 100 else "%.0fms" % x)
 
@@ -442,6 +494,7 @@ class Server:
         self.known = {}  # pid -> starttime of every process seen in its tree
         self.notes = []
         self.upstream_port = None  # set: configure as a reverse proxy to 127.0.0.1:this
+        self.head_bytes = None  # the readiness check's response head (HTTP checks only)
 
     def tls_values(self):
         """The certificate's placeholders of a TLS variant's template (none otherwise)."""
@@ -460,7 +513,8 @@ class Server:
 
     def start(self, tag, files, check_name, check_body, upstream_port=None):
         """Start for `files` [(name, size)] (or as a reverse proxy to upstream_port);
-        ready when GET /check_name returns check_body."""
+        ready when GET /check_name returns check_body (check_name None: when a bulk
+        download stream through it delivers bytes, the tcp case's bulk backend behind)."""
         self.upstream_port = upstream_port
         self.workdir = os.path.join(self.h.tmp, "%s-%s" % (self.name.replace("/", "_"), tag))
         os.makedirs(self.workdir)
@@ -520,6 +574,11 @@ class Server:
             time.sleep(interval)
 
     def wait_ready(self, check_name, check_body):
+        if check_name is None:
+            self.poll_until(lambda: bulk_probe(self.port), 0.05,
+                            "not relaying a bulk stream on port %d" % self.port)
+            return
+
         def attempt():
             status, head, body = http_get(self.port, "/" + check_name, timeout=1.0, tls=self.tls)
             if status == 200 and body == check_body:
@@ -600,6 +659,7 @@ class Server:
 
 class Atlas(Server):
     name = "atlas"
+    proxy_template = PROXY_TEMPLATES["atlas"]  # with an upstream (the tcp case: its own)
 
     def binary(self):
         return self.h.atlas
@@ -623,7 +683,7 @@ class Atlas(Server):
             admin, upstream_extra = self.proxy_extra()
             values = dict(self.proxy_values(), SERVER_EXTRA=self.server_extra(), ADMIN=admin,
                           UPSTREAM_EXTRA=upstream_extra)
-            self.write("atlas.toml", fill_template(PROXY_TEMPLATES["atlas"], values))
+            self.write("atlas.toml", fill_template(self.proxy_template, values))
             return [self.binary(), "-c", self.workdir]
         values = {"PORT": self.port, "DOCROOT": self.h.docroot, "SERVER_CPU": SERVER_CPU,
                   "SERVER_EXTRA": self.server_extra()}
@@ -694,10 +754,11 @@ class AtlasBaseline(Atlas):
 class Nginx(Server):
     name = "nginx"
     template = "nginx.conf.in"  # the static config (nginx+tls: nginx-tls.conf.in)
+    proxy_template = PROXY_TEMPLATES["nginx"]
 
     def configure(self, files):
         if self.upstream_port:
-            conf = self.write("nginx.conf", fill_template(PROXY_TEMPLATES["nginx"], self.proxy_values()))
+            conf = self.write("nginx.conf", fill_template(self.proxy_template, self.proxy_values()))
             return ["nginx", "-p", self.workdir, "-c", conf,
                     "-e", os.path.join(self.workdir, "nginx-error.log")]
         big = max(size for _, size in files)
@@ -714,10 +775,11 @@ class Nginx(Server):
 class H2o(Server):
     name = "h2o"
     template = "h2o.conf.in"  # the static config (h2o+tls: h2o-tls.conf.in)
+    proxy_template = PROXY_TEMPLATES["h2o"]
 
     def configure(self, files):
         if self.upstream_port:
-            conf = self.write("h2o.conf", fill_template(PROXY_TEMPLATES["h2o"], self.proxy_values()))
+            conf = self.write("h2o.conf", fill_template(self.proxy_template, self.proxy_values()))
         else:
             values = {"PORT": self.port, "DOCROOT": self.h.docroot, "WORKDIR": self.workdir,
                       "SERVER_CPU": SERVER_CPU}
@@ -731,10 +793,11 @@ class H2o(Server):
 class Haproxy(Server):
     name = "haproxy"
     template = "haproxy.cfg.in"  # the static config (haproxy+tls: haproxy-tls.cfg.in)
+    proxy_template = PROXY_TEMPLATES["haproxy"]
 
     def configure(self, files):
         if self.upstream_port:
-            conf = self.write("haproxy.cfg", fill_template(PROXY_TEMPLATES["haproxy"], self.proxy_values()))
+            conf = self.write("haproxy.cfg", fill_template(self.proxy_template, self.proxy_values()))
             return ["haproxy", "-f", conf, "-db"]
         rules = []
         for name, _ in files:
@@ -812,7 +875,44 @@ class H2oTLS(H2o):
     tls = True
 
 
+class AtlasTCP(Atlas):
+    """The tcp case's Atlas: one listener whose chain is mod_tcp to the backend, with the
+    build's module_dir (that of the atlasd run)."""
+
+    proxy_template = TCP_TEMPLATES["atlas"]
+
+    def module_dir(self):
+        return modules_of(self.binary())
+
+
+class NginxTCP(Nginx):
+    """nginx's stream module (loaded from Debian's libnginx-mod-stream)."""
+
+    proxy_template = TCP_TEMPLATES["nginx"]
+
+    def proxy_values(self):
+        return dict(super().proxy_values(), STREAM_MODULE=NGINX_STREAM_MODULE)
+
+
+class HaproxyTCP(Haproxy):
+    """haproxy `mode tcp`; haproxy+splice adds `option splice-auto`."""
+
+    proxy_template = TCP_TEMPLATES["haproxy"]
+    splice = "    # (no splicing: haproxy+splice adds `option splice-auto` here)"
+
+    def proxy_values(self):
+        # maxsock = 2 x maxconn + 2 x maxpipes (maxconn / 4 by default), within the fd limit.
+        return dict(super().proxy_values(), SPLICE=self.splice,
+                    MAXCONN=max(1024, (self.h.server_nofile - 1000) * 2 // 5))
+
+
+class HaproxySplice(HaproxyTCP):
+    name = TCP_SPLICE
+    splice = "    option splice-auto"
+
+
 SERVER_CLASSES = {"atlas": Atlas, "nginx": Nginx, "h2o": H2o, "haproxy": Haproxy}
+TCP_CLASSES = {"atlas": AtlasTCP, "nginx": NginxTCP, "haproxy": HaproxyTCP, TCP_SPLICE: HaproxySplice}
 TLS_CLASSES = {TLS_ATLAS: AtlasTLS, TLS_TUNED: AtlasTLSTuned, "nginx+tls": NginxTLS, "haproxy+tls": HaproxyTLS,
                "h2o+tls": H2oTLS}
 
@@ -837,6 +937,16 @@ def make_server(h, name):
     return SERVER_CLASSES[name](h)
 
 
+def make_tcp_server(h, name):
+    """The tcp case's servers: each an L4 proxy (TCP_CLASSES)."""
+    return TCP_CLASSES[name](h)
+
+
+def modules_of(atlasd):
+    """The modules dir of the build an atlasd binary is in (BUILD/core/atlasd -> BUILD/modules)."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(atlasd))), "modules")
+
+
 class Responder(Server):
     """The proxy case's backend: atlas-bench-responder pinned to the client's CPU, one per
     case run, shared by every proxy; stopped by PID like the servers."""
@@ -844,10 +954,16 @@ class Responder(Server):
     name = "responder"
 
     def start(self, size):
-        self.workdir = os.path.join(self.h.tmp, "responder")
+        self.spawn([self.h.args.responder, "--port", "0", "--size", str(size)])
+        self.wait_ready(PROXY_PATH, b"x" * size)
+        return self.started()
+
+    def spawn(self, argv):
+        """Runs argv on the client's CPU; returns once it printed the port it listens on."""
+        self.workdir = os.path.join(self.h.tmp, self.name)
         os.makedirs(self.workdir)
-        self.launch([self.h.args.responder, "--port", "0", "--size", str(size)], CLIENT_CPU, "responder.log")
-        logpath = os.path.join(self.workdir, "responder.log")
+        self.launch(argv, CLIENT_CPU, self.name + ".log")
+        logpath = os.path.join(self.workdir, self.name + ".log")
         deadline = time.monotonic() + READY_TIMEOUT
         while self.port is None:
             with open(logpath, errors="replace") as f:
@@ -855,15 +971,40 @@ class Responder(Server):
             if m:
                 self.port = int(m.group(1))
             elif self.proc.poll() is not None:
-                raise Failure(("responder exited with status %s while starting\n%s"
-                               % (self.proc.returncode, self.log_tail())).strip())
+                raise Failure(("%s exited with status %s while starting\n%s"
+                               % (self.name, self.proc.returncode, self.log_tail())).strip())
             elif time.monotonic() > deadline:
-                raise Failure("responder printed no port after %.0fs\n%s" % (READY_TIMEOUT, self.log_tail()))
+                raise Failure("%s printed no port after %.0fs\n%s" % (self.name, READY_TIMEOUT, self.log_tail()))
             else:
                 time.sleep(0.02)
-        self.wait_ready(PROXY_PATH, b"x" * size)
+
+    def started(self):
         self.known = {p: proc_stat(p)[3] for p in process_tree(self.pid)}
         return proc_stat(self.pid)[0]
+
+
+class BulkBackend(Responder):
+    """The tcp case's bulk backend: `tcp-bulk server` (tools/bench/bulk.c) on the client's
+    CPU, a source or a sink per connection as the client's first byte says."""
+
+    name = "bulk-backend"
+
+    def start(self):
+        self.spawn([self.h.bulk_tool, "server", "--port", "0"])
+        self.wait_ready(None, None)
+        return self.started()
+
+
+def bulk_probe(port):
+    """One download stream to port: True once it delivers a byte (then reset)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=1.0)
+    try:
+        s.sendall(b"d")
+        got = s.recv(65536)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST_LINGER)
+    finally:
+        s.close()
+    return True if got else "closed before the first byte"
 
 # ------------------------------------------------------------------ /metrics scraper
 
@@ -1038,6 +1179,7 @@ class Harness:
         self.tuned = None  # the tls case's --tuned-build: {"atlasd", "module_dir", ...} when it exists
         self.hs_client = None  # the tls case's handshake client, once built
         self.hs_client_error = None  # or why it is not
+        self.bulk_tool = None  # the tcp case's bulk client and backend (tcp-bulk), once built
         self.ksoftirqd = ksoftirqd_pid(SERVER_CPU)
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
@@ -1114,6 +1256,17 @@ class Harness:
         cmd = ["taskset", "-c", str(CLIENT_CPU), "wrk", "-t1", "-c%d" % (connections or self.args.connections),
                "-d%ds" % duration, "--latency", url]
         return self.measure(server, cmd, duration, parse_wrk)
+
+    def bulk(self, server, direction, duration):
+        """One bulk client run through `server` (the tcp case): bytes instead of requests."""
+        cmd = ["taskset", "-c", str(CLIENT_CPU), self.bulk_tool, "client", "--port", str(server.port),
+               "--direction", direction, "--connections", str(self.args.bulk_connections),
+               "--duration", str(duration)]
+        r = self.measure(server, cmd, duration, parse_bulk, label="bulk client", key="client")
+        c = r.get("client")
+        if c and c["bytes"] and c["least_connection_share"] == 0:
+            r["flags"].append("a stream moved no byte (per connection: %s)" % c["per_connection"])
+        return r
 
     def measure(self, server, cmd, duration, parse, label="wrk", key="wrk"):
         """One run of the load client `cmd` (pinned to CPU 0, about `duration` s) against
@@ -1217,8 +1370,8 @@ class Harness:
         if client_share is not None and client_share > 0.95:
             flags.append("%s at %.0f%% of CPU %d: client-bound" % (label, 100 * client_share, CLIENT_CPU))
         elif resp and r["cpu0_busy_share"] is not None and r["cpu0_busy_share"] > 0.95:
-            flags.append("CPU %d %.0f%% busy (wrk %.0f%%, responder %.0f%%): client-bound" % (
-                CLIENT_CPU, 100 * r["cpu0_busy_share"], 100 * (r["wrk_cpu_share"] or 0),
+            flags.append("CPU %d %.0f%% busy (%s %.0f%%, %s %.0f%%): client-bound" % (
+                CLIENT_CPU, 100 * r["cpu0_busy_share"], label, 100 * (client_share or 0), resp.name,
                 100 * (r["responder_cpu_share"] or 0)))
         if r["cpu1_busy_s"] < 0.90 * r["elapsed_s"] and r["cpu1_busy_s"] > 0:
             flags.append("CPU %d busy only %.0f%%" % (SERVER_CPU, 100 * r["cpu1_busy_s"] / r["elapsed_s"]))
@@ -1343,10 +1496,9 @@ class IdleClient:
         return len(self.idle) - closed
 
     def close(self):
-        linger = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # SO_LINGER {on, 0}: RST, no TIME_WAIT
         for s in self.idle:
             try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST_LINGER)
             except OSError:
                 pass
             s.close()
@@ -1410,12 +1562,12 @@ def idle_test(h, name, n):
 # ------------------------------------------------------------------ the cases
 
 
-def start_servers(h, servers, key, rec, results, start):
-    """Starts each server with start(server) and logs how it runs; {name: Server}."""
+def start_servers(h, servers, key, rec, results, start, make=make_server):
+    """Starts each server (make(h, name)) with start(server) and logs how it runs; {name: Server}."""
     started = {}
     w = h.args.name_w
     for name in servers:
-        s = make_server(h, name)
+        s = make(h, name)
         try:
             comm = start(s)
         except Failure as e:
@@ -1436,16 +1588,22 @@ def start_servers(h, servers, key, rec, results, start):
         started[name] = s
         desc = "; ".join("pid %d: %s" % (p, ", ".join("%s/%d cpus %s" % (c, t, a) for t, c, a in ts))
                          for p, ts in placement.items())
-        log("  %-*s port %d, head %d bytes, %s%s" % (
-            w, name, s.port, s.head_bytes, desc, "" if pinned else "  <-- NOT PINNED TO CPU %d" % SERVER_CPU))
+        log("  %-*s port %d, %s%s%s" % (
+            w, name, s.port, "" if s.head_bytes is None else "head %d bytes, " % s.head_bytes, desc,
+            "" if pinned else "  <-- NOT PINNED TO CPU %d" % SERVER_CPU))
         log("  %*s $ %s" % (w, "", shlex.join(s.argv)))
         for note in s.notes:
             log("  %*s note: %s" % (w, "", note))
     return started
 
 
-def run_rounds(h, args, started, key, rec, results, path, connections=None):
-    """The interleaved rounds: round r runs the servers in an order rotated by r."""
+def run_rounds(h, args, started, key, rec, results, path, connections=None, run_one=None, unit=REQ):
+    """The interleaved rounds: round r runs the servers in an order rotated by r. Each run
+    (and its warm-up) is run_one(server, seconds), by default wrk on `path`; `unit` names
+    what it counts (requests, or the bulk runs' bytes) in the log lines."""
+    if run_one is None:
+        def run_one(s, seconds):
+            return h.wrk(s, path, seconds, connections)
     order = [n for n in started]
     for r in range(args.rounds):
         k = r % len(order) if order else 0
@@ -1458,8 +1616,8 @@ def run_rounds(h, args, started, key, rec, results, path, connections=None):
                 results["failures"].append(msg)
                 order.remove(name)  # stays in `started`: stop() reaps it and its children
                 continue
-            warm = h.wrk(s, path, args.warmup, connections) if args.warmup > 0 else None
-            run = h.wrk(s, path, args.duration, connections)
+            warm = run_one(s, args.warmup) if args.warmup > 0 else None
+            run = run_one(s, args.duration)
             run.update(server=name, round=r + 1)
             if warm is not None and "scrapes" in warm:
                 # atlas+hc is scraped through its warm-ups too: a failure there flags the run.
@@ -1477,12 +1635,13 @@ def run_rounds(h, args, started, key, rec, results, path, connections=None):
                 sc = run["scrapes"]
                 extra += "  /metrics %d ok %d failed, %s checks" % (
                     sc["ok"], sc["failed"], fmt_int(sc.get("health_checks_passed")))
-            log("  [%s r%d/%d] %-*s %10s req/s  p99 %8s  %10s req/CPU1-s  %10s req/srv-CPU-s"
-                "  %10s req/2CPU-s  wrk %3.0f%%%s%s" % (
-                key, r + 1, args.rounds, args.name_w, name, fmt_int(run["rps"]),
-                fmt_ms(run["latency_ms"].get("99")), fmt_int(run["req_per_cpu1_s"]),
-                fmt_int(run["req_per_server_cpu_s"]), fmt_int(run["req_per_both_cpu_s"]),
-                100 * (run["wrk_cpu_share"] or 0), extra,
+            u = unit[0]
+            log("  [%s r%d/%d] %-*s %10s %s/s  p99 %8s  %10s %s/CPU1-s  %10s %s/srv-CPU-s"
+                "  %10s %s/2CPU-s  %s %3.0f%%%s%s" % (
+                key, r + 1, args.rounds, args.name_w, name, fmt_rate(run["rps"], unit), u,
+                fmt_ms(run["latency_ms"].get("99")), fmt_rate(run["req_per_cpu1_s"], unit), u,
+                fmt_rate(run["req_per_server_cpu_s"], unit), u, fmt_rate(run["req_per_both_cpu_s"], unit), u,
+                "wrk" if "wrk_cpu_share" in run else "client", 100 * (client_share(run) or 0), extra,
                 ("  FLAGS: " + "; ".join(run["flags"])) if run["flags"] else ""))
 
 
@@ -1514,8 +1673,9 @@ def static_case(h, args, servers, sizes):
     return results
 
 
-def proxy_case(h, args, servers, conn_list):
-    """Each server as a keep-alive reverse proxy in front of one shared responder."""
+def proxy_case(h, args, servers, conn_list, label="proxy", make=make_server, targets=PROXY_TARGETS):
+    """Each server as a keep-alive reverse proxy in front of one shared responder (or, from
+    the tcp case, label "tcp http": each an L4 proxy, made by make_tcp_server)."""
     results = {"body_bytes": PROXY_BODY, "connections": {}, "failures": []}
     resp = Responder(h)
     try:
@@ -1533,22 +1693,22 @@ def proxy_case(h, args, servers, conn_list):
         for conns in conn_list:
             key = "c%d" % conns
             log("")
-            log("== proxy %d-byte responses, %d connections: %d round(s) x %ds, warm-up %ds ==" % (
-                PROXY_BODY, conns, args.rounds, args.duration, args.warmup))
+            log("== %s %d-byte responses, %d connections: %d round(s) x %ds, warm-up %ds ==" % (
+                label, PROXY_BODY, conns, args.rounds, args.duration, args.warmup))
             started = {}
             rec = {"connections": conns, "body_bytes": PROXY_BODY, "servers": {}, "runs": []}
             results["connections"][str(conns)] = rec
             try:
                 started = start_servers(
                     h, servers, key, rec, results,
-                    lambda s: s.start(key, [], PROXY_PATH, b"x" * PROXY_BODY, upstream_port=resp.port))
+                    lambda s: s.start(key, [], PROXY_PATH, b"x" * PROXY_BODY, upstream_port=resp.port), make)
                 run_rounds(h, args, started, key, rec, results, PROXY_PATH, conns)
             finally:
                 stop_servers(started, rec)
             rec["summary"] = summarize(rec, servers)
             print_summary(rec, servers, args,
-                          title="proxy %s, %d connections" % (fmt_bytes(PROXY_BODY), conns),
-                          connections=conns, metrics=PROXY_METRICS, targets=PROXY_TARGETS)
+                          title="%s %s, %d connections" % (label, fmt_bytes(PROXY_BODY), conns),
+                          connections=conns, metrics=PROXY_METRICS, targets=targets)
         if not resp.alive():
             raise Failure("the responder exited (status %s)\n%s" % (resp.proc.returncode, resp.log_tail()))
         results["responder"]["cpu_s"] = (cpu_ticks([resp.pid]) - cpu0) / CLK_TCK
@@ -1585,7 +1745,9 @@ def summarize(size_rec, servers):
             "req_per_server_cpu_s": median([r["req_per_server_cpu_s"] for r in runs]),
             "req_per_both_cpu_s": median([r["req_per_both_cpu_s"] for r in runs]),
             "cpu1_busy_share": median([r["cpu1_busy_s"] / r["elapsed_s"] for r in runs]),
-            "wrk_cpu_share": median([r["wrk_cpu_share"] for r in runs]),
+            # wrk's share of CPU 0, or the bulk client's (client_cpu_share)
+            ("wrk_cpu_share" if "wrk_cpu_share" in runs[0] else "client_cpu_share"):
+                median([client_share(r) for r in runs]),
             "flagged_runs": sum(1 for r in runs if r["flags"]),
             "error_runs": sum(1 for r in runs if r["non2xx"] or sum(r["socket_errors"].values())),
         }
@@ -1662,10 +1824,12 @@ def costs(summ, by, servers):
     return out
 
 
-def print_summary(size_rec, servers, args, title=None, connections=None, metrics=METRICS, targets=None):
+def print_summary(size_rec, servers, args, title=None, connections=None, metrics=METRICS, targets=None,
+                  unit=REQ, client=("wrk", "wrk -t1"), backend=("resp", "the responder")):
     """The medians table and the Atlas/peer ratios. Default: the static case's; the proxy
     case passes its title, the ratio columns in its order and the issue's targets, and its
-    rows get the responder's share of CPU 0."""
+    rows get the responder's share of CPU 0. The tcp case's bulk runs count bytes (unit MB)
+    with their own client and backend (each (column label, description))."""
     summ = size_rec["summary"]
     proxy = title is not None
     log("")
@@ -1673,12 +1837,14 @@ def print_summary(size_rec, servers, args, title=None, connections=None, metrics
         log("static %s: medians of %d round(s) x %ds, %d connections (wrk -t1 on CPU %d, server on CPU %d)" % (
             size_rec["file"], args.rounds, args.duration, args.connections, CLIENT_CPU, SERVER_CPU))
     else:
-        log("%s: medians of %d round(s) x %ds (wrk -t1 and the responder on CPU %d, proxy on CPU %d)" % (
-            title, args.rounds, args.duration, CLIENT_CPU, SERVER_CPU))
+        log("%s: medians of %d round(s) x %ds (%s and %s on CPU %d, proxy on CPU %d)" % (
+            title, args.rounds, args.duration, client[1], backend[1], CLIENT_CPU, SERVER_CPU))
     w = args.name_w
+    u = unit[0]
     log("  %-*s %11s %8s %9s %13s %13s %13s %6s %6s%s  %s" % (
-        w, "server", "req/s", "spread", "p99", "req/CPU1-s", "req/srv-CPU-s", "req/2CPU-s", "CPU1", "wrk",
-        " %6s %6s" % ("resp", "CPU0") if proxy else "", "flagged runs"))
+        w, "server", u + "/s", "spread", "p99", u + "/CPU1-s", u + "/srv-CPU-s", u + "/2CPU-s", "CPU1",
+        client[0], " %6s %6s" % (backend[0], "CPU0") if proxy else "",
+        "flagged runs"))
     for n in servers:
         s = summ["servers"].get(n)
         if not s:
@@ -1688,13 +1854,14 @@ def print_summary(size_rec, servers, args, title=None, connections=None, metrics
         if proxy:
             cpu0 = " %5.0f%% %5.0f%%" % (100 * (s.get("responder_cpu_share") or 0), 100 * (s.get("cpu0_busy_share") or 0))
         log("  %-*s %11s %7.1f%% %9s %13s %13s %13s %5.0f%% %5.0f%%%s  %d/%d%s" % (
-            w, n, fmt_int(s["rps"]), 100 * (s["spread"] or 0), fmt_ms(s["p99_ms"]), fmt_int(s["req_per_cpu1_s"]),
-            fmt_int(s["req_per_server_cpu_s"]), fmt_int(s["req_per_both_cpu_s"]), 100 * (s["cpu1_busy_share"] or 0),
-            100 * (s["wrk_cpu_share"] or 0), cpu0, s["flagged_runs"], s["rounds"],
+            w, n, fmt_rate(s["rps"], unit), 100 * (s["spread"] or 0), fmt_ms(s["p99_ms"]),
+            fmt_rate(s["req_per_cpu1_s"], unit), fmt_rate(s["req_per_server_cpu_s"], unit),
+            fmt_rate(s["req_per_both_cpu_s"], unit), 100 * (s["cpu1_busy_share"] or 0),
+            100 * (client_share(s) or 0), cpu0, s["flagged_runs"], s["rounds"],
             (" (%d with errors)" % s["error_runs"]) if s["error_runs"] else ""))
     if summ["ratios"]:
         rw = w + 6
-        log("  %-*s %s" % (rw, "", " ".join("%21s" % METRIC_LABELS[m] for m in metrics)))
+        log("  %-*s %s" % (rw, "", " ".join("%21s" % METRIC_LABELS[m].replace("req", u, 1) for m in metrics)))
         log("  %-*s %s" % (rw, "", " ".join(["%21s" % "medians | rounds"] * len(metrics))))
         for n, r in summ["ratios"].items():
             cells = ["%8s | %-10s" % (fmt_ratio(r[m + "_of_medians"]), fmt_ratio(r[m + "_median_of_rounds"]))
@@ -1702,8 +1869,8 @@ def print_summary(size_rec, servers, args, title=None, connections=None, metrics
             log("  %-*s %s" % (rw, "atlas/" + n, " ".join(cells)))
         log("  (medians = ratio of the medians; rounds = median of the per-round ratios)")
     if proxy:
-        log("  (resp = the responder's share of CPU %d, CPU0 = CPU %d busy; both are the client side)" % (
-            CLIENT_CPU, CLIENT_CPU))
+        log("  (%s = %s's share of CPU %d, CPU0 = CPU %d busy; both are the client side)" % (
+            backend[0], backend[1], CLIENT_CPU, CLIENT_CPU))
         ups = ["%s %s open, %s closed/s" % (n, fmt_int(s.get("upstream_established")),
                                             fmt_int(s.get("upstream_closed_per_s")))
                for n, s in summ["servers"].items()]
@@ -1724,7 +1891,7 @@ def print_summary(size_rec, servers, args, title=None, connections=None, metrics
                 parts.append("atlas/%s %s (target %.1f: %s)" % (
                     n, fmt_ratio(got), want, "-" if got is None else ("met" if got >= want else "NOT met")))
         if parts:
-            log("  headline req/CPU1-s, ratio of medians: " + ", ".join(parts))
+            log("  headline %s/CPU1-s, ratio of medians: " % u + ", ".join(parts))
 
 
 def fmt_lost(x):
@@ -1839,25 +2006,30 @@ def fmt_wolfssl(w):
 
 
 def build_hs_client():
-    """Compiles tools/bench/tls_handshakes.c into build/bench/tls-handshakes (again when the
-    source is newer). (path, None) or (None, why not)."""
-    exe = os.path.join(ROOT, "build", "bench", "tls-handshakes")
-    if os.access(exe, os.X_OK) and os.path.getmtime(exe) >= os.path.getmtime(HS_SOURCE):
+    """Compiles tools/bench/tls_handshakes.c into build/bench/tls-handshakes."""
+    return build_c_tool(HS_SOURCE, "tls-handshakes", ["-lssl", "-lcrypto"],
+                        " (no libssl-dev? `tools/dev bench` installs it)")
+
+
+def build_c_tool(source, name, libs=(), hint=""):
+    """Compiles a C load tool of tools/bench into build/bench/NAME (again when the source is
+    newer). (path, None) or (None, why not; `hint` follows a compiler error)."""
+    exe = os.path.join(ROOT, "build", "bench", name)
+    if os.access(exe, os.X_OK) and os.path.getmtime(exe) >= os.path.getmtime(source):
         return exe, None
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
-        return None, "no C compiler (cc) to build %s" % rel(HS_SOURCE)
+        return None, "no C compiler (cc) to build %s" % rel(source)
     os.makedirs(os.path.dirname(exe), exist_ok=True)
     tmp = "%s.tmp%d" % (exe, os.getpid())
-    cmd = [cc, "-O2", "-Wall", "-o", tmp, HS_SOURCE, "-lssl", "-lcrypto"]
+    cmd = [cc, "-O2", "-Wall", "-o", tmp, source] + list(libs)
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as e:
         return None, "`%s`: %s" % (shlex.join(cmd), e)
     if r.returncode != 0:
         lines = (r.stdout + r.stderr).strip().splitlines()
-        return None, "`%s` failed: %s (no libssl-dev? `tools/dev bench` installs it)" % (
-            shlex.join(cmd), lines[0] if lines else "exit %d" % r.returncode)
+        return None, "`%s` failed: %s%s" % (shlex.join(cmd), lines[0] if lines else "exit %d" % r.returncode, hint)
     os.replace(tmp, exe)
     return exe, None
 
@@ -1923,9 +2095,10 @@ def fmt_negotiated(info):
                                 " (response: %s)" % info["response"])
 
 
-def parse_hs(text):
-    """The handshake client's JSON line as a run record like parse_wrk's: rps = connections/s,
-    requests = completed connections (each one handshake), non2xx = bad responses."""
+def parse_client_json(text):
+    """The last JSON line of a load client (tls-handshakes, tcp-bulk): (an empty run record
+    like parse_wrk's, with the line as "client"; the line), or (a record saying why it
+    failed in "fatal", None)."""
     r = {"rps": None, "requests": None, "latency_ms": {}, "non2xx": 0, "socket_errors": {},
          "errors_label": "connection errors"}
     line = next((l for l in reversed(text.strip().splitlines()) if l.startswith("{")), None)
@@ -1935,11 +2108,20 @@ def parse_hs(text):
         d = None
     if not isinstance(d, dict):
         r["fatal"] = "no JSON line from the client: %s" % (text.strip().splitlines() or ["(no output)"])[-1]
-        return r
+        return r, None
     if "fatal" in d:
         r["fatal"] = d["fatal"]
-        return r
+        return r, None
     r["client"] = d
+    return r, d
+
+
+def parse_hs(text):
+    """The handshake client's JSON line as a run record like parse_wrk's: rps = connections/s,
+    requests = completed connections (each one handshake), non2xx = bad responses."""
+    r, d = parse_client_json(text)
+    if d is None:
+        return r
     r["rps"] = d["conn_per_s"]
     r["requests"] = d["connections"]
     r["latency_ms"] = {k: v for k, v in d["latency_ms"].items() if v is not None and v >= 0}
@@ -2169,7 +2351,7 @@ def tls_prepare(h, args, servers, record):
         h.tuned = None
     builds = []
     if TLS_ATLAS in servers:
-        builds.append((TLS_ATLAS, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(h.atlas))), "modules")))
+        builds.append((TLS_ATLAS, modules_of(h.atlas)))
     if h.tuned:
         builds.append((TLS_TUNED, h.tuned["module_dir"]))
     for name, mods in builds:
@@ -2263,6 +2445,145 @@ def print_tls_recap(results, args):
             log("  handshakes %-7s against nginx: %s" % (mode, "; ".join(parts)))
 
 
+# ------------------------------------------------------------------ the tcp case (issue 7)
+
+
+def parse_bulk(text):
+    """The bulk client's JSON line as a run record like parse_wrk's, in bytes: rps = bytes/s
+    over the counted time, requests = bytes moved, socket_errors = failed streams by kind."""
+    r, d = parse_client_json(text)
+    if d is None:
+        return r
+    r["socket_errors"] = dict(d["errors"])
+    if not d["bytes"]:
+        r["fatal"] = "no byte moved (%d of %d streams established; first error: %s)" % (
+            d["established"], d["connections"], d["first_error"])
+        return r
+    r["rps"] = d["bytes_per_s"]
+    r["requests"] = d["bytes"]
+    return r
+
+
+def bulk_part(h, args, servers):
+    """The bulk workload: every server relays long streams between the bulk client and one
+    tcp-bulk backend, both on CPU 0; downloads, then uploads, each in interleaved rounds."""
+    n = args.bulk_connections
+    part = {"connections": n, "buffer_bytes": 65536, "directions": {}, "servers": {}, "failures": []}
+    backend = BulkBackend(h)
+    started = {}
+    try:
+        backend.start()
+        h.responder = backend  # measure() records its CPU time and the proxies' streams to it
+        part["backend"] = {"argv": backend.argv, "port": backend.port, "pid": backend.pid,
+                           "threads": thread_placement(backend.pid)}
+        log("")
+        log("== tcp bulk: %d streams per run, 64 KiB reads and writes: %d round(s) x %ds per direction, "
+            "warm-up %ds ==" % (n, args.rounds, args.duration, args.warmup))
+        log("  %-*s port %d, pid %d cpus %s" % (
+            args.name_w, backend.name, backend.port, backend.pid,
+            ",".join(sorted(set(a for _, _, a in thread_placement(backend.pid))))))
+        log("  %*s $ %s" % (args.name_w, "", shlex.join(backend.argv)))
+        cpu0 = cpu_ticks([backend.pid])
+        started = start_servers(h, servers, "bulk", part, part,
+                                lambda s: s.start("bulk", [], None, None, upstream_port=backend.port), make_tcp_server)
+        for d in BULK_DIRECTIONS:
+            rec = {"direction": d, "connections": n, "runs": []}
+            part["directions"][d] = rec
+            log("")
+            log("== tcp bulk %s (%s) ==" % (d, "the backend sends, the client reads" if d == "download"
+                                            else "the client sends, the backend reads and drops"))
+            run_rounds(h, args, started, "bulk " + d, rec, part, None,
+                       run_one=lambda s, seconds, d=d: h.bulk(s, d, seconds), unit=MB)
+            rec["summary"] = summarize(rec, servers)
+            print_summary(rec, servers, args, title="tcp bulk %s, %d streams" % (d, n), metrics=PROXY_METRICS,
+                          targets=TCP_TARGETS, unit=MB, client=("client", "the bulk client"),
+                          backend=("backnd", "the bulk backend"))
+        if not backend.alive():
+            raise Failure("the bulk backend exited (status %s)\n%s" % (backend.proc.returncode, backend.log_tail()))
+        part["backend"]["cpu_s"] = (cpu_ticks([backend.pid]) - cpu0) / CLK_TCK
+    finally:
+        stop_servers(started, part)
+        h.responder = None
+        backend.stop()
+    return part
+
+
+def tcp_case(h, args, servers):
+    """The L4 proxies: HTTP keep-alive through them to the responder, then bulk streams."""
+    results = {"workloads": args.tcp_workloads, "failures": []}
+    if "http" in args.tcp_workloads:
+        results["http"] = proxy_case(h, args, servers, args.tcp_connections, label="tcp http",
+                                     make=make_tcp_server, targets=TCP_TARGETS)
+        results["failures"] += results["http"].pop("failures")
+    if "bulk" in args.tcp_workloads:
+        results["bulk"] = bulk_part(h, args, servers)
+        results["failures"] += results["bulk"].pop("failures")
+    results["targets"] = tcp_targets(results)
+    print_tcp_recap(results, servers)
+    return results
+
+
+def tcp_parts(results):
+    """[(label, unit, record with a summary)] of a tcp case run, in the order they ran."""
+    parts = []
+    for conns, rec in (results.get("http") or {}).get("connections", {}).items():
+        parts.append(("http c%s" % conns, REQ, rec))
+    for d, rec in (results.get("bulk") or {}).get("directions", {}).items():
+        parts.append(("bulk " + d, MB, rec))
+    return [p for p in parts if "summary" in p[2]]
+
+
+def tcp_targets(results):
+    """Issue 7's verdicts: Atlas/peer of the median per-CPU1 figure, per workload."""
+    out = []
+    for label, unit, rec in tcp_parts(results):
+        for peer, want in TCP_TARGETS.items():
+            if peer not in rec["summary"]["ratios"]:
+                continue  # not run (--servers), or no data
+            got = rec["summary"]["ratios"][peer]["req_per_cpu1_s_of_medians"]
+            out.append({"workload": label, "ratio": "atlas/" + peer, "metric": unit[0] + "/CPU1-s",
+                        "value": got, "target": want, "met": None if got is None else got >= want})
+    return out
+
+
+def print_tcp_recap(results, servers):
+    """Per workload: the medians of each server and the Atlas/peer ratios (of the medians)."""
+    parts = tcp_parts(results)
+    if not parts:
+        return
+    peers = [n for n in servers if n != "atlas"]
+    log("")
+    log("tcp summary (issue 7: Atlas at least %s on the per-CPU1 figure, ratio of the medians):" % ", ".join(
+        "%.1fx %s" % (v, k) for k, v in TCP_TARGETS.items()))
+    cols = servers + ["atlas/" + p for p in peers]
+    widths = [max(10, len(c)) for c in cols]
+    log("  %-14s %-11s %s" % ("workload", "metric", " ".join("%*s" % (wd, c) for wd, c in zip(widths, cols))))
+    for label, unit, rec in parts:
+        summ = rec["summary"]
+        for metric in ("req_per_cpu1_s", "rps", "req_per_both_cpu_s"):
+            if metric == "req_per_both_cpu_s" and unit is REQ:
+                continue  # the 2-CPU figure matters where the kernel's work moves between CPUs: bulk
+            cells = [fmt_rate((summ["servers"].get(n) or {}).get(metric), unit) for n in servers]
+            cells += [fmt_ratio((summ["ratios"].get(p) or {}).get(metric + "_of_medians")) for p in peers]
+            log("  %-14s %-11s %s" % (label, METRIC_LABELS[metric].replace("req", unit[0], 1),
+                                      " ".join("%*s" % (wd, c) for wd, c in zip(widths, cells))))
+    verdicts = ["%s %s %s (%s)" % (t["workload"], t["ratio"], fmt_ratio(t["value"]),
+                                   "-" if t["met"] is None else "met" if t["met"] else "NOT met")
+                for t in results["targets"]]
+    if verdicts:
+        log("  targets: " + "; ".join(verdicts))
+    flagged = {}
+    for _, _, rec in parts:
+        for r in rec["runs"]:
+            for f in r["flags"]:
+                key = re.sub(r"\d+%", "N%", f)
+                flagged[key] = flagged.get(key, 0) + 1
+    if flagged:
+        ranked = sorted(flagged.items(), key=lambda kv: -kv[1])
+        log("  run flags (of %d runs): %s" % (sum(len(rec["runs"]) for _, _, rec in parts),
+                                            "; ".join("%s x%d" % kv for kv in ranked)))
+
+
 # ------------------------------------------------------------------ main
 
 
@@ -2276,8 +2597,11 @@ def preflight(h, args, servers, case="static"):
     if (any(is_atlas(n) and not n.startswith(BASELINE_PREFIX) for n in servers)
             and not os.access(h.atlas, os.X_OK)):
         raise Failure("%s is missing: build it first (tools/dev bench does)" % h.atlas)
-    if case == "proxy" and not os.access(args.responder, os.X_OK):
+    if (case == "proxy" or (case == "tcp" and "http" in args.tcp_workloads)) and not os.access(args.responder, os.X_OK):
         raise Failure("%s is missing: build it first (tools/dev bench does)" % args.responder)
+    if case == "tcp" and "nginx" in servers and not os.path.isfile(NGINX_STREAM_MODULE):
+        raise Failure("%s is missing: nginx's stream module (Debian's libnginx-mod-stream; tools/dev bench "
+                      "installs it)" % NGINX_STREAM_MODULE)
     cpus = os.sched_getaffinity(0)
     if not {SERVER_CPU, CLIENT_CPU} <= cpus:
         raise Failure("needs CPUs %d and %d, this process may use %s" % (CLIENT_CPU, SERVER_CPU, sorted(cpus)))
@@ -2419,11 +2743,19 @@ def parse_args(argv):
     ap.add_argument("--rounds", type=int, help="interleaved rounds (default 5; --quick: 1)")
     ap.add_argument("--duration", type=int, help="seconds per measured run (default 10; --quick: 3)")
     ap.add_argument("--connections", type=int,
-                    help="wrk -c (default: static 100; proxy 100 and 500, each its own summary; tls 100)")
+                    help="wrk -c (default: static 100; proxy 100 and 500, each its own summary; tcp (http) 100;"
+                         " tls 100)")
     ap.add_argument("--warmup", type=int, default=2, help="seconds of wrk before each measured run (default 2)")
     ap.add_argument("--servers", help="comma list (default: static %s; proxy %s, plus atlas@REV with --baseline;"
-                    " tls %s; atlas+hc and atlas@REV run in the proxy case only, the +tls ones in the tls case"
-                    " only)" % (",".join(ALL_SERVERS), ",".join(PROXY_SERVERS), ",".join(TLS_SERVERS)))
+                    " tcp %s; tls %s; atlas+hc and atlas@REV run in the proxy case only, %s in the tcp case only,"
+                    " the +tls ones in the tls case only)" % (
+                        ",".join(ALL_SERVERS), ",".join(PROXY_SERVERS), ",".join(TCP_SERVERS), ",".join(TLS_SERVERS),
+                        TCP_SPLICE))
+    ap.add_argument("--workloads", default=",".join(TCP_WORKLOADS),
+                    help="tcp case: http (wrk through the L4 proxies to the responder) and/or bulk (long streams,"
+                         " download and upload) (default %(default)s)")
+    ap.add_argument("--bulk-connections", type=int, default=BULK_CONNECTIONS,
+                    help="tcp case: streams of the bulk client per run (default %(default)s)")
     ap.add_argument("--baseline", metavar="REV",
                     help="proxy case: also build git revision REV into build/bench-baseline/ (from a temporary"
                          " worktree) and run it as server atlas@REV")
@@ -2458,6 +2790,12 @@ def parse_args(argv):
     if args.hs_rounds < 1 or args.hs_duration < 1 or args.hs_concurrency < 1:
         ap.error("--hs-rounds, --hs-duration and --hs-concurrency must be >= 1")
     args.proxy_connections = PROXY_CONNECTIONS if args.connections is None else [args.connections]
+    args.tcp_connections = TCP_CONNECTIONS if args.connections is None else [args.connections]
+    args.tcp_workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    if not args.tcp_workloads or any(w not in TCP_WORKLOADS for w in args.tcp_workloads):
+        ap.error("--workloads: a comma list of %s" % ", ".join(TCP_WORKLOADS))
+    if args.bulk_connections < 1 or args.bulk_connections > 1024:
+        ap.error("--bulk-connections must be 1 to 1024")
     if args.connections is None:
         args.connections = 100
     if args.rounds < 1 or args.duration < 1 or args.connections < 1 or args.warmup < 0:
@@ -2466,7 +2804,8 @@ def parse_args(argv):
                                       or re.search(r"[\s@]", args.baseline)):
         ap.error("--baseline: a git revision (commit, tag, branch, HEAD~N)")
     base = BASELINE_PREFIX + args.baseline if args.baseline else None
-    known = list(dict.fromkeys(list(SERVER_CLASSES) + [HC_VARIANT] + ([base] if base else []) + TLS_SERVERS))
+    known = list(dict.fromkeys(list(SERVER_CLASSES) + [HC_VARIANT] + ([base] if base else []) + [TCP_SPLICE]
+                               + TLS_SERVERS))
     if args.servers is None:
         args.server_list = None
     else:
@@ -2480,19 +2819,22 @@ def parse_args(argv):
         if len(set(args.server_list)) != len(args.server_list) or not args.server_list:
             ap.error("--servers: a non-empty list without repeats")
     # Per case: the static case runs no Atlas variant; the proxy case runs atlas+hc by
-    # default and atlas@REV whenever --baseline is given; the tls case its own list (plain
+    # default and atlas@REV whenever --baseline is given; the tcp case atlas, nginx, haproxy
+    # and haproxy+splice (no h2o: it has no L4 proxy); the tls case its own list (plain
     # atlas as the baseline, and the +tls servers).
     if args.server_list is None:
         args.static_servers = list(ALL_SERVERS)
         args.proxy_servers = list(PROXY_SERVERS)
         if base:
             args.proxy_servers.insert(args.proxy_servers.index(HC_VARIANT) + 1, base)
+        args.tcp_servers = list(TCP_SERVERS)
         args.tls_servers = list(TLS_SERVERS)
     else:
         args.static_servers = [s for s in args.server_list if s in SERVER_CLASSES]
-        args.proxy_servers = [s for s in args.server_list if s not in TLS_CLASSES]
+        args.proxy_servers = [s for s in args.server_list if s not in TLS_CLASSES and s != TCP_SPLICE]
         if base and base not in args.proxy_servers:
             args.proxy_servers.append(base)
+        args.tcp_servers = [s for s in args.server_list if s in TCP_CLASSES]
         args.tls_servers = [s for s in args.server_list if s in TLS_SERVERS]
     args.size_list = [s.strip() for s in args.sizes.split(",") if s.strip()]
     for s in args.size_list:
@@ -2531,17 +2873,19 @@ def main(argv):
 
 
 def run_case(case, args, command):
-    """One case (static, proxy or tls): its own temp dir and servers, its own JSON."""
-    servers = list({"proxy": args.proxy_servers, "tls": args.tls_servers}.get(case, args.static_servers))
+    """One case (static, proxy, tcp or tls): its own temp dir and servers, its own JSON."""
+    per_case = {"static": args.static_servers, "proxy": args.proxy_servers, "tcp": args.tcp_servers,
+                "tls": args.tls_servers}
+    servers = list(per_case[case])
     if not servers:
-        log("%s: none of --servers %s runs in this case (atlas+hc and atlas@REV are the proxy case's, the +tls"
-            " ones the tls case's): skipped" % (case, args.servers))
+        log("%s: none of --servers %s runs in this case (atlas+hc and atlas@REV are the proxy case's, %s the"
+            " tcp case's, the +tls ones the tls case's): skipped" % (case, args.servers, TCP_SPLICE))
         return 0
     if args.server_list and len(servers) < len(args.server_list):
         left = [s for s in args.server_list if s not in servers]
-        log("%s: %s run in %s only: left out here" % (
-            case, ", ".join(left), "the tls case" if all(s in TLS_CLASSES for s in left)
-            else "the proxy case" if not any(s in TLS_CLASSES for s in left) else "other cases"))
+        log("%s: left out here: %s" % (case, ", ".join(
+            "%s (runs in %s)" % (s, ", ".join(c for c, names in per_case.items() if s in names) or "no case")
+            for s in left)))
     args.name_w = max([8] + [len(n) for n in servers])
     h = Harness(args)
     started_at = datetime.datetime.now()
@@ -2585,6 +2929,39 @@ def run_case(case, args, command):
                       "atlas+hc/atlas@REV, of req/CPU1-s and req/s (ratio of medians and median of per-round "
                       "ratios); `lost` = how much lower the side with health checks + metrics is; the bound is "
                       "%.0f%% of req/CPU1-s (ratio of medians)" % (100 * HC_MAX_COST))
+    if case == "tcp":
+        m = record["method"]
+        del m["sizes"], m["seed"]
+        m["workloads"] = args.tcp_workloads
+        m["connections"] = {"http": args.tcp_connections, "bulk": args.bulk_connections}
+        m["proxies"] = {
+            "atlas": "listener chain = [{ module = \"tcp\", upstream, idle_timeout = \"1h\" }], workers = 1, the "
+                     "build's module_dir (%s)" % rel(TCP_TEMPLATES["atlas"]),
+            "haproxy": "mode tcp, nbthread 1, no logs, timeout client/server 1h (%s)" % rel(TCP_TEMPLATES["haproxy"]),
+            TCP_SPLICE: "the haproxy config plus `option splice-auto`",
+            "nginx": "stream module (load_module %s), worker_processes 1, proxy_timeout 1h, default "
+                     "proxy_buffer_size 16k, no access log (%s)" % (NGINX_STREAM_MODULE, rel(TCP_TEMPLATES["nginx"]))}
+        m["http"] = {
+            "wrk": "taskset -c %d wrk -t1 -cC -d%ds --latency http://127.0.0.1:PROXY/%s" % (
+                CLIENT_CPU, args.duration, PROXY_PATH),
+            "backend": "the proxy case's responder (%s --port 0 --size %d) on CPU %d, shared by every proxy; each "
+                       "client connection is one upstream connection" % (rel(args.responder), PROXY_BODY, CLIENT_CPU),
+            "metrics": "as the proxy case: req/s, req/CPU1-s (headline), req/srv-CPU-s, req/2CPU-s"}
+        m["bulk"] = {
+            "client": "taskset -c %d build/bench/tcp-bulk client --port PROXY --direction download|upload "
+                      "--connections %d --duration D (source %s)" % (
+                          CLIENT_CPU, args.bulk_connections, rel(BULK_SOURCE)),
+            "backend": "build/bench/tcp-bulk server --port 0 on CPU %d: per connection a source ('d': sends 64 KiB "
+                       "writes until the peer goes) or a sink ('u': 64 KiB reads, dropped)" % CLIENT_CPU,
+            "directions": BULK_DIRECTIONS,
+            "per_run": "fresh streams each run (and each warm-up), reset at the end (SO_LINGER 0); bytes moved from the"
+                       " first connect to the end, no checksums",
+            "units": "in the bulk records rps = bytes/s, requests = bytes, req_per_cpu1_s = bytes per busy CPU1-second "
+                     "(likewise req_per_server_cpu_s, req_per_both_cpu_s); printed in MB = 10^6 bytes",
+            "order": "all download rounds (servers interleaved), then all upload rounds, on one set of proxies"}
+        m["targets"] = {"req_per_cpu1_s_of_medians": TCP_TARGETS,
+                        "note": "per workload (http, bulk download, bulk upload); %s reported without a bound"
+                                % TCP_SPLICE}
     if case == "tls":
         m = record["method"]
         m["sizes"] = [TLS_FILE]
@@ -2624,6 +3001,11 @@ def run_case(case, args, command):
             h.baseline = record["baseline"] = build_baseline(args.baseline)
         if case == "tls":
             tls_prepare(h, args, servers, record)
+        if case == "tcp" and "bulk" in args.tcp_workloads:
+            h.bulk_tool, why = build_c_tool(BULK_SOURCE, "tcp-bulk")
+            if h.bulk_tool is None:
+                raise Failure("the bulk workload's tool: %s" % why)
+            log("  bulk client and backend: %s (from %s)" % (rel(h.bulk_tool), rel(BULK_SOURCE)))
         record["preflight_load"] = background_load()
         record["versions"] = versions(servers, h.atlas, h.baseline, h.tuned)
         for k in ["kernel", "cpu", "wrk"] + servers:
@@ -2648,6 +3030,8 @@ def run_case(case, args, command):
             log("  note: %s" % note)
         if case == "proxy":
             res = proxy_case(h, args, servers, args.proxy_connections)
+        elif case == "tcp":
+            res = tcp_case(h, args, servers)
         elif case == "tls":
             res = tls_case(h, args, servers)
         else:
