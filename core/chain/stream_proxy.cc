@@ -20,9 +20,10 @@ namespace {
 // until it drains (as do the client's, before the server connection is through).
 constexpr uint64_t max_backlog = 256 * 1024;
 constexpr uint64_t default_idle_ms = 10 * 60 * 1000;
-// Bulk receive buffers relays may hold at once, of those the worker has: past this the
-// bytes are copied, so that receives never run out of buffers.
-constexpr unsigned max_held_share_num = 3, max_held_share_den = 4;
+// Receive buffers relays may hold at once, of those the worker's group has: past this
+// the bytes are copied, so that receives (every connection's, for the 4 KiB group) do not
+// run out of buffers.
+constexpr unsigned max_held_share_num = 1, max_held_share_den = 2;
 
 }  // namespace
 
@@ -68,28 +69,32 @@ void resume_server(void *user, int32_t status) {
     if (conn *sc = r->server; sc && !sc->closing) l4::pause_read(sc, false);
 }
 
-// A held bulk buffer was sent (or its connection went): back to the ring.
+// A held receive buffer was sent (or its connection went): back to the ring. `user`
+// is 1 + (group << 16 | buffer id).
 void release_buffer(void *user, int32_t) {
     worker *w = worker::current();
-    w->ring_.recycle(uint16_t(reinterpret_cast<uintptr_t>(user) - 1), worker::bulk_group);
-    --w->bulk_held_;
+    auto held = uint32_t(reinterpret_cast<uintptr_t>(user) - 1);
+    uint16_t group = uint16_t(held >> 16);
+    w->ring_.recycle(uint16_t(held & 0xffff), group);
+    --w->held_[group];
 }
 
-// Queues bytes for `to`: copied, or (bid >= 0) the bulk buffer they are in, referenced
-// until sent. Past the backlog limit the side they came from pauses until they are sent.
-void write(worker &w, relay *r, conn *to, std::string_view bytes, int bid = -1) {
+// Queues bytes for `to`: copied, or (bid >= 0) the receive buffer of `group` they are
+// in, referenced until sent. Past the backlog limit the side they came from pauses until
+// they are sent.
+void write(worker &w, relay *r, conn *to, std::string_view bytes, int bid = -1, uint16_t group = 0) {
     if (!to || to->closing || bytes.empty()) return;
     bool to_client = to == r->client;
     bool pause = to->output_bytes() + bytes.size() > max_backlog;
     atlas_done_fn resume = pause ? (to_client ? resume_server : resume_client) : nullptr;
     if (to->out.empty()) to->last_send = w.now_ms_;
     if (bid >= 0) {
-        ++w.bulk_held_;
+        ++w.held_[group];
         out_segment s;
         s.data = bytes.data();
         s.len = bytes.size();
         s.done = release_buffer;
-        s.user = reinterpret_cast<void *>(uintptr_t(bid) + 1);
+        s.user = reinterpret_cast<void *>((uintptr_t(group) << 16 | uintptr_t(bid)) + 1);
         to->out.push(s);
         if (resume) to->out.append_iov(w.arena_pool_, nullptr, 0, false, resume, r, nullptr);
     } else {
@@ -265,17 +270,17 @@ void on_data(worker &w, conn *c, const char *data, size_t len) {
     }
 }
 
-bool on_buffer(worker &w, conn *c, const char *data, size_t len, uint16_t bid) {
+bool on_buffer(worker &w, conn *c, const char *data, size_t len, uint16_t bid, uint16_t group) {
     relay *r = c->relay;
     conn *to = c == r->client ? r->server : r->client;
     bool hold = r->connected && to && !to->closing &&
-                w.bulk_held_ < w.ring_.buffer_count(worker::bulk_group) * max_held_share_num / max_held_share_den;
+                w.held_[group] < w.ring_.buffer_count(group) * max_held_share_num / max_held_share_den;
     if (!hold) {
         on_data(w, c, data, len);
         return false;
     }
     r->active = w.now_ms_;
-    write(w, r, to, {data, len}, bid);
+    write(w, r, to, {data, len}, bid, group);
     return true;
 }
 

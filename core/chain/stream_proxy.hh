@@ -29,10 +29,11 @@ bool is_server(const conn *c);
 // From the connection layer, for either side of a relay: plain bytes, and the end of
 // the peer's stream.
 void on_data(worker &w, conn *c, const char *data, size_t len);
-// The same for bytes still in the worker's bulk receive buffer `bid` (a side without a
-// transport): true when the relay keeps the buffer to send it on as it is (it goes back
-// to the ring once sent), false when the bytes were copied and it may be reused now.
-bool on_buffer(worker &w, conn *c, const char *data, size_t len, uint16_t bid);
+// The same for bytes still in the worker's receive buffer `bid` of `group` (a side
+// without a transport): true when the relay keeps the buffer to send it on as it is (it
+// goes back to the ring once sent), false when the bytes were copied and it may be
+// reused now.
+bool on_buffer(worker &w, conn *c, const char *data, size_t len, uint16_t bid, uint16_t group);
 void on_eof(worker &w, conn *c);
 // From the worker: the server side's connect completed (res < 0: it failed).
 void on_connected(worker &w, conn *sc, int32_t res);

@@ -168,6 +168,8 @@ struct alignas(16) conn {  // 16: user_data keeps an op in the low bits
 
     bool recv_armed = false;
     bool recv_bulk = false;  // the armed receive uses the bulk buffers (op::recv_bulk)
+    bool bulk = false;       // a relayed side that moves whole buffers: it receives into bulk_group
+    uint8_t short_receives = 0;  // in a row, while bulk
     bool read_paused = false;
     bool peer_eof = false;
     bool send_inflight = false;
@@ -298,9 +300,10 @@ public:
     std::vector<http::header_field> scratch_headers_;
     out_arena_pool arena_pool_;
     proxy::pools pools_;
-    // Buffers of bulk_group a relay holds until they are sent on (stream_proxy).
+    // Receive buffers a relay holds until they are sent on (stream_proxy), per group: 0
+    // (4 KiB, every connection's) and bulk_group (64 KiB, relayed bulk streams).
     static constexpr uint16_t bulk_group = 1;
-    unsigned bulk_held_ = 0;
+    unsigned held_[2] = {0, 0};
     access_log::buffers log_buffers_;
     bool draining_ = false;
     uint64_t drain_started_ = 0;
@@ -327,6 +330,7 @@ private:
     void drop_parked(const listen_socket *ls);  // nullptr: all
     static void rearm_accept(void *listen_socket);
     void on_recv(conn *c, const event::completion &cq, uint16_t group);
+    void pick_buffers(conn *c, uint16_t group, unsigned got);
     void on_send(conn *c, int32_t res);
     void on_poll_out(conn *c, int32_t res);
     void on_watch(conn *c, int32_t res);

@@ -586,6 +586,24 @@ class Tls(unittest.TestCase):
                 self.assertEqual(recv_exactly(s, 6), b"secret")
                 self.assertEqual(srv.connections[0].header, h)
 
+    def test_proxy_header_before_the_client_handshake(self):
+        """A load balancer's PROXY header comes before the client's TLS: it is read first,
+        then the handshake, and the server gets the real client in a header of its own."""
+        chain = '{ module = "tls", cert = "cert.pem", key = "key.pem" }, { module = "tcp", upstream = "app", proxy_protocol = "v1" }'
+        with TcpServer(tcp_peer.proxy_capture) as srv:
+            cfg = l4_config([srv.address], chain=chain, listener_extra="proxy_protocol = true")
+            with L4(cfg, files=tls_files()) as a:
+                ctx = ssl.create_default_context(cafile=os.path.join(TLS_DIR, "cert.pem"))
+                h = proxy_v1("198.51.100.77", "203.0.113.1", 60000, 443)
+                with socket.create_connection(("127.0.0.1", a.port), timeout=20) as raw:
+                    raw.sendall(h)
+                    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                        s.sendall(b"inside TLS")
+                        self.assertEqual(recv_exactly(s, 10), b"inside TLS")
+                self.assertEqual(srv.connections[0].header, h)
+                line = wait_until(lambda: stream_lines(a), "the log line")[0]
+                self.assertTrue(line.startswith("198.51.100.77 ["), line)
+
     def test_failed_server_handshake_goes_to_the_next(self):
         """A server that is not TLS at all (it echoes the ClientHello): the handshake fails
         and the connection goes to the next server, the client's bytes intact."""
@@ -599,6 +617,25 @@ class Tls(unittest.TestCase):
                     with connect(a.port) as s:
                         s.sendall(b"early bytes %d" % i)
                         self.assertEqual(recv_exactly(s, 13), b"early bytes %d" % i)
+
+
+class Drain(unittest.TestCase):
+    def test_sigterm_lets_a_relayed_connection_go_on_until_drain_timeout(self):
+        """SIGTERM stops accepting; an open L4 connection keeps relaying until it ends or
+        server.drain_timeout passes, then atlasd exits 0."""
+        with TcpServer(tcp_peer.echo) as srv:
+            cfg = l4_config([srv.address], top='', workers=1).replace(
+                "[server]\n", '[server]\ndrain_timeout = "2s"\n')
+            with L4(cfg, check_exit=False) as a, connect(a.port) as s:
+                s.sendall(b"before")
+                self.assertEqual(recv_exactly(s, 6), b"before")
+                a.send_signal(signal.SIGTERM)
+                wait_until(lambda: "SIGTERM" in a.stderr_text(), "the drain to start")
+                s.sendall(b"during")
+                self.assertEqual(recv_exactly(s, 6), b"during")
+                self.assertEqual(a.wait(timeout=30), 0)
+                closed, _ = wait_closed(s)
+                self.assertTrue(closed)
 
 
 class SeedAndConfig(unittest.TestCase):

@@ -168,7 +168,7 @@ TCP_TEMPLATES = {"atlas": os.path.join(HERE, "atlas-tcp.toml.in"),
                  "haproxy": os.path.join(PEERS, "haproxy-tcp.cfg.in")}
 NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"  # Debian's libnginx-mod-stream
 TCP_WORKLOADS = ["http", "bulk"]
-TCP_CONNECTIONS = [100]  # wrk -c of the http workload (unless --connections is given)
+TCP_CONNECTIONS = [100, 500]  # wrk -c of the http workload (unless --connections is given), as the proxy case
 BULK_DIRECTIONS = ["download", "upload"]
 BULK_CONNECTIONS = 4  # streams of the bulk client (--bulk-connections)
 BULK_SOURCE = os.path.join(HERE, "bulk.c")
