@@ -381,16 +381,17 @@ void on_closed(worker &w, conn *c) {
 void check_timeouts(worker &w, conn *c, uint64_t now) {
     relay *r = c->relay;
     if (!r || c->closing) return;
-    if (c == r->server && c->connecting) {
+    if (c == r->server && !r->connected) {  // the connect, and a TLS handshake after it
         if (now - r->connect_started > uint64_t(cfg_of(r).connect_timeout.count())) {
-            attempt::failed(w, r->at, "connect timed out", true);
-            retry_or_fail(w, r, "connect timed out");
+            const char *why = c->connecting ? "connect timed out" : "TLS handshake timed out";
+            attempt::failed(w, r->at, why, true);
+            retry_or_fail(w, r, why);
         }
         return;
     }
     // The client side times the pair; a server side left to finish on its own times itself.
     if (c == r->server && r->client) return;
-    if (c->has_transport && !c->info_set) {  // a client's handshake, as the HTTP head, within header_timeout
+    if (c == r->client && c->has_transport && !c->info_set) {  // its handshake, as the HTTP head, within header_timeout
         if (now - c->opened_ms > uint64_t(c->listener->cfg->limits.header_timeout.count())) w.hard_close(c);
         return;
     }

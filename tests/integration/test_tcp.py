@@ -586,6 +586,30 @@ class Tls(unittest.TestCase):
                 self.assertEqual(recv_exactly(s, 6), b"secret")
                 self.assertEqual(srv.connections[0].header, h)
 
+    def test_stalled_server_handshake_goes_to_the_next(self):
+        """A server that takes the connection but never answers the ClientHello: after
+        timeouts.connect the attempt failed, and the next server has the client's bytes."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(TLS_DIR, "cert.pem"), os.path.join(TLS_DIR, "key.pem"))
+        done = threading.Event()
+
+        def silent(sock, rec):
+            done.wait(60)
+
+        with TcpServer(silent) as mute, TcpServer(tcp_peer.tls(tcp_peer.echo, ctx)) as good:
+            cfg = l4_config([mute.address, good.address],
+                            upstream_extra='lb = "round_robin"\ntimeouts = { connect = "500ms" }\n'
+                                           'tls = { ca = "cert.pem", sni = "localhost" }')
+            try:
+                with L4(cfg, files=tls_files()) as a:
+                    for i in range(2):
+                        with connect(a.port, timeout=30) as s:
+                            s.sendall(b"waited %d" % i)
+                            self.assertEqual(recv_exactly(s, 8, timeout=30), b"waited %d" % i)
+                    wait_until(lambda: "TLS handshake timed out" in a.stderr_text(), "the timeout in the log")
+            finally:
+                done.set()
+
     def test_proxy_header_before_the_client_handshake(self):
         """A load balancer's PROXY header comes before the client's TLS: it is read first,
         then the handshake, and the server gets the real client in a header of its own."""
