@@ -167,7 +167,7 @@ struct alignas(16) conn {  // 16: user_data keeps an op in the low bits
     uint64_t opened_ms = 0;  // accepted or connected (ms)
 
     bool recv_armed = false;
-    bool recv_bulk = false;  // the armed receive uses the bulk buffers (op::recv_bulk)
+    uint16_t recv_group = 0; // the buffer group of the armed receive (worker::recv_op)
     bool bulk = false;       // a relayed side that moves whole buffers: it receives into bulk_group
     uint8_t short_receives = 0;  // in a row, while bulk
     bool read_paused = false;
@@ -301,9 +301,11 @@ public:
     out_arena_pool arena_pool_;
     proxy::pools pools_;
     // Receive buffers a relay holds until they are sent on (stream_proxy), per group: 0
-    // (4 KiB, every connection's) and bulk_group (64 KiB, relayed bulk streams).
+    // (4 KiB, every other connection's), bulk_group (64 KiB, relayed bulk streams) and
+    // relay_group (4 KiB, relayed small messages).
     static constexpr uint16_t bulk_group = 1;
-    unsigned held_[2] = {0, 0};
+    static constexpr uint16_t relay_group = 2;
+    unsigned held_[3] = {0, 0, 0};
     access_log::buffers log_buffers_;
     bool draining_ = false;
     uint64_t drain_started_ = 0;
@@ -331,6 +333,7 @@ private:
     static void rearm_accept(void *listen_socket);
     void on_recv(conn *c, const event::completion &cq, uint16_t group);
     void pick_buffers(conn *c, uint16_t group, unsigned got);
+    static event::op recv_op(uint16_t group);
     void on_send(conn *c, int32_t res);
     void on_poll_out(conn *c, int32_t res);
     void on_watch(conn *c, int32_t res);

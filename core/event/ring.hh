@@ -17,10 +17,11 @@ namespace atlas::event {
 
 // user_data = object pointer | op tag in the low four bits: every object with
 // operations in flight is declared alignas(16).
-// recv_bulk: a receive into buffer group 1 (big buffers for relayed streams).
-// watch: a poll for errors only, while a connection's reads are paused.
+// recv_bulk / recv_relay: receives into buffer groups 1 and 2 (relayed streams' big and
+// small buffers). watch: a poll for errors only, while a connection's reads are paused.
 enum class op : uint8_t {
-    ignore = 0, accept = 1, recv = 2, send = 3, poll_out = 4, wake = 5, connect = 6, recv_bulk = 7, watch = 8
+    ignore = 0, accept = 1, recv = 2, send = 3, poll_out = 4, wake = 5, connect = 6, recv_bulk = 7, watch = 8,
+    recv_relay = 9
 };
 constexpr uint64_t op_bits = 15;
 
