@@ -193,7 +193,6 @@ void connect_next(worker &w, relay *r) {
         fail(w, r, 502, "cannot create a socket");
         return;
     }
-    attempt::shard_of(w, r->at.srv).pool_misses.add();
     sc->relay = r;
     r->server = sc;
     r->connect_started = w.now_ms_;
