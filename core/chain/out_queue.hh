@@ -74,6 +74,20 @@ public:
         pos_ += n;
         return p;
     }
+    // Between 1 and n bytes of stable memory until reset(): the rest of the current block,
+    // or a new one. Big copies go in pieces, into pooled blocks: a freshly malloc'd 64 KiB
+    // per copy, freed once sent, made the heap shrink and grow again (page faults cost a
+    // relayed bulk stream ~10% of its CPU time).
+    char *alloc_some(out_arena_pool &pool, size_t n, size_t &got) {
+        if (blocks_.empty() || pos_ == out_arena_pool::block_size) {
+            blocks_.push_back(pool.get());
+            pos_ = 0;
+        }
+        got = std::min(n, out_arena_pool::block_size - pos_);
+        char *p = blocks_.back() + pos_;
+        pos_ += got;
+        return p;
+    }
     // Only when nothing queued refers to the arena any more.
     void reset(out_arena_pool &pool) { release_all(&pool); }
     bool empty() const { return blocks_.empty() && big_.empty(); }
@@ -158,11 +172,7 @@ public:
     // nothing refers to the arena any more: it starts over, so a queue that never
     // drains at a flush (a long upload, refilled as soon as it empties) cannot grow it
     // without bound.
-    char *alloc(out_arena_pool &pool, size_t n) {
-        arena_pool_ = &pool;
-        if (empty() && !arena.empty()) arena.reset(pool);
-        return arena.alloc(pool, n);
-    }
+    char *alloc(out_arena_pool &pool, size_t n) { return arena_for(pool).alloc(pool, n); }
 
     // Queues a module's gather list: copied into the arena as one segment, or with
     // ATLAS_WRITE_REF referenced in place (one segment per non-empty element). `done`
@@ -190,7 +200,7 @@ public:
         } else {
             size_t total = 0;
             for (size_t i = 0; i < iovcnt; ++i) total += iov[i].len;
-            if (total) {
+            if (total && total <= out_arena_pool::block_size / 2) {  // one segment
                 char *p = alloc(pool, total);
                 s.data = p;
                 s.len = total;
@@ -202,6 +212,30 @@ public:
                 s.user = user;
                 push(s);
                 ++pushed;
+            } else if (total) {  // block-sized pieces, `done` on the last
+                out_arena &a = arena_for(pool);
+                size_t i = 0, off = 0;
+                while (total) {
+                    size_t got = 0;
+                    char *p = a.alloc_some(pool, total, got);
+                    s.data = p;
+                    s.len = got;
+                    total -= got;
+                    while (got) {
+                        size_t n = std::min(got, iov[i].len - off);
+                        std::memcpy(p, static_cast<const char *>(iov[i].base) + off, n);
+                        p += n;
+                        got -= n;
+                        off += n;
+                        if (off == iov[i].len) ++i, off = 0;
+                    }
+                    if (!total) {
+                        s.done = done;
+                        s.user = user;
+                    }
+                    push(s);
+                    ++pushed;
+                }
             }
         }
         if (pushed == 0 && done) {
@@ -222,6 +256,11 @@ public:
     out_arena arena;
 
 private:
+    out_arena &arena_for(out_arena_pool &pool) {
+        arena_pool_ = &pool;
+        if (empty() && !arena.empty()) arena.reset(pool);
+        return arena;
+    }
     void grow() {
         size_t n = ring_.empty() ? 4 : ring_.size() * 2;  // small: idle connections keep it
         std::vector<out_segment> r(n);

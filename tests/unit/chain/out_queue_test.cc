@@ -80,3 +80,39 @@ TEST_CASE("a segment outside the arena (a module's buffer) frees nothing") {
     CHECK(std::string_view(q.front().data, q.front().len) == piece);
     CHECK(q.arena.blocks() == 1);
 }
+
+TEST_CASE("a big copy goes into pooled blocks, in order, done on its last piece") {
+    out_arena_pool pool;
+    out_queue q;
+    std::string small(100, 's');
+    atlas_iovec_t first{small.data(), small.size()};
+    q.append_iov(pool, &first, 1, false, nullptr, nullptr, nullptr);
+    // 64 KiB + 7 in three gather elements, one of them empty.
+    std::string a(40000, 'a'), b(25543, 'b');
+    atlas_iovec_t v[3] = {{a.data(), a.size()}, {nullptr, 0}, {b.data(), b.size()}};
+    int done_calls = 0;
+    auto done = [](void *user, int32_t) { ++*static_cast<int *>(user); };
+    size_t pushed = q.append_iov(pool, v, 3, false, done, &done_calls, nullptr);
+    CHECK(pushed == 5);  // fills the first block's 16,284 left, then 16 KiB blocks
+    CHECK(q.size() == 6);
+    CHECK(q.bytes() == 100 + a.size() + b.size());
+    std::string got;
+    for (size_t i = 1; i < q.size(); ++i) {
+        const out_segment &s = q.at(i);
+        CHECK(s.len <= out_arena_pool::block_size);
+        CHECK(bool(s.done) == (i + 1 == q.size()));
+        got.append(s.data, s.len);
+    }
+    CHECK(got == a + b);
+    CHECK(q.arena.blocks() == 5);
+    // Sent in order: each piece lets go of the blocks before its own.
+    while (!q.empty()) {
+        out_segment &s = q.front();
+        s.data += s.len;
+        s.len = 0;
+        if (s.done) s.done(s.user, 0);
+        q.pop();
+    }
+    CHECK(done_calls == 1);
+    CHECK(q.arena.blocks() <= 1);
+}
