@@ -223,7 +223,7 @@ public:
                     total -= got;
                     while (got) {
                         size_t n = std::min(got, iov[i].len - off);
-                        std::memcpy(p, static_cast<const char *>(iov[i].base) + off, n);
+                        if (n) std::memcpy(p, static_cast<const char *>(iov[i].base) + off, n);
                         p += n;
                         got -= n;
                         off += n;
