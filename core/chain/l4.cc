@@ -3,7 +3,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cstring>
 
 #include "chain/access_log.hh"
 #include "chain/log.hh"
@@ -309,12 +308,8 @@ int32_t transport_emit(conn *c, atlas_slice_t wire) {
     if (!wire.len) return ATLAS_OK;
     worker &w = *c->w;
     if (c->wire().empty()) c->last_send = w.now_ms_;
-    char *p = c->wire().alloc(w.arena_pool_, wire.len);
-    std::memcpy(p, wire.ptr, wire.len);
-    out_segment s;
-    s.data = p;
-    s.len = wire.len;
-    c->wire().push(s);
+    atlas_iovec_t v{wire.ptr, wire.len};  // a full record (16 KiB+) in pooled pieces
+    c->wire().append_iov(w.arena_pool_, &v, 1, false, nullptr, nullptr, nullptr);
     w.mark_dirty(c);
     return ATLAS_OK;
 }
