@@ -2743,8 +2743,8 @@ def parse_args(argv):
     ap.add_argument("--rounds", type=int, help="interleaved rounds (default 5; --quick: 1)")
     ap.add_argument("--duration", type=int, help="seconds per measured run (default 10; --quick: 3)")
     ap.add_argument("--connections", type=int,
-                    help="wrk -c (default: static 100; proxy 100 and 500, each its own summary; tcp (http) 100;"
-                         " tls 100)")
+                    help="wrk -c (default: static 100; proxy and tcp (http) 100 and 500, each its own"
+                         " summary; tls 100)")
     ap.add_argument("--warmup", type=int, default=2, help="seconds of wrk before each measured run (default 2)")
     ap.add_argument("--servers", help="comma list (default: static %s; proxy %s, plus atlas@REV with --baseline;"
                     " tcp %s; tls %s; atlas+hc and atlas@REV run in the proxy case only, %s in the tcp case only,"
