@@ -252,16 +252,7 @@ void close(conn *c) {
 }
 
 void pause_read(conn *c, bool paused) {
-    if (!usable(c)) return;
-    if (paused && !c->read_paused) {
-        c->read_paused = true;
-        c->w->cancel_recv(c);
-        c->w->watch_errors(c, true);
-    } else if (!paused && c->read_paused) {
-        c->read_paused = false;
-        c->w->watch_errors(c, false);
-        c->w->mark_dirty(c);  // re-armed at the end of the turn
-    }
+    if (usable(c)) c->w->pause_read(c, paused);
 }
 
 atlas_slice_t peer(conn *c) {

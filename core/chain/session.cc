@@ -420,14 +420,9 @@ void after_input(worker &w, conn *c) {
             c->in.shrink_to_fit();
         }
     }
-    bool over = c->buffered() >= input_limit(c);
-    if (over && !c->read_paused && !c->closing) {
-        c->read_paused = true;
-        w.cancel_recv(c);
-    } else if (!over && c->read_paused) {
-        c->read_paused = false;
-        w.mark_dirty(c);  // re-armed at the end of the turn
-    }
+    // Paused, a client that resets is still noticed: its exchange ends (499) at once,
+    // not when the upstream that holds its body back answers.
+    w.pause_read(c, c->buffered() >= input_limit(c));
     if (c->eof_told && !c->cur && !c->closing && !c->need_process) {
         // The client sent all it will: answer what is complete, then close. (With
         // need_process set, complete pipelined requests still wait for output room.)

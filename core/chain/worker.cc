@@ -738,6 +738,14 @@ void worker::watch_errors(conn *c, bool on) {
     }
 }
 
+void worker::pause_read(conn *c, bool paused) {
+    if (c->closing || paused == c->read_paused) return;
+    c->read_paused = paused;
+    watch_errors(c, paused);
+    if (paused) cancel_recv(c);
+    else mark_dirty(c);  // re-armed at the end of the turn
+}
+
 void worker::on_watch(conn *c, int32_t res) {
     c->watch_inflight = false;
     if (c->closing) {

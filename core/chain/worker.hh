@@ -260,6 +260,8 @@ public:
     // While its reads are paused nothing would tell of a reset peer: an error-only
     // poll does, and closes the connection (a peer that only ended its stream does not).
     void watch_errors(conn *c, bool on);
+    // Stops reading `c` (backpressure), watching for a reset meanwhile, or goes on.
+    void pause_read(conn *c, bool paused);
     // A slot of a full listener may have been freed: serve the connections this worker
     // holds back, and accept again where none is left (admission.cc).
     void resume_parked();

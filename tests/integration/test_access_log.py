@@ -154,6 +154,32 @@ class Json(unittest.TestCase):
         e = json.loads(lines[0])
         self.assertEqual((e["target"], e["status"], e["bytes"]), ("/sleep/3000", 499, 0))
 
+    def test_client_that_resets_during_a_held_back_upload_is_499_at_once(self):
+        """The upstream reads none of the body, so atlasd stops reading the client's; the
+        client then resets. That is noticed while reading is paused: the line comes now,
+        not when the upstream answers (it would only after the test, or 60 s)."""
+        with Backend("b1") as b, Atlas(config('{ path = "access.json", format = "json" }',
+                                              handler='{ module = "proxy", upstream = "api" }',
+                                              upstream='[upstream.api]\nservers = ["%s"]\n' % b.address)) as a:
+            try:
+                s = connect(a.port)
+                s.sendall(build_request("POST", "/hold", headers=[("Content-Length", str(1 << 30))]))
+                s.settimeout(0.5)
+                sent = 0
+                try:
+                    while sent < (256 << 20):  # until atlasd stops taking more
+                        sent += s.send(b"u" * (1 << 20))
+                except socket.timeout:
+                    pass
+                self.assertLess(sent, 256 << 20, "atlasd never stopped reading the body")
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                s.close()  # a reset
+                lines = wait_lines(os.path.join(a.dir, "access.json"), 1)
+            finally:
+                b.release()
+        e = json.loads(lines[0])
+        self.assertEqual((e["method"], e["target"], e["status"]), ("POST", "/hold", 499))
+
     def test_rejected_request_has_empty_request_fields(self):
         with Atlas(config('{ path = "access.json", format = "json" }'), www=WWW) as a:
             with connect(a.port) as s:
