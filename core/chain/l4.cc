@@ -3,7 +3,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-
 #include "chain/access_log.hh"
 #include "chain/log.hh"
 #include "chain/proxy.hh"
