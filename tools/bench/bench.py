@@ -48,7 +48,9 @@ Debian's libnginx-mod-stream), no logs, idle streams kept 1 h everywhere
     MB/2CPU-s (MB = 10^6 bytes; the JSON keeps the request-named keys, counting bytes).
 The summary gives each workload's medians and Atlas/peer ratios against issue 7's target
 (Atlas at least 1.2x haproxy and nginx per CPU1-second, ratio of the medians);
-haproxy+splice is reported without a bound.
+haproxy+splice is reported without a bound. With --baseline REV, atlas@REV (REV built as
+in the proxy case, the same mod_tcp config) runs next to atlas: atlas/atlas@REV is what the
+code since REV changed.
 
 The tls case (issue 6) has two parts, on one set of servers started once, all with the same
 ECDSA P-256 certificate the bench makes at start (`openssl req -x509 -newkey ec ...`),
@@ -108,7 +110,7 @@ CLIENT_CPU = 0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 ALL_SERVERS = ["atlas", "nginx", "h2o", "haproxy"]  # the static case's default
 HC_VARIANT = "atlas+hc"  # Atlas with active health checks and a scraped /metrics (proxy case)
-BASELINE_PREFIX = "atlas@"  # atlas@REV: an older Atlas built by --baseline REV (proxy case)
+BASELINE_PREFIX = "atlas@"  # atlas@REV: an older Atlas built by --baseline REV (proxy and tcp cases)
 PROXY_SERVERS = ["atlas", HC_VARIANT, "nginx", "h2o", "haproxy"]  # the proxy case's default
 SIZES = {"1k": ("1k.bin", 1024), "64k": ("64k.bin", 64 * 1024), "1m": ("1m.bin", 1024 * 1024)}
 SEED = 3  # the docroot's random content is the same on every run
@@ -885,6 +887,20 @@ class AtlasTCP(Atlas):
         return modules_of(self.binary())
 
 
+class AtlasTCPBaseline(AtlasTCP):
+    """atlas@REV in the tcp case: the --baseline build with the same mod_tcp config."""
+
+    def __init__(self, h):
+        super().__init__(h)
+        self.name = BASELINE_PREFIX + h.baseline["rev"]
+
+    def binary(self):
+        return self.h.baseline["atlasd"]
+
+    def module_dir(self):
+        return self.h.baseline["module_dir"]
+
+
 class NginxTCP(Nginx):
     """nginx's stream module (loaded from Debian's libnginx-mod-stream)."""
 
@@ -938,7 +954,9 @@ def make_server(h, name):
 
 
 def make_tcp_server(h, name):
-    """The tcp case's servers: each an L4 proxy (TCP_CLASSES)."""
+    """The tcp case's servers: each an L4 proxy (TCP_CLASSES, and atlas@REV)."""
+    if name.startswith(BASELINE_PREFIX):
+        return AtlasTCPBaseline(h)
     return TCP_CLASSES[name](h)
 
 
@@ -2747,7 +2765,8 @@ def parse_args(argv):
                          " summary; tls 100)")
     ap.add_argument("--warmup", type=int, default=2, help="seconds of wrk before each measured run (default 2)")
     ap.add_argument("--servers", help="comma list (default: static %s; proxy %s, plus atlas@REV with --baseline;"
-                    " tcp %s; tls %s; atlas+hc and atlas@REV run in the proxy case only, %s in the tcp case only,"
+                    " tcp %s, the same; tls %s; atlas+hc runs in the proxy case only, atlas@REV in the proxy and tcp"
+                    " cases, %s in the tcp case only,"
                     " the +tls ones in the tls case only)" % (
                         ",".join(ALL_SERVERS), ",".join(PROXY_SERVERS), ",".join(TCP_SERVERS), ",".join(TLS_SERVERS),
                         TCP_SPLICE))
@@ -2757,8 +2776,8 @@ def parse_args(argv):
     ap.add_argument("--bulk-connections", type=int, default=BULK_CONNECTIONS,
                     help="tcp case: streams of the bulk client per run (default %(default)s)")
     ap.add_argument("--baseline", metavar="REV",
-                    help="proxy case: also build git revision REV into build/bench-baseline/ (from a temporary"
-                         " worktree) and run it as server atlas@REV")
+                    help="proxy and tcp cases: also build git revision REV into build/bench-baseline/ (from a"
+                         " temporary worktree) and run it as server atlas@REV (in the tcp case next to atlas)")
     ap.add_argument("--sizes", default="1k,64k,1m", help="static file sizes (default %(default)s)")
     ap.add_argument("--tuned-build", default=TUNED_BUILD, metavar="DIR",
                     help="tls case: the build run as atlas+tls-tuned, DIR/core/atlasd with DIR/modules (default"
@@ -2828,6 +2847,8 @@ def parse_args(argv):
         if base:
             args.proxy_servers.insert(args.proxy_servers.index(HC_VARIANT) + 1, base)
         args.tcp_servers = list(TCP_SERVERS)
+        if base:
+            args.tcp_servers.insert(1, base)
         args.tls_servers = list(TLS_SERVERS)
     else:
         args.static_servers = [s for s in args.server_list if s in SERVER_CLASSES]
@@ -2835,6 +2856,8 @@ def parse_args(argv):
         if base and base not in args.proxy_servers:
             args.proxy_servers.append(base)
         args.tcp_servers = [s for s in args.server_list if s in TCP_CLASSES]
+        if base and "atlas" in args.tcp_servers:  # atlas@REV is there to compare with atlas
+            args.tcp_servers.insert(args.tcp_servers.index("atlas") + 1, base)
         args.tls_servers = [s for s in args.server_list if s in TLS_SERVERS]
     args.size_list = [s.strip() for s in args.sizes.split(",") if s.strip()]
     for s in args.size_list:
@@ -2878,8 +2901,8 @@ def run_case(case, args, command):
                 "tls": args.tls_servers}
     servers = list(per_case[case])
     if not servers:
-        log("%s: none of --servers %s runs in this case (atlas+hc and atlas@REV are the proxy case's, %s the"
-            " tcp case's, the +tls ones the tls case's): skipped" % (case, args.servers, TCP_SPLICE))
+        log("%s: none of --servers %s runs in this case (atlas+hc is the proxy case's, atlas@REV the proxy and"
+            " tcp cases', %s the tcp case's, the +tls ones the tls case's): skipped" % (case, args.servers, TCP_SPLICE))
         return 0
     if args.server_list and len(servers) < len(args.server_list):
         left = [s for s in args.server_list if s not in servers]
@@ -2997,7 +3020,7 @@ def run_case(case, args, command):
     try:
         log("command: %s" % command)
         preflight(h, args, servers, case)
-        if case == "proxy" and args.baseline:
+        if case in ("proxy", "tcp") and args.baseline:
             h.baseline = record["baseline"] = build_baseline(args.baseline)
         if case == "tls":
             tls_prepare(h, args, servers, record)
