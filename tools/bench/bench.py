@@ -1723,7 +1723,7 @@ def proxy_case(h, args, servers, conn_list, label="proxy", make=make_server, tar
                 run_rounds(h, args, started, key, rec, results, PROXY_PATH, conns)
             finally:
                 stop_servers(started, rec)
-            rec["summary"] = summarize(rec, servers)
+            rec["summary"] = summarize(rec, servers, health=make is make_server)  # the proxy case's costs
             print_summary(rec, servers, args,
                           title="%s %s, %d connections" % (label, fmt_bytes(PROXY_BODY), conns),
                           connections=conns, metrics=PROXY_METRICS, targets=targets)
@@ -1746,7 +1746,7 @@ METRIC_LABELS = {"rps": "req/s", "req_per_cpu1_s": "req/CPU1-s", "req_per_server
                  "req_per_both_cpu_s": "req/2CPU-s"}
 
 
-def summarize(size_rec, servers):
+def summarize(size_rec, servers, health=True):
     summ = {"servers": {}, "ratios": {}}
     by = {n: [r for r in size_rec["runs"] if r["server"] == n and r["rps"] is not None] for n in servers}
     for n, runs in by.items():
@@ -1788,7 +1788,7 @@ def summarize(size_rec, servers):
             if n == "atlas" or not summ["servers"].get(n):
                 continue
             summ["ratios"][n] = pair_ratios(summ, by, "atlas", n)
-    cost = costs(summ, by, servers)
+    cost = costs(summ, by, servers, health)
     if cost:  # the proxy case with atlas+hc or atlas@REV
         summ["costs"] = cost
     return summ
@@ -1813,11 +1813,12 @@ def pair_ratios(summ, by, a, b):
 COST_METRICS = ("req_per_cpu1_s", "rps")
 
 
-def costs(summ, by, servers):
+def costs(summ, by, servers, health=True):
     """What health checks + metrics cost Atlas (proxy case): atlas/atlas+hc (configured
     and scraped, same binary) and, with --baseline, atlas/atlas@REV (the code since REV,
     not configured) and atlas+hc/atlas@REV (both). `lost` = the share of throughput the
-    side that has them serves less (negative: more)."""
+    side that has them serves less (negative: more). Not `health` (the tcp case): only
+    atlas/atlas@REV, what the code since REV changed, without the 3% verdict."""
     out = []
     base = next((n for n in servers if n.startswith(BASELINE_PREFIX)), None)
     pairs = [("atlas", HC_VARIANT, HC_VARIANT, "configured + scraped, same binary")]
@@ -1834,11 +1835,13 @@ def costs(summ, by, servers):
                 x = ratios[metric + how]
                 lost[metric + how] = None if not x else (1.0 - 1.0 / x if payer == b else 1.0 - x)
         headline = lost["req_per_cpu1_s_of_medians"]
-        out.append({"ratio": "%s/%s" % (a, b), "with": payer, "what": what,
+        if not health:
+            what = "the code since %s" % b[len(BASELINE_PREFIX):]
+        out.append({"ratio": "%s/%s" % (a, b), "with": payer, "what": what, "health": health,
                     "ratios": {m + how: ratios[m + how] for m in COST_METRICS
                                for how in ("_of_medians", "_median_of_rounds")},
                     "lost": lost, "max_lost": HC_MAX_COST,
-                    "within_max": None if headline is None else headline <= HC_MAX_COST})
+                    "within_max": None if headline is None or not health else headline <= HC_MAX_COST})
     return out
 
 
@@ -1929,9 +1932,10 @@ def print_costs(entries):
         verdict = ("-" if e["within_max"] is None else
                    "within %.0f%%" % (100 * e["max_lost"]) if e["within_max"] else
                    "NOT within %.0f%%" % (100 * e["max_lost"]))
-        log("  cost of health checks + metrics, %-*s  req/CPU1-s %s (rounds %s)  req/s %s (rounds %s)"
+        # Without atlas+hc (the tcp case), atlas/atlas@REV is only what the code since REV changed.
+        log("  %s, %-*s  req/CPU1-s %s (rounds %s)  req/s %s (rounds %s)"
             "  -> %s %s req/CPU1-s, %s req/s (%s): %s" % (
-                rw, e["ratio"], fmt_ratio3(r["req_per_cpu1_s_of_medians"]),
+                "cost of health checks + metrics" if e["health"] else "change", rw, e["ratio"], fmt_ratio3(r["req_per_cpu1_s_of_medians"]),
                 fmt_ratio3(r["req_per_cpu1_s_median_of_rounds"]), fmt_ratio3(r["rps_of_medians"]),
                 fmt_ratio3(r["rps_median_of_rounds"]), e["with"], fmt_lost(lost["req_per_cpu1_s_of_medians"]),
                 fmt_lost(lost["rps_of_medians"]), e["what"], verdict))
@@ -2512,7 +2516,7 @@ def bulk_part(h, args, servers):
                                             else "the client sends, the backend reads and drops"))
             run_rounds(h, args, started, "bulk " + d, rec, part, None,
                        run_one=lambda s, seconds, d=d: h.bulk(s, d, seconds), unit=MB)
-            rec["summary"] = summarize(rec, servers)
+            rec["summary"] = summarize(rec, servers, health=False)
             print_summary(rec, servers, args, title="tcp bulk %s, %d streams" % (d, n), metrics=PROXY_METRICS,
                           targets=TCP_TARGETS, unit=MB, client=("client", "the bulk client"),
                           backend=("backnd", "the bulk backend"))
