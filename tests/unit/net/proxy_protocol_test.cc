@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <cstring>
+#include <iterator>
+#include <memory>
 #include <string>
 
 using namespace atlas::net;
@@ -168,4 +171,53 @@ TEST_CASE("a connection without a PROXY header is refused at its first byte that
     pp::header h;
     CHECK(parse("PRO", h).st == pp::status::need_more);
     CHECK(parse(std::string("\r\n\r\n\0", 5), h).st == pp::status::need_more);
+}
+
+TEST_CASE("mutated and truncated headers never read past the input and keep the contract") {
+    // A fixed-seed walk over byte flips, truncations and length-field changes of valid v1
+    // and v2 headers (the ASan build checks every read). Whatever the verdict, `done` uses
+    // no more than was given and at most max_header; `invalid` gives a reason.
+    const std::string seeds[] = {
+        pp::build_v1(addr("192.0.2.1:5000"), addr("198.51.100.2:80")),
+        pp::build_v1(addr("[2001:db8::1]:5000"), addr("[2001:db8::2]:443")),
+        pp::build_v2(addr("192.0.2.1:5000"), addr("198.51.100.2:80")) + std::string("\x04\x00\x02hi", 5),
+        pp::build_v2(addr("[2001:db8::1]:5000"), addr("[2001:db8::2]:443")),
+        std::string("PROXY UNKNOWN\r\n"),
+    };
+    uint32_t x = 2463534242u;  // xorshift32: the same walk every run
+    auto next = [&x] {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        return x;
+    };
+    size_t verdicts[3] = {0, 0, 0};
+    for (int i = 0; i < 20000; ++i) {
+        std::string s = seeds[next() % std::size(seeds)] + std::string(next() % 8, 'x');
+        for (uint32_t k = next() % 4; k > 0; --k) s[next() % s.size()] = char(next());
+        if (s.size() > 16 && next() % 4 == 0) {  // v2's length field, anything
+            s[14] = char(next());
+            s[15] = char(next());
+        }
+        size_t len = next() % 3 == 0 ? next() % (s.size() + 1) : s.size();
+        // A copy of exactly `len` bytes, so that a read past it is one past the allocation.
+        std::unique_ptr<char[]> buf(new char[len ? len : 1]);
+        std::memcpy(buf.get(), s.data(), len);
+        pp::header h;
+        pp::result r = pp::parse(buf.get(), len, h);
+        ++verdicts[int(r.st)];
+        if (r.st == pp::status::done) {
+            CHECK(r.used <= len);
+            CHECK(r.used <= pp::max_header);
+            CHECK((h.version == 1 || h.version == 2));
+        } else if (r.st == pp::status::invalid) {
+            CHECK(!r.err.empty());
+        } else {
+            CHECK(len < pp::max_header);
+        }
+    }
+    // The walk reaches all three verdicts.
+    CHECK(verdicts[0] > 0);
+    CHECK(verdicts[1] > 0);
+    CHECK(verdicts[2] > 0);
 }
