@@ -733,9 +733,9 @@ class AtlasHC(Atlas):
         self.poll_until(attempt, 0.1, "/metrics on port %d not showing a healthy upstream" % self.admin_port)
 
 
-class AtlasBaseline(Atlas):
-    """atlas@REV: an older Atlas built by --baseline REV, with the plain proxy config and
-    its own build's module_dir."""
+class BaselineBuild:
+    """Mixed into an Atlas class: runs the --baseline build (its atlasd, its own module_dir)
+    as atlas@REV."""
 
     def __init__(self, h):
         super().__init__(h)
@@ -746,6 +746,10 @@ class AtlasBaseline(Atlas):
 
     def module_dir(self):
         return self.h.baseline["module_dir"]
+
+
+class AtlasBaseline(BaselineBuild, Atlas):
+    """atlas@REV in the proxy case: an older Atlas with the plain proxy config."""
 
     def start(self, tag, files, check_name, check_body, upstream_port=None):
         if not upstream_port:
@@ -887,18 +891,8 @@ class AtlasTCP(Atlas):
         return modules_of(self.binary())
 
 
-class AtlasTCPBaseline(AtlasTCP):
+class AtlasTCPBaseline(BaselineBuild, AtlasTCP):
     """atlas@REV in the tcp case: the --baseline build with the same mod_tcp config."""
-
-    def __init__(self, h):
-        super().__init__(h)
-        self.name = BASELINE_PREFIX + h.baseline["rev"]
-
-    def binary(self):
-        return self.h.baseline["atlasd"]
-
-    def module_dir(self):
-        return self.h.baseline["module_dir"]
 
 
 class NginxTCP(Nginx):
