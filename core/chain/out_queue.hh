@@ -200,42 +200,31 @@ public:
         } else {
             size_t total = 0;
             for (size_t i = 0; i < iovcnt; ++i) total += iov[i].len;
-            if (total && total <= out_arena_pool::block_size / 2) {  // one segment
-                char *p = alloc(pool, total);
+            out_arena *a = total ? &arena_for(pool) : nullptr;
+            size_t i = 0, off = 0;
+            while (total) {
+                // A small copy is one segment (a new block when the current one is short
+                // of it); a big one goes in block-sized pieces. `done` rides on the last.
+                size_t got = total;
+                char *p = total <= out_arena_pool::block_size / 2 ? a->alloc(pool, total)
+                                                                  : a->alloc_some(pool, total, got);
                 s.data = p;
-                s.len = total;
-                for (size_t i = 0; i < iovcnt; ++i) {
-                    if (iov[i].len) std::memcpy(p, iov[i].base, iov[i].len);
-                    p += iov[i].len;
+                s.len = got;
+                total -= got;
+                while (got) {
+                    size_t n = std::min(got, iov[i].len - off);
+                    if (n) std::memcpy(p, static_cast<const char *>(iov[i].base) + off, n);
+                    p += n;
+                    got -= n;
+                    off += n;
+                    if (off == iov[i].len) ++i, off = 0;
                 }
-                s.done = done;
-                s.user = user;
+                if (!total) {
+                    s.done = done;
+                    s.user = user;
+                }
                 push(s);
                 ++pushed;
-            } else if (total) {  // block-sized pieces, `done` on the last
-                out_arena &a = arena_for(pool);
-                size_t i = 0, off = 0;
-                while (total) {
-                    size_t got = 0;
-                    char *p = a.alloc_some(pool, total, got);
-                    s.data = p;
-                    s.len = got;
-                    total -= got;
-                    while (got) {
-                        size_t n = std::min(got, iov[i].len - off);
-                        if (n) std::memcpy(p, static_cast<const char *>(iov[i].base) + off, n);
-                        p += n;
-                        got -= n;
-                        off += n;
-                        if (off == iov[i].len) ++i, off = 0;
-                    }
-                    if (!total) {
-                        s.done = done;
-                        s.user = user;
-                    }
-                    push(s);
-                    ++pushed;
-                }
             }
         }
         if (pushed == 0 && done) {
