@@ -1815,10 +1815,14 @@ def costs(summ, by, servers, health=True):
     atlas/atlas@REV, what the code since REV changed, without the 3% verdict."""
     out = []
     base = next((n for n in servers if n.startswith(BASELINE_PREFIX)), None)
-    pairs = [("atlas", HC_VARIANT, HC_VARIANT, "configured + scraped, same binary")]
-    if base:
-        pairs += [("atlas", base, "atlas", "the code since %s, not configured" % base[len(BASELINE_PREFIX):]),
-                  (HC_VARIANT, base, HC_VARIANT, "the code since %s, configured + scraped" % base[len(BASELINE_PREFIX):])]
+    since = base[len(BASELINE_PREFIX):] if base else None
+    if not health:
+        pairs = [("atlas", base, "atlas", "the code since %s" % since)] if base else []
+    else:
+        pairs = [("atlas", HC_VARIANT, HC_VARIANT, "configured + scraped, same binary")]
+        if base:
+            pairs += [("atlas", base, "atlas", "the code since %s, not configured" % since),
+                      (HC_VARIANT, base, HC_VARIANT, "the code since %s, configured + scraped" % since)]
     for a, b, payer, what in pairs:
         if not (summ["servers"].get(a) and summ["servers"].get(b)):
             continue
@@ -1829,8 +1833,6 @@ def costs(summ, by, servers, health=True):
                 x = ratios[metric + how]
                 lost[metric + how] = None if not x else (1.0 - 1.0 / x if payer == b else 1.0 - x)
         headline = lost["req_per_cpu1_s_of_medians"]
-        if not health:
-            what = "the code since %s" % b[len(BASELINE_PREFIX):]
         out.append({"ratio": "%s/%s" % (a, b), "with": payer, "what": what, "health": health,
                     "ratios": {m + how: ratios[m + how] for m in COST_METRICS
                                for how in ("_of_medians", "_median_of_rounds")},
@@ -2845,8 +2847,6 @@ def parse_args(argv):
         if base:
             args.proxy_servers.insert(args.proxy_servers.index(HC_VARIANT) + 1, base)
         args.tcp_servers = list(TCP_SERVERS)
-        if base:
-            args.tcp_servers.insert(1, base)
         args.tls_servers = list(TLS_SERVERS)
     else:
         args.static_servers = [s for s in args.server_list if s in SERVER_CLASSES]
@@ -2854,9 +2854,9 @@ def parse_args(argv):
         if base and base not in args.proxy_servers:
             args.proxy_servers.append(base)
         args.tcp_servers = [s for s in args.server_list if s in TCP_CLASSES]
-        if base and "atlas" in args.tcp_servers:  # atlas@REV is there to compare with atlas
-            args.tcp_servers.insert(args.tcp_servers.index("atlas") + 1, base)
         args.tls_servers = [s for s in args.server_list if s in TLS_SERVERS]
+    if base and "atlas" in args.tcp_servers:  # atlas@REV is there to compare with atlas: next to it
+        args.tcp_servers.insert(args.tcp_servers.index("atlas") + 1, base)
     args.size_list = [s.strip() for s in args.sizes.split(",") if s.strip()]
     for s in args.size_list:
         if s not in SIZES:
