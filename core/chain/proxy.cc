@@ -146,10 +146,7 @@ void detach(worker &w, call *k, bool keep) {
     k->uc = nullptr;
     upconn *u = up_of(uc);
     u->owner = nullptr;
-    if (uc->read_paused) {
-        uc->read_paused = false;
-        w.mark_dirty(uc);
-    }
+    w.pause_read(uc, false);
     bool ok = keep && !uc->closing && !uc->peer_eof && !uc->output_pending() && !uc->connecting && !w.draining_ &&
               !u->server->retired.load(std::memory_order_relaxed);
     if (ok) {
@@ -186,10 +183,7 @@ void unpause_upstream(void *user, int32_t) {
     auto *k = static_cast<call *>(user);
     if (!k->upstream_paused) return;
     k->upstream_paused = false;
-    if (conn *uc = k->uc) {
-        uc->read_paused = false;
-        uc->w->mark_dirty(uc);
-    }
+    if (conn *uc = k->uc) uc->w->pause_read(uc, false);
 }
 
 // Forwards response body bytes to the client, pausing the upstream when the client
@@ -203,9 +197,7 @@ void write_client(worker &w, call *k, std::string_view data, bool end) {
                             pause ? unpause_upstream : nullptr, pause ? k : nullptr);
     if (pause && !k->upstream_paused) {
         k->upstream_paused = true;
-        conn *uc = k->uc;
-        uc->read_paused = true;
-        w.cancel_recv(uc);
+        w.pause_read(k->uc, true);  // an upstream that resets meanwhile is still noticed
     }
 }
 

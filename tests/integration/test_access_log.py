@@ -14,6 +14,7 @@ import unittest
 
 from backend import Backend
 from harness import Atlas, build_request, connect, read_response, request, run_check
+from tcp_peer import TcpServer
 
 LINE_WAIT = 15  # seconds: lines reach the file on the workers' 1 s sweep
 
@@ -179,6 +180,50 @@ class Json(unittest.TestCase):
                 b.release()
         e = json.loads(lines[0])
         self.assertEqual((e["method"], e["target"], e["status"]), ("POST", "/hold", 499))
+
+    def test_upstream_that_resets_during_a_held_back_download_is_logged_at_once(self):
+        """The client reads none of a big response, so atlasd stops reading the upstream's;
+        the upstream then resets. That is noticed while reading is paused: the exchange
+        ends and its line comes now, not when the client reads again (it never does)."""
+        stalled = threading.Event()
+
+        def upstream(sock, rec):
+            while b"\r\n\r\n" not in rec.received:
+                d = sock.recv(65536)
+                if not d:
+                    return
+                rec.received += d
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (1 << 40))
+            sock.settimeout(0.5)
+            try:
+                while True:  # until atlasd stops taking more
+                    sock.send(b"d" * (1 << 20))
+            except socket.timeout:
+                pass
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            stalled.set()  # the handler's return closes it: a reset
+
+        with TcpServer(upstream) as u, Atlas(config('{ path = "access.json", format = "json" }',
+                                                    handler='{ module = "proxy", upstream = "api" }',
+                                                    upstream='[upstream.api]\nservers = ["%s"]\n' % u.address)) as a:
+            s = connect(a.port)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            try:
+                s.sendall(build_request("GET", "/big"))
+                self.assertTrue(stalled.wait(60), "atlasd never stopped reading the response")
+                lines = wait_lines(os.path.join(a.dir, "access.json"), 1)
+                got = 0  # what was queued, then the end (a FIN, or a reset: the response is cut)
+                s.settimeout(30)
+                try:
+                    while d := s.recv(1 << 20):
+                        got += len(d)
+                except ConnectionResetError:
+                    pass
+            finally:
+                s.close()
+        e = json.loads(lines[0])
+        self.assertEqual((e["target"], e["status"]), ("/big", 200))
+        self.assertLess(got, 1 << 40)
 
     def test_rejected_request_has_empty_request_fields(self):
         with Atlas(config('{ path = "access.json", format = "json" }'), www=WWW) as a:
