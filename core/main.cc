@@ -18,6 +18,7 @@
 #include "chain/runtime.hh"
 #include "config/loader.hh"
 #include "control/daemon.hh"
+#include "control/pid_file.hh"
 #include "module/loader.hh"
 
 namespace {
@@ -25,18 +26,27 @@ namespace {
 using namespace atlas;
 
 constexpr const char *usage_text =
-    "usage: atlasd [-c DIR|FILE] [-t] [-v] [FILE]\n"
+    "usage: atlasd [-c DIR|FILE] [-t] [-v] [-s SIGNAL] [FILE]\n"
     "  -c PATH  configuration: a directory (atlas.toml + conf.d/*.toml) or one file\n"
     "           (default /etc/atlas)\n"
     "  -t       check the configuration and modules, then exit\n"
     "  -v       print the version and module ABI, then exit\n"
+    "  -s SIG   signal the atlasd running this configuration (found through\n"
+    "           server.pid_file): reload, stop (drain), quit (at once), reopen (logs)\n"
     "signals: TERM/INT drain and exit, QUIT stops at once, HUP reloads, USR1 reopens logs\n";
 
 struct options {
     std::string config = "/etc/atlas";
     bool check = false;
     bool version = false;
+    std::string signal;  // -s
 };
+
+struct named_signal {
+    const char *name;
+    int sig;
+};
+constexpr named_signal signals_by_name[] = {{"reload", SIGHUP}, {"stop", SIGTERM}, {"quit", SIGQUIT}, {"reopen", SIGUSR1}};
 
 // Returns 0 to go on, or an exit status + 1.
 int parse_args(int argc, char **argv, options &o) {
@@ -48,6 +58,12 @@ int parse_args(int argc, char **argv, options &o) {
         else if (a == "-h" || a == "--help") {
             std::fputs(usage_text, stdout);
             return 1;
+        } else if (a == "-s") {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "atlasd: -s needs a signal: reload, stop, quit or reopen\n");
+                return 3;
+            }
+            o.signal = argv[++i];
         } else if (a == "-c") {
             if (i + 1 >= argc) {
                 std::fprintf(stderr, "atlasd: -c needs a directory or file\n");
@@ -66,6 +82,38 @@ int parse_args(int argc, char **argv, options &o) {
     return 0;
 }
 
+// `atlasd -s NAME`: the running server is the pid in the configuration's pid file.
+int send_signal(const options &o) {
+    const named_signal *ns = nullptr;
+    for (const named_signal &n : signals_by_name)
+        if (o.signal == n.name) ns = &n;
+    if (!ns) {
+        std::fprintf(stderr, "atlasd: -s %s: unknown signal; use reload, stop, quit or reopen\n", o.signal.c_str());
+        return 2;
+    }
+    // Only the pid file is needed: a configuration with errors elsewhere (being edited,
+    // say) must not keep an operator from stopping the server.
+    config::load_result loaded = config::load(o.config);
+    const std::string &path = loaded.snap.server.pid_file;
+    if (path.empty()) {
+        std::fprintf(stderr, "atlasd: -s %s: %s sets no server.pid_file: cannot find the running atlasd\n",
+                     ns->name, o.config.c_str());
+        return 1;
+    }
+    std::string err;
+    pid_t pid = control::pid_file::read(path, err);
+    if (pid == 0) {
+        std::fprintf(stderr, "atlasd: -s %s: %s\n", ns->name, err.c_str());
+        return 1;
+    }
+    if (kill(pid, ns->sig) != 0) {
+        std::fprintf(stderr, "atlasd: -s %s: process %d (from %s): %s\n", ns->name, int(pid), path.c_str(),
+                     errno == ESRCH ? "no such process (a stale pid file?)" : std::strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -75,6 +123,8 @@ int main(int argc, char **argv) {
         std::printf("atlasd %s (module ABI %u.%u)\n", ATLAS_VERSION, ATLAS_ABI_MAJOR, ATLAS_ABI_MINOR);
         return 0;
     }
+
+    if (!opt.signal.empty()) return send_signal(opt);
 
     std::vector<std::string> errors;
     config::load_result loaded = config::load(opt.config);

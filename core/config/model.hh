@@ -131,6 +131,7 @@ struct server_settings {
     std::string module_dir;                  // empty = built-in default
     duration drain_timeout{30000};
     std::string pid_file;                    // empty = none
+    bool watch_config = true;                // reload when a config file changes (inotify)
 };
 
 struct admin_settings {

@@ -523,11 +523,12 @@ module_ref lb_module(const std::string &policy, nlohmann::json extra, const node
 }
 
 void read_server(scope s, server_settings &out) {
-    s.allow_only({"workers", "module_dir", "drain_timeout", "pid_file"});
+    s.allow_only({"workers", "module_dir", "drain_timeout", "pid_file", "watch_config"});
     if (auto n = s.integer("workers", 0, max_workers)) out.workers = static_cast<uint32_t>(*n);
     if (auto p = s.path("module_dir")) out.module_dir = *p;
     if (auto d = s.dur("drain_timeout")) out.drain_timeout = *d;
     if (auto p = s.path("pid_file")) out.pid_file = *p;
+    if (auto w = s.boolean("watch_config")) out.watch_config = *w;
 }
 
 void read_admin(scope s, admin_settings &out) {

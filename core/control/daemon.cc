@@ -16,8 +16,11 @@
 #include "chain/runtime.hh"
 #include "chain/worker.hh"
 #include "config/loader.hh"
+#include "control/config_watch.hh"
 #include "control/health_checks.hh"
 #include "control/loop.hh"
+#include "control/pid_file.hh"
+#include "control/service_notify.hh"
 #include "event/clock.hh"
 #include "module/loader.hh"
 #include "upstream/registry.hh"
@@ -57,6 +60,8 @@ private:
     void on_signal(int sig);
     void on_tick();
     admin::reload_outcome reload(const char *why);
+    admin::reload_outcome build_and_switch(const char *why);
+    void watch_config();
     bool all_finished() const;
 
     static void tick(void *self) {
@@ -76,6 +81,9 @@ private:
     std::unique_ptr<admin::server> admin_;
     admin::context admin_ctx_;
     fd_reader signals_, reports_;
+    config_watch watch_{loop_, [this] { reload("config file change"); }};
+    service_notify notify_;
+    std::string pid_file_;  // the one this process wrote, removed at exit
     sigset_t sigs_{};
     bool draining_ = false;
     uint64_t drain_deadline_ = UINT64_MAX;
@@ -91,6 +99,8 @@ bool daemon::all_finished() const {
 bool daemon::start(std::string &err) {
     if (!loop_.init(err)) return false;
     started_ms_ = loop_.now_ms();
+    // Before the workers listen: a change made as soon as atlasd answers is seen.
+    watch_config();
     chain::bind_upstreams(*current_, registry_, loop_.now_ms());
     registry_.on_publish = [this](uint32_t slot) {
         for (auto &w : workers_) {
@@ -169,11 +179,15 @@ void daemon::on_signal(int sig) {
         if (draining_) return;
         chain::log::info("%s: stopping accepting, finishing in-flight requests", sig == SIGTERM ? "SIGTERM" : "SIGINT");
         draining_ = true;
+        notify_.stopping();
+        watch_.stop();
         drain_deadline_ = loop_.now_ms() + uint64_t(current_->snap->server.drain_timeout.count());
         for (auto &w : workers_) w->drain();
     } else if (sig == SIGQUIT) {
         chain::log::info("SIGQUIT: stopping now");
         draining_ = true;
+        notify_.stopping();
+        watch_.stop();
         for (auto &w : workers_) w->stop_now();
     } else if (sig == SIGUSR1) {
         chain::log::info("SIGUSR1: reopening the access logs");
@@ -198,6 +212,15 @@ admin::reload_outcome daemon::reload(const char *why) {
         out.errors.push_back("atlasd is stopping");
         return out;
     }
+    notify_.reloading();
+    out = build_and_switch(why);
+    notify_.ready(out.ok ? "reloaded" : "reload failed; serving the previous configuration");
+    if (out.ok) watch_config();
+    return out;
+}
+
+admin::reload_outcome daemon::build_and_switch(const char *why) {
+    admin::reload_outcome out;
     config::load_result loaded = config::load(path_);
     for (auto &d : loaded.errors) out.errors.push_back(d.message);
     std::unique_ptr<chain::runtime> next;
@@ -242,6 +265,16 @@ admin::reload_outcome daemon::reload(const char *why) {
     return out;
 }
 
+void daemon::watch_config() {
+    if (!current_->snap->server.watch_config) {
+        watch_.stop();
+        return;
+    }
+    std::string err;
+    watch_.watch(path_, current_->snap->files, err);
+    if (!err.empty()) chain::log::warn("server.watch_config: %s; changes need SIGHUP or POST /reload", err.c_str());
+}
+
 int daemon::run() {
     sigemptyset(&sigs_);
     for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1}) sigaddset(&sigs_, s);
@@ -254,8 +287,17 @@ int daemon::run() {
         for (const net::address &a : l.addresses)
             chain::log::info("listening on %s (%s)", net::to_string(a).c_str(), l.cfg->name.c_str());
     if (admin_) chain::log::info("admin API on %s", current_->snap->admin.listen.c_str());
+    if (const std::string &pf = current_->snap->server.pid_file; !pf.empty()) {
+        if (!pid_file::write(pf, err)) {
+            chain::log::error("%s", err.c_str());
+            stop_workers();
+            return 1;
+        }
+        pid_file_ = pf;
+    }
     chain::log::info("atlasd %s started: %u worker%s, io_uring %s", ATLAS_VERSION, current_->workers,
                      current_->workers == 1 ? "" : "s", workers_[0]->ring_.mode());
+    notify_.ready("serving");
 
     while (!(draining_ && all_finished())) {
         loop_.turn(draining_ ? 50 : -1);
@@ -272,6 +314,7 @@ int daemon::run() {
     for (auto &w : workers_) w->join();
     workers_.clear();
     admin_.reset();
+    if (!pid_file_.empty()) pid_file::remove_if_ours(pid_file_);
     chain::log::info("stopped");
     return 0;
 }

@@ -16,7 +16,8 @@ Paths:
   /stream/N        N x 64 KiB pieces, chunked, 20 ms apart; records whether the client
                    (the proxy) went away before the end in `aborted`
   /hold            200 "held" once the test calls release() (or after 60 s): a request
-                   kept in flight for as long as the test needs, without a timed sleep
+                   kept in flight for as long as the test needs, without a timed sleep;
+                   `holding` counts those that arrived
 Wrappers, put in front of any of the paths above (they combine):
   /drop-reused/... on a connection that already served a request, the request (head and
                    body) is read and the connection closed without a response: an upstream
@@ -189,6 +190,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(0.05)
         elif kind == "hold":
+            with self.server.lock:
+                self.server.holding += 1
             self.server.released.wait(HOLD_LIMIT)
             self._send(200, b"held")
         elif kind == "hop":
@@ -219,6 +222,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # many proxied requests at once (socketserver says 5)
 
 
 class Backend:
@@ -227,6 +231,7 @@ class Backend:
         self.httpd.name = name
         self.httpd.lock = threading.Lock()
         self.httpd.connections = 0
+        self.httpd.holding = 0
         self.httpd.seen = []
         self.httpd.aborted = threading.Event()
         self.httpd.released = threading.Event()
@@ -239,6 +244,10 @@ class Backend:
     @property
     def connections(self):
         return self.httpd.connections
+
+    @property
+    def holding(self):
+        return self.httpd.holding
 
     @property
     def seen(self):

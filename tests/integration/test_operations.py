@@ -1,0 +1,307 @@
+"""Running atlasd for years: reloads when a config file changes (inotify, debounced), the
+pid file and `atlasd -s`, READY/RELOADING/STOPPING to a service manager's NOTIFY_SOCKET,
+graceful drain with many requests in flight, long-lived tunnels through reloads, and
+reloads under load."""
+
+import base64
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from backend import Backend
+from harness import Atlas, connect, read_response, request, run_bin, wait_until
+
+RELOADED = "Configuration hot-reloaded"
+
+
+def proxy_config(servers, extra_server="", extra=""):
+    return ('[server]\nworkers = 1\n%s\n[upstream.api]\nservers = [%s]\n\n'
+            '[[listener]]\nname = "web"\nlisten = ["127.0.0.1:{port}"]\n%s\n'
+            '  [[listener.route]]\n  path_prefix = "/"\n  handler = { module = "proxy", upstream = "api" }\n'
+            % (extra_server, ", ".join('"%s"' % s for s in servers), extra))
+
+
+def rewrite(path, text):
+    """Replaces a config file the way deploy tools do: a new file renamed over the old."""
+    tmp = path + ".tmp-new"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+def reloads(a, why=None):
+    text = a.stderr_text()
+    return text.count((why + ": " if why else "") + RELOADED)
+
+
+class ConfigWatch(unittest.TestCase):
+    def test_editing_the_config_reloads_it(self):
+        with Backend("one") as one, Backend("two") as two:
+            with Atlas(proxy_config([one.address])) as a:
+                self.assertEqual(request(a.port, path="/echo").header("x-backend"), "one")
+                rewrite(a.path("atlas.toml"), proxy_config([two.address]).replace("{port}", str(a.port)))
+                wait_until(lambda: reloads(a, "config file change") == 1, "the reload on the file change")
+                self.assertEqual(request(a.port, path="/echo").header("x-backend"), "two")
+                # Written in place (an editor without rename) works too.
+                with open(a.path("atlas.toml"), "w") as f:
+                    f.write(proxy_config([one.address]).replace("{port}", str(a.port)))
+                wait_until(lambda: reloads(a, "config file change") == 2, "the second reload")
+                self.assertEqual(request(a.port, path="/echo").header("x-backend"), "one")
+
+    def test_a_new_conf_d_file_is_read(self):
+        with Backend("one") as one:
+            with Atlas(proxy_config([one.address]), files={"conf.d/.keep": ""}) as a:
+                self.assertEqual(request(a.port, path="/echo").status, 200)
+                with open(a.path("conf.d", "extra.toml"), "w") as f:
+                    f.write('[[listener]]\nname = "more"\nlisten = ["127.0.0.1:%d"]\n'
+                            '  [[listener.route]]\n  path_prefix = "/"\n'
+                            '  handler = { module = "proxy", upstream = "api" }\n' % a.port2)
+                wait_until(lambda: reloads(a, "config file change") == 1, "the reload")
+                self.assertEqual(request(a.port2, path="/echo").header("x-backend"), "one")
+
+    def test_an_invalid_edit_is_rejected_and_serving_continues(self):
+        with Backend("one") as one:
+            with Atlas(proxy_config([one.address])) as a:
+                good = open(a.path("atlas.toml")).read()
+                rewrite(a.path("atlas.toml"), good.replace("[upstream.api]", "[upstream.api]\nlb = \"nope\""))
+                wait_until(lambda: "config file change: configuration not reloaded" in a.stderr_text(),
+                           "the rejected reload's log line")
+                self.assertIn("upstream.api.lb", a.stderr_text())
+                self.assertEqual(request(a.port, path="/echo").header("x-backend"), "one")
+                rewrite(a.path("atlas.toml"), good)  # fixed: the next change is taken
+                wait_until(lambda: reloads(a, "config file change") == 1, "the reload once fixed")
+                self.assertEqual(request(a.port, path="/echo").status, 200)
+                a.assert_alive()
+
+    def test_an_editors_temporary_files_are_ignored_and_watching_can_be_off(self):
+        with Backend("one") as one, Backend("two") as two:
+            with Atlas(proxy_config([one.address], extra_server="watch_config = false")) as a:
+                rewrite(a.path("atlas.toml"), proxy_config([two.address], extra_server="watch_config = false")
+                        .replace("{port}", str(a.port)))
+                # Nothing reloads on its own; SIGHUP still does (and tells which it was).
+                a.send_signal(signal.SIGHUP)
+                wait_until(lambda: reloads(a, "SIGHUP") == 1, "the SIGHUP reload")
+                self.assertEqual(reloads(a, "config file change"), 0)
+                self.assertEqual(request(a.port, path="/echo").header("x-backend"), "two")
+            with Atlas(proxy_config([one.address])) as a:
+                for name in (".atlas.toml.swp", "atlas.toml~", "notes.txt"):
+                    with open(a.path(name), "w") as f:
+                        f.write("x")
+                # A real change after them is the first reload: they caused none.
+                rewrite(a.path("atlas.toml"), proxy_config([two.address]).replace("{port}", str(a.port)))
+                wait_until(lambda: reloads(a) >= 1, "the reload")
+                self.assertEqual(reloads(a), 1)
+                self.assertNotIn("configuration not reloaded", a.stderr_text())
+
+
+class PidFileAndSignals(unittest.TestCase):
+    def test_pid_file_and_dash_s(self):
+        with Backend("one") as one:
+            # check_exit off: `-s stop` ends it, not the harness.
+            with Atlas(proxy_config([one.address], extra_server='pid_file = "run/atlasd.pid"'),
+                       files={"run/.keep": ""}, check_exit=False) as a:
+                pid_path = a.path("run", "atlasd.pid")
+                wait_until(lambda: os.path.exists(pid_path), "the pid file")
+                self.assertEqual(open(pid_path).read(), "%d\n" % a.pid)
+                code, out, err = run_bin(["-s", "reload", "-c", a.dir])
+                self.assertEqual((code, err), (0, ""))
+                wait_until(lambda: reloads(a, "SIGHUP") == 1, "the reload -s asked for")
+                code, out, err = run_bin(["-s", "stop", "-c", a.dir])
+                self.assertEqual((code, err), (0, ""))
+                self.assertEqual(a.wait(), 0)
+                self.assertFalse(a.sanitizer_report(), a.stderr_text())
+                self.assertFalse(os.path.exists(pid_path), "the pid file outlived atlasd")
+                code, out, err = run_bin(["-s", "stop", "-c", a.dir])
+                self.assertEqual(code, 1)
+                self.assertIn("cannot read the pid file %s" % pid_path, err)
+
+    def test_dash_s_errors(self):
+        tmp = tempfile.mkdtemp(prefix="atlas-it-")
+        try:
+            with open(os.path.join(tmp, "atlas.toml"), "w") as f:
+                f.write('[server]\npid_file = "%s/p.pid"\n' % tmp)
+            code, _, err = run_bin(["-s", "restart", "-c", tmp])
+            self.assertEqual(code, 2)
+            self.assertIn("-s restart: unknown signal; use reload, stop, quit or reopen", err)
+            with open(os.path.join(tmp, "p.pid"), "w") as f:
+                f.write("banana\n")
+            code, _, err = run_bin(["-s", "reload", "-c", tmp])
+            self.assertEqual(code, 1)
+            self.assertIn("does not hold a process id", err)
+            # Above any pid the kernel hands out (pid_max is at most 2^22).
+            with open(os.path.join(tmp, "p.pid"), "w") as f:
+                f.write("%d\n" % ((1 << 22) + 1))
+            code, _, err = run_bin(["-s", "reload", "-c", tmp])
+            self.assertEqual(code, 1)
+            self.assertIn("no such process (a stale pid file?)", err)
+            with open(os.path.join(tmp, "atlas.toml"), "w") as f:
+                f.write("[server]\nworkers = 1\n")
+            code, _, err = run_bin(["-s", "stop", "-c", tmp])
+            self.assertEqual(code, 1)
+            self.assertIn("sets no server.pid_file", err)
+        finally:
+            shutil.rmtree(tmp)
+
+    def test_unwritable_pid_file_stops_start_up(self):
+        tmp = tempfile.mkdtemp(prefix="atlas-it-")
+        try:
+            with open(os.path.join(tmp, "atlas.toml"), "w") as f:
+                f.write(proxy_config(["127.0.0.1:1"], extra_server='pid_file = "/nonexistent-dir/a.pid"')
+                        .replace("{port}", "0"))
+            code, _, err = run_bin(["-c", tmp], timeout=30)
+            self.assertEqual(code, 1, err)
+            self.assertIn("server.pid_file: cannot write /nonexistent-dir/a.pid: No such file or directory", err)
+        finally:
+            shutil.rmtree(tmp)
+
+
+class ServiceNotify(unittest.TestCase):
+    def test_ready_reloading_stopping(self):
+        tmp = tempfile.mkdtemp(prefix="atlas-it-")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            path = os.path.join(tmp, "notify")
+            sock.bind(path)
+            sock.settimeout(20)
+            with Backend("one") as one:
+                with Atlas(proxy_config([one.address]), env={"NOTIFY_SOCKET": path}) as a:
+                    self.assertEqual(sock.recv(4096), b"READY=1\nSTATUS=serving\n")
+                    a.send_signal(signal.SIGHUP)
+                    self.assertRegex(sock.recv(4096).decode(), r"^RELOADING=1\nMONOTONIC_USEC=\d+\n$")
+                    self.assertEqual(sock.recv(4096), b"READY=1\nSTATUS=reloaded\n")
+                    self.assertEqual(a.stop(), 0)
+                    self.assertEqual(sock.recv(4096), b"STOPPING=1\n")
+        finally:
+            sock.close()
+            shutil.rmtree(tmp)
+
+
+class Drain(unittest.TestCase):
+    def test_sigterm_with_100_slow_requests_in_flight(self):
+        """Every one of them completes, then atlasd exits 0."""
+        with Backend("one") as b, Atlas(proxy_config([b.address])) as a:
+            results = [None] * 100
+
+            def one_request(i):
+                try:
+                    with connect(a.port, timeout=60) as s:
+                        s.sendall(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+                        r = read_response(s, timeout=60)
+                        results[i] = (r.status, r.body)
+                except Exception as e:  # reported below, with the others
+                    results[i] = repr(e)
+
+            threads = [threading.Thread(target=one_request, args=(i,)) for i in range(100)]
+            for t in threads:
+                t.start()
+            try:
+                wait_until(lambda: b.holding == 100, "100 requests at the upstream", timeout=60)
+                a.send_signal(signal.SIGTERM)
+                wait_until(lambda: "SIGTERM: stopping accepting" in a.stderr_text(), "the drain")
+                with self.assertRaises(OSError):  # no new connections while draining
+                    connect(a.port, timeout=2).recv(1)
+            finally:
+                b.release()
+                for t in threads:
+                    t.join(60)
+            self.assertEqual(a.stop(timeout=30), 0)
+        self.assertEqual(results, [(200, b"held")] * 100)
+
+
+def ws_frame(payload, opcode=1):
+    """A client frame (masked, as RFC 6455 5.3 requires)."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    head += bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack("!H", n)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def ws_read_frame(sock):
+    def exactly(n):
+        buf = b""
+        while len(buf) < n:
+            d = sock.recv(n - len(buf))
+            if not d:
+                raise AssertionError("connection closed inside a frame")
+            buf += d
+        return buf
+    b0, b1 = exactly(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", exactly(2))[0]
+    return b0 & 0x0F, exactly(n)
+
+
+class LongLived(unittest.TestCase):
+    @unittest.skipUnless(shutil.which("node") and os.path.isdir(os.path.join(os.path.dirname(__file__), "node_modules",
+                                                                             "ws")), "needs node and npm ws")
+    def test_websocket_opened_before_10_reloads_still_echoes(self):
+        from test_websocket import NodeServer
+        with NodeServer() as ws, Backend("other") as other:
+            up = "127.0.0.1:%d" % ws.port
+            text = proxy_config([up]).replace("upstream = \"api\" }", "upstream = \"api\", websocket = true }")
+            with Atlas(text) as a:
+                s = connect(a.port, timeout=20)
+                try:
+                    key = base64.b64encode(os.urandom(16)).decode()
+                    s.sendall(("GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode())
+                    self.assertEqual(read_response(s, head=True).status, 101)
+                    s.sendall(ws_frame(b"before"))
+                    self.assertEqual(ws_read_frame(s), (1, b"before"))
+                    for i in range(10):  # the upstream moves away and back
+                        n = reloads(a)
+                        servers = [other.address] if i % 2 == 0 else [up]
+                        rewrite(a.path("atlas.toml"), text.replace('"%s"' % up, ", ".join('"%s"' % x for x in servers))
+                                .replace("{port}", str(a.port)))
+                        wait_until(lambda: reloads(a) > n, "reload %d" % (i + 1))
+                    s.sendall(ws_frame(b"after ten reloads"))
+                    self.assertEqual(ws_read_frame(s), (1, b"after ten reloads"))
+                finally:
+                    s.close()
+
+
+class UnderLoad(unittest.TestCase):
+    @unittest.skipUnless(shutil.which("wrk"), "needs wrk (tools/dev test installs it)")
+    def test_50_reloads_during_a_wrk_run_lose_nothing(self):
+        """Reloads alternating between two server sets while wrk keeps 20 connections busy:
+        no socket error and no non-2xx response."""
+        with Backend("one") as one, Backend("two") as two, Backend("three") as three:
+            sets = ([one.address, two.address], [three.address])
+            with Atlas(proxy_config(sets[0])) as a:
+                wrk = subprocess.Popen(["wrk", "-t1", "-c20", "-d60s", "http://127.0.0.1:%d/len/100" % a.port],
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                try:
+                    for i in range(50):
+                        n = reloads(a)
+                        rewrite(a.path("atlas.toml"), proxy_config(sets[(i + 1) % 2]).replace("{port}", str(a.port)))
+                        wait_until(lambda: reloads(a) > n, "reload %d" % (i + 1))
+                        deadline = time.monotonic() + 0.8  # spread over the run
+                        while time.monotonic() < deadline and wrk.poll() is None:
+                            time.sleep(0.05)
+                    out, _ = wrk.communicate(timeout=120)
+                finally:
+                    if wrk.poll() is None:
+                        wrk.kill()
+                        wrk.wait()
+                a.assert_alive()
+        self.assertEqual(wrk.returncode, 0, out)
+        self.assertNotIn("Socket errors", out)
+        self.assertNotIn("Non-2xx", out)
+        total = int(re.search(r"(\d+) requests in", out).group(1))
+        self.assertGreater(total, 0, out)
+        self.assertGreater(len(one.seen), 0)  # both server sets took requests
+        self.assertGreater(len(three.seen), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
