@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -309,7 +310,9 @@ void reopen_access_logs(const runtime &rt) {
 
 bool give_access_logs_to(const runtime &rt, uint32_t uid, uint32_t gid, std::string &err) {
     for (const listener_rt &l : rt.listeners) {
-        if (l.log_fd <= STDERR_FILENO) continue;
+        struct stat st;
+        // Only files: access_log = "/dev/stdout" must not hand a device to the user.
+        if (l.log_fd <= STDERR_FILENO || ::fstat(l.log_fd, &st) != 0 || !S_ISREG(st.st_mode)) continue;
         if (::fchown(l.log_fd, uid_t(uid), gid_t(gid)) != 0) {
             err = l.cfg->key + ".access_log: cannot give '" + l.cfg->access_log + "' to uid " + std::to_string(uid) +
                   ": " + std::strerror(errno);

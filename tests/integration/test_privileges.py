@@ -276,5 +276,18 @@ class SwitchToNobody(unittest.TestCase):
                    LINE_WAIT)
 
 
+@unittest.skipUnless(IS_ROOT, "needs root: atlasd switches from root to nobody")
+@unittest.skipUnless(NOBODY, "no user 'nobody'")
+class DeviceAccessLog(unittest.TestCase):
+    def test_a_device_is_not_given_to_the_user(self):
+        before = os.stat("/dev/null")
+        self.addCleanup(os.chown, "/dev/null", before.st_uid, before.st_gid)
+        with WorldReadableAtlas(SWITCH_CONFIG.replace('"{dir}/log/access.log"', '"/dev/null"'),
+                                www={"index.html": "hi\n"}, files={"run/.keep": ""}) as a:
+            self.assertEqual(get(a.port, "/").status, 200)
+            self.assertIn("running as user nobody", a.stderr_text())
+            self.assertEqual(os.stat("/dev/null").st_uid, before.st_uid)
+
+
 if __name__ == "__main__":
     unittest.main()
