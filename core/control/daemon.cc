@@ -306,6 +306,7 @@ int daemon::run() {
     std::string err;
     if (!start(err)) {
         chain::log::error("%s", err.c_str());
+        if (!pid_file_.empty()) ::unlink(pid_file_.c_str());  // no process behind it
         return 1;
     }
     for (const chain::listener_rt &l : current_->listeners)

@@ -289,5 +289,29 @@ class DeviceAccessLog(unittest.TestCase):
             self.assertEqual(os.stat("/dev/null").st_uid, before.st_uid)
 
 
+class PidFile(unittest.TestCase):
+    """server.pid_file, written before any switch (no user here: any uid runs this)."""
+
+    def test_written_at_start_and_removed_at_exit(self):
+        config = SWITCH_CONFIG.replace('user = "nobody"\n', "")
+        a = Atlas(config, www={"index.html": "hi\n"}, files={"run/.keep": "", "log/.keep": ""},
+                  check_exit=False)
+        with a:
+            with open(a.path("run", "atlas.pid")) as f:
+                self.assertEqual(f.read(), "%d\n" % a.pid)
+            self.assertEqual(a.stop(), 0)
+            self.assertFalse(os.path.exists(a.path("run", "atlas.pid")))
+
+    def test_unwritable_pid_file_stops_start_up(self):
+        code, _, err = run_check('[server]\npid_file = "{dir}/no/such/dir/atlas.pid"\n' + LISTENER, files=WWW)
+        self.assertEqual(code, 0, err)  # -t does not write it
+        with self.assertRaises(AssertionError) as e:
+            with Atlas('[server]\npid_file = "{dir}/no/such/dir/atlas.pid"\n' + LISTENER,
+                       files=WWW, check_exit=False, ready_timeout=5):
+                pass
+        self.assertIn("server.pid_file: cannot write '", str(e.exception))
+        self.assertIn("/no/such/dir/atlas.pid': No such file or directory", str(e.exception))
+
+
 if __name__ == "__main__":
     unittest.main()
