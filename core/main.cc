@@ -19,6 +19,7 @@
 #include "config/loader.hh"
 #include "control/daemon.hh"
 #include "control/pid_file.hh"
+#include "control/privileges.hh"
 #include "module/loader.hh"
 
 namespace {
@@ -138,6 +139,9 @@ int main(int argc, char **argv) {
         auto snap = std::make_shared<const config::snapshot>(std::move(loaded.snap));
         rt = chain::build_runtime(snap, loader, errors);
         if (config_ok && rt && rt->listeners.empty()) errors.push_back(opt.config + ": no listener configured");
+        // At -t too: a config that could not start here is reported before a restart.
+        if (config_ok && rt)
+            if (std::string e = control::check_identity(rt->snap->server); !e.empty()) errors.push_back(e);
     }
     if (!errors.empty()) {
         for (auto &e : errors) std::fprintf(stderr, "atlasd: %s\n", e.c_str());

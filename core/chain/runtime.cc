@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -307,6 +308,20 @@ void reopen_access_logs(const runtime &rt) {
     }
 }
 
+bool give_access_logs_to(const runtime &rt, uint32_t uid, uint32_t gid, std::string &err) {
+    for (const listener_rt &l : rt.listeners) {
+        struct stat st;
+        // Only files: access_log = "/dev/stdout" must not hand a device to the user.
+        if (l.log_fd <= STDERR_FILENO || ::fstat(l.log_fd, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (::fchown(l.log_fd, uid_t(uid), gid_t(gid)) != 0) {
+            err = l.cfg->key + ".access_log: cannot give '" + l.cfg->access_log + "' to uid " + std::to_string(uid) +
+                  ": " + std::strerror(errno);
+            return false;
+        }
+    }
+    return true;
+}
+
 void bind_upstreams(runtime &rt, upstream::registry &reg, uint64_t now) {
     rt.registry = &reg;
     for (upstream_rt &u : rt.upstreams) u.group = reg.bind(*u.cfg, u.specs, now);
@@ -322,13 +337,13 @@ const listener_rt *listener_on(const runtime &rt, const std::string &key) {
     return nullptr;
 }
 
-bool open_new_listeners(const runtime &next, const runtime &current, std::vector<listen_fds> &out, std::string &err) {
+bool open_new_listeners(const runtime &next, const runtime *current, std::vector<listen_fds> &out, std::string &err) {
     out.assign(next.workers, {});
     for (size_t i = 0; i < next.listeners.size(); ++i) {
         const listener_rt &l = next.listeners[i];
         for (const net::address &a : l.addresses) {
             std::string key = listen_key(a);
-            if (listener_on(current, key)) continue;
+            if (current && listener_on(*current, key)) continue;
             for (uint32_t w = 0; w < next.workers; ++w) {
                 int fd = net::listen_socket(a, 4096, err);
                 if (fd < 0) {

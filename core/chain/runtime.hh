@@ -178,10 +178,16 @@ struct listen_fds {
     std::vector<new_listen_socket> fds;
 };
 
-// Before a reload switches to `next`: one socket per worker for every address of `next`
-// that `current` does not listen on, so a taken port fails the reload (and nothing
-// changes) instead of failing in a worker. Out: one entry per worker. false + `err`.
-bool open_new_listeners(const runtime &next, const runtime &current, std::vector<listen_fds> &out, std::string &err);
+// One socket per worker for every address of `next` that `current` does not listen on
+// (every address when `current` is null, at start-up), opened on the main thread: at a
+// reload a taken port fails it (and nothing changes) instead of failing in a worker, and
+// at start-up they are open before atlasd gives up root. Out: one entry per worker.
+// false + `err`.
+bool open_new_listeners(const runtime &next, const runtime *current, std::vector<listen_fds> &out, std::string &err);
+
+// After a switch away from root: the access log files opened at start-up go to that
+// user, so a reload (which opens them again) can still append to them. false + `err`.
+bool give_access_logs_to(const runtime &rt, uint32_t uid, uint32_t gid, std::string &err);
 
 // The canonical text of a listening address, to match listeners across reloads.
 std::string listen_key(const net::address &a);

@@ -92,9 +92,12 @@ worker::~worker() {
 
 worker *worker::current() { return tl_worker; }
 
-bool worker::start(std::string &err) {
+bool worker::start(std::vector<new_listen_socket> sockets, std::string &err) {
+    initial_sockets_ = std::move(sockets);
     wake_fd_ = eventfd(0, EFD_CLOEXEC);
     if (wake_fd_ < 0) {
+        for (const new_listen_socket &n : initial_sockets_) close(n.fd);
+        initial_sockets_.clear();
         err = std::string("eventfd: ") + std::strerror(errno);
         return false;
     }
@@ -142,9 +145,14 @@ void worker::stop_now() {
 }
 
 bool worker::setup(std::string &err) {
-    if (!ring_.init(ring_entries, recv_buffers, recv_buffer_size, err)) return false;
-    if (!ring_.add_buffer_group(bulk_group, bulk_buffers, bulk_buffer_size, err)) return false;
-    if (!ring_.add_buffer_group(relay_group, relay_buffers, recv_buffer_size, err)) return false;
+    std::vector<new_listen_socket> sockets = std::move(initial_sockets_);
+    auto fail = [&] {
+        for (const new_listen_socket &n : sockets) close(n.fd);
+        return false;
+    };
+    if (!ring_.init(ring_entries, recv_buffers, recv_buffer_size, err)) return fail();
+    if (!ring_.add_buffer_group(bulk_group, bulk_buffers, bulk_buffer_size, err)) return fail();
+    if (!ring_.add_buffer_group(relay_group, relay_buffers, recv_buffer_size, err)) return fail();
     // Registered slots for client sockets, as many as the fd limit allows.
     rlimit nofile{};
     getrlimit(RLIMIT_NOFILE, &nofile);
@@ -162,16 +170,7 @@ bool worker::setup(std::string &err) {
         CPU_SET(cpus[index_ % cpus.size()], &set);
         pthread_setaffinity_np(pthread_self(), sizeof set, &set);
     }
-    for (const listener_rt &l : rt_->listeners) {
-        for (const net::address &a : l.addresses) {
-            int fd = net::listen_socket(a, 4096, err);
-            if (fd < 0) {  // run() closes those opened so far
-                err = l.cfg->key + ": " + err;
-                return false;
-            }
-            add_listener(fd, l, listen_key(a));
-        }
-    }
+    for (const new_listen_socket &n : sockets) add_listener(n.fd, rt_->listeners[n.listener], n.key);
     live_.push_back({rt_, 0});
     init_states(*rt_);
     for (const upstream_rt &u : rt_->upstreams) refresh_group(u.group->slot);

@@ -225,9 +225,10 @@ public:
     worker(const worker &) = delete;
     worker &operator=(const worker &) = delete;
 
-    // Starts the thread; returns once its ring and listening sockets are ready
-    // (false + err when they could not be set up).
-    bool start(std::string &err);
+    // Starts the thread with its listening sockets (opened by the main thread, one per
+    // address; the worker owns them from here, also on failure); returns once its ring
+    // is ready and they accept (false + err when they could not be set up).
+    bool start(std::vector<new_listen_socket> sockets, std::string &err);
     void join();
 
     // Thread-safe controls used by the main thread and host->post.
@@ -370,6 +371,7 @@ private:
     bool mailbox_open_ = true;
 
     std::thread thread_;
+    std::vector<new_listen_socket> initial_sockets_;  // handed to setup()
     std::mutex start_mu_;
     std::condition_variable start_cv_;
     bool start_done_ = false;

@@ -132,6 +132,11 @@ struct server_settings {
     duration drain_timeout{30000};
     std::string pid_file;                    // empty = none
     bool watch_config = true;                // reload when a config file changes (inotify)
+    // Unprivileged identity to switch to once everything that needs root is open.
+    // Resolved when the config is read (an unknown name is a config error).
+    bool switch_user = false;                // `user` is set
+    std::string user, group;                 // names; group defaults to the user's primary group
+    uint32_t uid = 0, gid = 0;
 };
 
 struct admin_settings {

@@ -1,7 +1,11 @@
 // The new config format (DESIGN §5) -> snapshot, plus the sections both formats share.
+#include <grp.h>
+#include <pwd.h>
+
 #include <cctype>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -522,13 +526,52 @@ module_ref lb_module(const std::string &policy, nlohmann::json extra, const node
     return implied("lb_" + name, extra, at, key);
 }
 
+// `user` / `group`: names looked up now, so `atlasd -t` and a reload catch a typo
+// before anything switches to it.
+void read_identity(scope &s, server_settings &out) {
+    std::optional<std::string> user = s.string("user");
+    std::optional<std::string> group = s.string("group");
+    std::vector<char> buf(16384);
+    if (user) {
+        passwd pw{}, *found = nullptr;
+        int r = getpwnam_r(user->c_str(), &pw, buf.data(), buf.size(), &found);
+        if (!found) {
+            s.fail("user", r ? "cannot look up user \"" + *user + "\": " + std::strerror(r)
+                             : "no such user \"" + *user + "\"");
+        } else {
+            out.switch_user = true;
+            out.user = *user;
+            out.uid = pw.pw_uid;
+            out.gid = pw.pw_gid;
+        }
+    }
+    if (group) {
+        ::group gr{}, *found = nullptr;
+        int r = getgrnam_r(group->c_str(), &gr, buf.data(), buf.size(), &found);
+        if (!found)
+            s.fail("group", r ? "cannot look up group \"" + *group + "\": " + std::strerror(r)
+                              : "no such group \"" + *group + "\"");
+        else if (!s.get("user"))
+            s.fail("group", "needs server.user (atlasd switches group only together with the user)");
+        else {
+            out.group = *group;
+            out.gid = gr.gr_gid;
+        }
+    } else if (out.switch_user) {
+        ::group gr{}, *found = nullptr;
+        getgrgid_r(out.gid, &gr, buf.data(), buf.size(), &found);
+        out.group = found ? std::string(gr.gr_name) : std::to_string(out.gid);
+    }
+}
+
 void read_server(scope s, server_settings &out) {
-    s.allow_only({"workers", "module_dir", "drain_timeout", "pid_file", "watch_config"});
+    s.allow_only({"workers", "module_dir", "drain_timeout", "pid_file", "watch_config", "user", "group"});
     if (auto n = s.integer("workers", 0, max_workers)) out.workers = static_cast<uint32_t>(*n);
     if (auto p = s.path("module_dir")) out.module_dir = *p;
     if (auto d = s.dur("drain_timeout")) out.drain_timeout = *d;
     if (auto p = s.path("pid_file")) out.pid_file = *p;
     if (auto w = s.boolean("watch_config")) out.watch_config = *w;
+    read_identity(s, out);
 }
 
 void read_admin(scope s, admin_settings &out) {

@@ -1,5 +1,6 @@
 #include "control/daemon.hh"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include "control/loop.hh"
 #include "control/pid_file.hh"
 #include "control/service_notify.hh"
+#include "control/privileges.hh"
 #include "event/clock.hh"
 #include "module/loader.hh"
 #include "upstream/registry.hh"
@@ -56,6 +58,9 @@ public:
 
 private:
     bool start(std::string &err);
+    bool listen_admin(std::string &err);
+    bool write_pid_file(std::string &err);
+    bool drop_root(std::string &err);
     void stop_workers();
     void on_signal(int sig);
     void on_tick();
@@ -83,11 +88,11 @@ private:
     fd_reader signals_, reports_;
     config_watch watch_{loop_, [this] { reload("config file change"); }};
     service_notify notify_;
-    std::string pid_file_;  // the one this process wrote, removed at exit
     sigset_t sigs_{};
     bool draining_ = false;
     uint64_t drain_deadline_ = UINT64_MAX;
     uint64_t started_ms_ = 0;
+    std::string pid_file_;  // written at start-up, removed at exit
 };
 
 bool daemon::all_finished() const {
@@ -97,7 +102,20 @@ bool daemon::all_finished() const {
 }
 
 bool daemon::start(std::string &err) {
-    if (!loop_.init(err)) return false;
+    // Everything that may need root is opened first, on this thread: the listening sockets
+    // (ports below 1024) and the pid file; access logs and TLS keys were read by
+    // build_runtime. Then root goes, before any io_uring or worker thread exists (io_uring
+    // helper threads keep the credentials they were created with).
+    std::vector<chain::listen_fds> fds;
+    if (!chain::open_new_listeners(*current_, nullptr, fds, err)) return false;
+    auto close_fds = [&fds](size_t from) {
+        for (size_t i = from; i < fds.size(); ++i)
+            for (const chain::new_listen_socket &n : fds[i].fds) ::close(n.fd);
+    };
+    if (!write_pid_file(err) || !drop_root(err) || !loop_.init(err)) {
+        close_fds(0);
+        return false;
+    }
     started_ms_ = loop_.now_ms();
     // Before the workers listen: a change made as soon as atlasd answers is seen.
     watch_config();
@@ -116,9 +134,16 @@ bool daemon::start(std::string &err) {
                              upstream::state_name(c.from), upstream::state_name(c.to), c.reason.c_str());
     };
 
+    // A port below 1024 still binds: CAP_NET_BIND_SERVICE stays after the switch.
+    if (!listen_admin(err)) {
+        close_fds(0);
+        return false;
+    }
+
     for (uint32_t i = 0; i < current_->workers; ++i) {
         auto w = std::make_unique<chain::worker>(i, current_->workers, current_);
-        if (!w->start(err)) {
+        if (!w->start(std::move(fds[i].fds), err)) {
+            close_fds(i + 1);
             stop_workers();
             return false;
         }
@@ -145,6 +170,10 @@ bool daemon::start(std::string &err) {
     loop_.timers().start(loop_.now_ms() + tick_ms, &daemon::tick, this);
     checks_.sync();
 
+    return true;
+}
+
+bool daemon::listen_admin(std::string &err) {
     const config::admin_settings &adm = current_->snap->admin;
     if (adm.enabled) {
         admin_ctx_.registry = &registry_;
@@ -161,10 +190,32 @@ bool daemon::start(std::string &err) {
         std::string why;
         if (!admin_->listen(adm.listen, why)) {
             err = "admin.listen: " + why;
-            stop_workers();
             return false;
         }
     }
+    return true;
+}
+
+bool daemon::write_pid_file(std::string &err) {
+    const std::string &path = current_->snap->server.pid_file;
+    if (path.empty()) return true;
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    std::string text = std::to_string(getpid()) + "\n";
+    if (fd < 0 || ::write(fd, text.data(), text.size()) != ssize_t(text.size())) {
+        err = "server.pid_file: cannot write '" + path + "': " + std::strerror(errno);
+        if (fd >= 0) ::close(fd);
+        return false;
+    }
+    ::close(fd);
+    pid_file_ = path;
+    return true;
+}
+
+bool daemon::drop_root(std::string &err) {
+    const config::server_settings &s = current_->snap->server;
+    if (!needs_switch(s)) return true;
+    if (!chain::give_access_logs_to(*current_, s.uid, s.gid, err) || !switch_identity(s, err)) return false;
+    chain::log::info("running as user %s (uid %u), group %s (gid %u)", s.user.c_str(), s.uid, s.group.c_str(), s.gid);
     return true;
 }
 
@@ -233,11 +284,17 @@ admin::reload_outcome daemon::build_and_switch(const char *why) {
                                  std::to_string(current_->workers) + ")");
         if (out.errors.empty() && next->snap->admin.listen != current_->snap->admin.listen)
             out.errors.push_back("admin.listen: moving the admin listener needs a restart");
+        const config::server_settings &was = current_->snap->server, &now = next->snap->server;
+        if (out.errors.empty() && (now.switch_user != was.switch_user || now.uid != was.uid))
+            out.errors.push_back("server.user: changing the user needs a restart (running as " +
+                                 (was.switch_user ? "\"" + was.user + "\"" : std::string("the starting user")) + ")");
+        if (out.errors.empty() && now.gid != was.gid)
+            out.errors.push_back("server.group: changing the group needs a restart (running as \"" + was.group + "\")");
     }
     std::vector<chain::listen_fds> fds;
     if (out.errors.empty()) {
         std::string err;
-        if (!chain::open_new_listeners(*next, *current_, fds, err)) out.errors.push_back(err);
+        if (!chain::open_new_listeners(*next, current_.get(), fds, err)) out.errors.push_back(err);
     }
     if (!out.errors.empty()) {
         chain::log::error("%s: configuration not reloaded; the running one stays:", why);
@@ -281,20 +338,13 @@ int daemon::run() {
     std::string err;
     if (!start(err)) {
         chain::log::error("%s", err.c_str());
+        if (!pid_file_.empty()) ::unlink(pid_file_.c_str());  // no process behind it
         return 1;
     }
     for (const chain::listener_rt &l : current_->listeners)
         for (const net::address &a : l.addresses)
             chain::log::info("listening on %s (%s)", net::to_string(a).c_str(), l.cfg->name.c_str());
     if (admin_) chain::log::info("admin API on %s", current_->snap->admin.listen.c_str());
-    if (const std::string &pf = current_->snap->server.pid_file; !pf.empty()) {
-        if (!pid_file::write(pf, err)) {
-            chain::log::error("%s", err.c_str());
-            stop_workers();
-            return 1;
-        }
-        pid_file_ = pf;
-    }
     chain::log::info("atlasd %s started: %u worker%s, io_uring %s", ATLAS_VERSION, current_->workers,
                      current_->workers == 1 ? "" : "s", workers_[0]->ring_.mode());
     notify_.ready("serving");
@@ -314,7 +364,9 @@ int daemon::run() {
     for (auto &w : workers_) w->join();
     workers_.clear();
     admin_.reset();
-    if (!pid_file_.empty()) pid_file::remove_if_ours(pid_file_);
+    // After a switch from root the directory (e.g. /run) may not let us remove it; the
+    // service manager removes a PIDFile it was told about.
+    if (!pid_file_.empty()) ::unlink(pid_file_.c_str());
     chain::log::info("stopped");
     return 0;
 }

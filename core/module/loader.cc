@@ -2,9 +2,13 @@
 
 #include <dlfcn.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <vector>
 
 namespace atlas::module {
 
@@ -88,6 +92,46 @@ std::string validate_descriptor(const atlas_module_t *d) {
     return {};
 }
 
+namespace {
+
+// Who else could change what `p` is (st from stat), or "" when nobody but root and us.
+std::string writable_by_others(const std::string &p, const struct stat &st, uid_t euid) {
+    if (st.st_mode & S_IWOTH) return p + " is world-writable";
+    if (st.st_mode & S_IWGRP) return p + " is group-writable";
+    if (st.st_uid != 0 && st.st_uid != euid)
+        return p + " is owned by uid " + std::to_string(st.st_uid) + ", not root or the running user (uid " +
+               std::to_string(euid) + ")";
+    return {};
+}
+
+}  // namespace
+
+std::string check_ownership(const std::string &path, uid_t euid) {
+    // Code loaded into atlasd runs with its privileges: whoever can rewrite the file, or
+    // swap it through its directory, would own the server.
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) return path + ": " + std::strerror(errno);
+    if (std::string why = writable_by_others(path, st, euid); !why.empty()) return why + ": refusing to load it";
+    auto dir_of = [](const std::string &p) {
+        size_t slash = p.rfind('/');
+        return slash == std::string::npos ? std::string(".") : slash == 0 ? std::string("/") : p.substr(0, slash);
+    };
+    // The directory named in module_dir, and the one the file really is in when a
+    // symlink points elsewhere: either would let the module be swapped.
+    std::vector<std::string> dirs{dir_of(path)};
+    if (char *real = realpath(path.c_str(), nullptr)) {
+        std::string real_dir = dir_of(real);
+        free(real);
+        if (real_dir != dirs[0]) dirs.push_back(real_dir);
+    }
+    for (const std::string &dir : dirs) {
+        if (stat(dir.c_str(), &st) != 0) return dir + ": " + std::strerror(errno);
+        if (std::string why = writable_by_others(dir, st, euid); !why.empty())
+            return "its directory " + why + " (the module could be swapped): refusing to load " + path;
+    }
+    return {};
+}
+
 const loaded_module *loader::load(const std::string &name, const std::string &dir, std::string &err) {
     std::string path = dir + "/mod_" + name + ".so";
     if (auto it = by_path_.find(path); it != by_path_.end()) return it->second.get();
@@ -104,6 +148,11 @@ const loaded_module *loader::load(const std::string &name, const std::string &di
     if (stat(path.c_str(), &st) != 0)
         return fail("not found (module_dir is " + dir + ")");
     if (!S_ISREG(st.st_mode)) return fail("not a regular file");
+    if (std::string why = check_ownership(path, geteuid()); !why.empty()) {
+        err = "module '" + name + "': " + why;
+        failed_[path] = err;
+        return nullptr;
+    }
     void *h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         const char *e = dlerror();

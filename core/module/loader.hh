@@ -2,6 +2,8 @@
 // they return. Modules are loaded once per path and never unloaded.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atlas/module.h>
 
 #include <map>
@@ -34,6 +36,11 @@ private:
 
 // Checks a descriptor as returned by an entry point; empty string = acceptable.
 std::string validate_descriptor(const atlas_module_t *desc);
+
+// Refuses a module file that someone other than root or `euid` could change: group- or
+// world-writable, owned by another uid, or in a directory that is. "" = acceptable,
+// else one line naming the path and the reason.
+std::string check_ownership(const std::string &path, uid_t euid);
 
 // The kinds a module offers, e.g. "http_handler, http_filter".
 std::string describe_kinds(const atlas_module_t *desc);

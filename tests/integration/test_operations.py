@@ -150,18 +150,6 @@ class PidFileAndSignals(unittest.TestCase):
         finally:
             shutil.rmtree(tmp)
 
-    def test_unwritable_pid_file_stops_start_up(self):
-        tmp = tempfile.mkdtemp(prefix="atlas-it-")
-        try:
-            with open(os.path.join(tmp, "atlas.toml"), "w") as f:
-                f.write(proxy_config(["127.0.0.1:1"], extra_server='pid_file = "/nonexistent-dir/a.pid"')
-                        .replace("{port}", "0"))
-            code, _, err = run_bin(["-c", tmp], timeout=30)
-            self.assertEqual(code, 1, err)
-            self.assertIn("server.pid_file: cannot write /nonexistent-dir/a.pid: No such file or directory", err)
-        finally:
-            shutil.rmtree(tmp)
-
 
 class ServiceNotify(unittest.TestCase):
     def test_ready_reloading_stopping(self):

@@ -1,5 +1,10 @@
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <string>
 
 #include "module/loader.hh"
@@ -69,4 +74,36 @@ TEST_CASE("missing files are reported with the path") {
     CHECK(l.load("nope", "/nonexistent-dir", err) == nullptr);
     CHECK(has(err, "/nonexistent-dir/mod_nope.so"));
     CHECK(has(err, "not found"));
+}
+
+TEST_CASE("check_ownership: only root or the running user may be able to change a module") {
+    char tmpl[] = "/tmp/atlas-own-XXXXXX";
+    REQUIRE(mkdtemp(tmpl));
+    std::string dir = tmpl, file = dir + "/mod_x.so";
+    chmod(dir.c_str(), 0755);
+    int fd = open(file.c_str(), O_CREAT | O_WRONLY, 0755);
+    REQUIRE(fd >= 0);
+    close(fd);
+    chmod(file.c_str(), 0755);
+    uid_t me = geteuid();
+
+    CHECK(atlas::module::check_ownership(file, me).empty());
+    // A root-owned module is fine for any running user (atlasd after its switch).
+    if (me == 0) CHECK(atlas::module::check_ownership(file, 4242).empty());
+    chmod(file.c_str(), 0775);
+    CHECK(has(atlas::module::check_ownership(file, me), "is group-writable: refusing to load it"));
+    chmod(file.c_str(), 0757);
+    CHECK(has(atlas::module::check_ownership(file, me), "is world-writable: refusing to load it"));
+    chmod(file.c_str(), 0755);
+    chmod(dir.c_str(), 0777);
+    CHECK(has(atlas::module::check_ownership(file, me), ("its directory " + dir + " is world-writable").c_str()));
+    chmod(dir.c_str(), 0755);
+    if (me == 0) {  // ownership by another uid needs chown
+        REQUIRE(chown(file.c_str(), 4242, gid_t(-1)) == 0);
+        CHECK(atlas::module::check_ownership(file, 4242).empty());  // owned by the running user
+        CHECK(has(atlas::module::check_ownership(file, 0), "is owned by uid 4242, not root or the running user (uid 0)"));
+    }
+    CHECK(has(atlas::module::check_ownership(dir + "/absent.so", me), "No such file"));
+    unlink(file.c_str());
+    rmdir(dir.c_str());
 }
