@@ -259,7 +259,7 @@ fi
 # --- 4. a third-party module, built from the installed files only ---------------------
 # A copy outside the source tree, with no PKG_CONFIG_PATH: only /usr's atlas-module.pc
 # and /usr/include/atlas can be found.
-cp -r "$root/configs/examples/third-party-module" "$tmp/mod"
+cp -r "$root/tools/third-party-module" "$tmp/mod"
 if got=$(env -u PKG_CONFIG_PATH pkg-config --variable=moduledir atlas-module) && [[ $got == "$moduledir" ]]; then
     ok "pkg-config --variable=moduledir atlas-module = $moduledir"
 else
