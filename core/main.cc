@@ -27,11 +27,13 @@ namespace {
 using namespace atlas;
 
 constexpr const char *usage_text =
-    "usage: atlasd [-c DIR|FILE] [-t] [-v] [-s SIGNAL] [FILE]\n"
+    "usage: atlasd [-c DIR|FILE] [-t] [-v] [-s SIGNAL] [--takeover] [FILE]\n"
     "  -c PATH  configuration: a directory (atlas.toml + conf.d/*.toml) or one file\n"
     "           (default /etc/atlas)\n"
     "  -t       check the configuration and modules, then exit\n"
     "  -v       print the version and module ABI, then exit\n"
+    "  --takeover  upgrade without downtime: take the listening sockets of the atlasd\n"
+    "           running this configuration (found through server.pid_file), which drains\n"
     "  -s SIG   signal the atlasd running this configuration (found through\n"
     "           server.pid_file): reload, stop (drain), quit (at once), reopen (logs)\n"
     "signals: TERM/INT drain and exit, QUIT stops at once, HUP reloads, USR1 reopens logs\n";
@@ -39,6 +41,7 @@ constexpr const char *usage_text =
 struct options {
     std::string config = "/etc/atlas";
     bool check = false;
+    bool take_over = false;  // --takeover
     bool version = false;
     std::string signal;  // -s
 };
@@ -55,6 +58,7 @@ int parse_args(int argc, char **argv, options &o) {
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "-t") o.check = true;
+        else if (a == "--takeover") o.take_over = true;
         else if (a == "-v" || a == "--version") o.version = true;
         else if (a == "-h" || a == "--help") {
             std::fputs(usage_text, stdout);
@@ -170,5 +174,5 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
     signal(SIGPIPE, SIG_IGN);
 
-    return control::run(opt.config, std::move(rt), loader);
+    return control::run(opt.config, std::move(rt), loader, opt.take_over);
 }

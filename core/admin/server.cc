@@ -209,6 +209,18 @@ bool server::listen(const std::string &address, std::string &err) {
     return true;
 }
 
+void server::adopt(int fd) {
+    fd_ = fd;
+    arm_accept();
+}
+
+void server::hand_off() {
+    if (fd_ < 0) return;
+    if (armed_) loop_.ring().cancel(control::user_data(this, event::op::accept));
+    ::close(fd_);
+    fd_ = -1;
+}
+
 void server::arm_accept() {
     armed_ = true;
     loop_.ring().multishot_accept(fd_, control::user_data(this, event::op::accept));

@@ -41,6 +41,11 @@ public:
 
     // Binds and starts accepting; false with `err` naming the address and the reason.
     bool listen(const std::string &address, std::string &err);
+    // Takeover: accepts on a listening socket the previous atlasd handed over; and, in
+    // that one, stops accepting while leaving the socket listening for its successor.
+    void adopt(int fd);
+    void hand_off();
+    int listening_fd() const { return fd_; }
 
     struct connection;
 

@@ -358,7 +358,7 @@ size_t consume(worker &w, conn *c, std::string_view data) {
             finish_exchange(w, c, ex);
             continue;
         }
-        if (w.draining_ && c->requests > 0) {
+        if (w.draining_ && c->requests > 0 && !w.in_idle_grace()) {
             c->close_after_flush = true;
             break;
         }

@@ -40,6 +40,7 @@ constexpr unsigned bulk_buffer_size = 64 * 1024;
 constexpr uint8_t short_receives_to_leave_bulk = 4;
 constexpr uint64_t sweep_interval_ms = 1000;
 constexpr uint64_t file_bytes_per_turn = 4u << 20;  // fairness between connections
+constexpr uint64_t handoff_idle_grace_ms = 1000;
 }  // namespace
 
 void exchange::reset() {
@@ -131,6 +132,10 @@ bool worker::post(std::function<void()> fn) {
 
 void worker::drain() {
     post([this] { start_drain(); });
+}
+
+void worker::hand_off() {
+    post([this] { start_drain(true); });
 }
 
 void worker::stop_now() {
@@ -403,7 +408,9 @@ void worker::unlink(conn *c) {
 
 void worker::on_accept(listen_socket *ls, const event::completion &cq) {
     if (cq.res >= 0) {
-        if (draining_ || ls->fd < 0) {  // closed (drain, or a reload dropped its address)
+        // Closed (drain, or a reload dropped its address): refused. After a takeover the
+        // socket still listens, and one taken just before the cancel is a client to serve.
+        if ((draining_ || ls->fd < 0) && !ls->handed_off) {
             close(cq.res);
         } else if (ls->listener->gate->take(ls->listener->cfg->max_connections)) {
             serve_accepted(ls, cq.res);
@@ -909,16 +916,17 @@ void worker::sweep() {
     }
 }
 
-void worker::close_listeners() {
-    for (auto &ls : listens_) close_listener(*ls);
+void worker::close_listeners(bool stop_listening) {
+    for (auto &ls : listens_) close_listener(*ls, stop_listening);
 }
 
-void worker::close_listener(listen_socket &ls) {
+void worker::close_listener(listen_socket &ls, bool stop_listening) {
     if (ls.fd < 0) return;
     // shutdown stops the socket listening now; close alone would not while the kernel
     // still holds it for the armed accept (until that is cancelled, or until a dead
-    // ring's teardown runs: seconds later).
-    shutdown(ls.fd, SHUT_RD);
+    // ring's teardown runs: seconds later). After a takeover it must go on listening.
+    if (stop_listening) shutdown(ls.fd, SHUT_RD);
+    ls.handed_off = !stop_listening;
     if (ls.armed) ring_.cancel(event::make_user_data(&ls, event::op::accept));
     drop_parked(&ls);
     close(ls.fd);
@@ -931,13 +939,28 @@ bool worker::accept_armed() const {
     return false;
 }
 
-void worker::start_drain() {
+void worker::start_drain(bool handing_off) {
     if (draining_) return;
     draining_ = true;
     drain_started_ = now_ms_;
-    close_listeners();
+    close_listeners(!handing_off);
     proxy::close_idle(*this);
-    // Upstream connections still busy finish with their client's exchange.
+    if (handing_off) {
+        // The new atlasd accepts on the same sockets, so a client can reconnect at once. A
+        // request already on its way on an idle keep-alive connection is still answered
+        // (with Connection: close) rather than met by a close; the idle ones close after.
+        idle_grace_until_ = now_ms_ + handoff_idle_grace_ms;
+        timers_.start(idle_grace_until_, &worker::end_idle_grace, this);
+        for (conn *c = conns_; c; c = c->next)
+            if (!c->upstream && !stream_proxy::is_server(c)) mark_dirty(c);
+        return;
+    }
+    close_idle_clients();
+}
+
+// Idle client connections close; busy ones finish their exchange (keep-alive is off
+// while draining), upstream connections with their client's.
+void worker::close_idle_clients() {
     for (conn *c = conns_; c;) {
         conn *n = c->next;
         if (!c->upstream && !stream_proxy::is_server(c)) {
@@ -947,6 +970,8 @@ void worker::start_drain() {
         c = n;
     }
 }
+
+void worker::end_idle_grace(void *self) { static_cast<worker *>(self)->close_idle_clients(); }
 
 exchange *worker::alloc_exchange() {
     if (exchange_pool_.empty()) return new exchange;

@@ -104,6 +104,7 @@ struct alignas(16) listen_socket {  // 16: user_data keeps an op in the low bits
     const listener_rt *listener = nullptr;
     bool armed = false;
     bool paused = false;  // its listener is full: not accepting (admission.cc)
+    bool handed_off = false;  // closed here, listening on in the process that took over
     worker *owner = nullptr;
 };
 
@@ -234,6 +235,11 @@ public:
     // Thread-safe controls used by the main thread and host->post.
     bool post(std::function<void()> fn);
     void drain();     // stop accepting, finish in-flight work, then exit
+    // The same after a takeover: the listening sockets stay open (the new atlasd accepts
+    // on them), and idle keep-alive connections get a moment to send one more request.
+    void hand_off();
+    // Draining after a takeover, the moment a request on a kept-alive connection is still served.
+    bool in_idle_grace() const { return now_ms_ < idle_grace_until_; }
     void stop_now();  // close everything and exit
 
     static worker *current();
@@ -312,6 +318,7 @@ public:
     access_log::buffers log_buffers_;
     bool draining_ = false;
     uint64_t drain_started_ = 0;
+    uint64_t idle_grace_until_ = 0;  // draining after a takeover: requests on kept-alive connections still served
     bool exit_ = false;
     std::atomic<bool> finished_{false};  // the thread is done (read by the main thread)
 
@@ -345,10 +352,12 @@ private:
     void run_mailbox();
     void end_of_turn();
     void sweep();
-    void start_drain();
+    void start_drain(bool handing_off = false);
+    void close_idle_clients();
+    static void end_idle_grace(void *self);
     bool accept_armed() const;  // an accept is still in the kernel (its cancel not yet seen)
-    void close_listeners();
-    void close_listener(listen_socket &ls);
+    void close_listeners(bool stop_listening = true);
+    void close_listener(listen_socket &ls, bool stop_listening = true);
     void add_listener(int fd, const listener_rt &l, std::string key);
     void init_states(runtime &rt);
     void destroy_states(runtime &rt);

@@ -22,6 +22,7 @@
 #include "control/loop.hh"
 #include "control/pid_file.hh"
 #include "control/service_notify.hh"
+#include "control/takeover.hh"
 #include "control/privileges.hh"
 #include "event/clock.hh"
 #include "module/loader.hh"
@@ -49,8 +50,9 @@ struct fd_reader final : handler {
 
 class daemon {
 public:
-    daemon(std::string path, std::unique_ptr<chain::runtime> rt, module::loader &loader)
-        : path_(std::move(path)), loader_(loader), registry_(rt->workers), checks_(loop_, registry_) {
+    daemon(std::string path, std::unique_ptr<chain::runtime> rt, module::loader &loader, bool take_over)
+        : path_(std::move(path)), loader_(loader), take_over_(take_over), registry_(rt->workers),
+          checks_(loop_, registry_) {
         current_ = std::shared_ptr<chain::runtime>(std::move(rt));
     }
 
@@ -59,7 +61,11 @@ public:
 private:
     bool start(std::string &err);
     bool listen_admin(std::string &err);
-    bool write_pid_file(std::string &err);
+    bool take_sockets(std::vector<chain::listen_fds> &fds, std::string &err);
+    void remember(const std::vector<chain::listen_fds> &fds);
+    void forget_unused(const chain::runtime &next);
+    takeover::inventory inventory() const;
+    void handed_over(pid_t to);
     bool drop_root(std::string &err);
     void stop_workers();
     void on_signal(int sig);
@@ -77,6 +83,7 @@ private:
 
     std::string path_;
     module::loader &loader_;
+    bool take_over_;  // --takeover: the listening sockets come from the running atlasd
     loop loop_;
     upstream::registry registry_;
     health_checks checks_;
@@ -88,11 +95,18 @@ private:
     fd_reader signals_, reports_;
     config_watch watch_{loop_, [this] { reload("config file change"); }};
     service_notify notify_;
+    pid_file pid_;
+    // Takeover: the running atlasd we take over from (--takeover), the socket a later one
+    // takes over from us through, and our own descriptors of every listening socket
+    // (duplicates: workers own and close theirs) to hand over then.
+    takeover::client taker_;
+    takeover::inventory handed_;  // what taker_ received, until start() has placed it
+    takeover::server takeover_{loop_, [this] { return inventory(); }, [this](pid_t to) { handed_over(to); }};
+    std::vector<takeover::handed_socket> listening_;
     sigset_t sigs_{};
     bool draining_ = false;
     uint64_t drain_deadline_ = UINT64_MAX;
     uint64_t started_ms_ = 0;
-    std::string pid_file_;  // written at start-up, removed at exit
 };
 
 bool daemon::all_finished() const {
@@ -103,19 +117,44 @@ bool daemon::all_finished() const {
 
 bool daemon::start(std::string &err) {
     // Everything that may need root is opened first, on this thread: the listening sockets
-    // (ports below 1024) and the pid file; access logs and TLS keys were read by
-    // build_runtime. Then root goes, before any io_uring or worker thread exists (io_uring
-    // helper threads keep the credentials they were created with).
+    // (ports below 1024), the pid file and the takeover socket; access logs and TLS keys
+    // were read by build_runtime. Then root goes, before any io_uring or worker thread
+    // exists (io_uring helper threads keep the credentials they were created with).
     std::vector<chain::listen_fds> fds;
-    if (!chain::open_new_listeners(*current_, nullptr, fds, err)) return false;
-    auto close_fds = [&fds](size_t from) {
+    const std::string &pf = current_->snap->server.pid_file;
+    int control_fd = -1;
+    if (take_over_) {
+        if (pf.empty()) {
+            err = "--takeover: " + path_ + " sets no server.pid_file: the running atlasd is found through it";
+            return false;
+        }
+        if (!take_sockets(fds, err)) return false;
+        control_fd = taker_.control_fd;
+        taker_.control_fd = -1;
+    } else if (!chain::open_new_listeners(*current_, nullptr, fds, err)) {
+        return false;
+    }
+    auto close_fds = [&fds, &control_fd](size_t from) {
         for (size_t i = from; i < fds.size(); ++i)
             for (const chain::new_listen_socket &n : fds[i].fds) ::close(n.fd);
+        if (control_fd >= 0) ::close(control_fd);
+        control_fd = -1;
     };
-    if (!write_pid_file(err) || !drop_root(err) || !loop_.init(err)) {
+    if (!pf.empty() && !pid_.open(pf, err)) {
         close_fds(0);
         return false;
     }
+    if (!take_over_ && !pf.empty() && (control_fd = takeover::server::bind_socket(takeover::socket_path(pf), err)) < 0) {
+        close_fds(0);
+        return false;
+    }
+    if (!drop_root(err) || !loop_.init(err)) {
+        close_fds(0);
+        return false;
+    }
+    remember(fds);
+    if (control_fd >= 0) takeover_.adopt(takeover::socket_path(pf), control_fd);
+    control_fd = -1;
     started_ms_ = loop_.now_ms();
     // Before the workers listen: a change made as soon as atlasd answers is seen.
     watch_config();
@@ -188,7 +227,10 @@ bool daemon::listen_admin(std::string &err) {
             return admin::handle(admin_ctx_, r);
         });
         std::string why;
-        if (!admin_->listen(adm.listen, why)) {
+        if (handed_.admin_fd >= 0 && handed_.admin_address == adm.listen) {
+            admin_->adopt(handed_.admin_fd);  // from the atlasd we take over from
+            handed_.admin_fd = -1;
+        } else if (!admin_->listen(adm.listen, why)) {
             err = "admin.listen: " + why;
             return false;
         }
@@ -196,19 +238,100 @@ bool daemon::listen_admin(std::string &err) {
     return true;
 }
 
-bool daemon::write_pid_file(std::string &err) {
-    const std::string &path = current_->snap->server.pid_file;
-    if (path.empty()) return true;
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    std::string text = std::to_string(getpid()) + "\n";
-    if (fd < 0 || ::write(fd, text.data(), text.size()) != ssize_t(text.size())) {
-        err = "server.pid_file: cannot write '" + path + "': " + std::strerror(errno);
-        if (fd >= 0) ::close(fd);
+// --takeover: the running atlasd's sockets, placed like open_new_listeners places new
+// ones — one per worker and address (a worker takes several when the old process had more
+// workers); an address it did not listen on is opened here, and its sockets for addresses
+// this configuration drops are closed. Port-0 listeners get new sockets (a new port).
+bool daemon::take_sockets(std::vector<chain::listen_fds> &fds, std::string &err) {
+    std::string path = takeover::socket_path(current_->snap->server.pid_file);
+    if (!taker_.take(path, handed_, err)) {
+        for (const takeover::handed_socket &h : handed_.listeners) ::close(h.fd);
+        if (handed_.admin_fd >= 0) ::close(handed_.admin_fd);
         return false;
     }
-    ::close(fd);
-    pid_file_ = path;
-    return true;
+    chain::log::info("takeover: received %zu listening socket%s from pid %d", handed_.listeners.size(),
+                     handed_.listeners.size() == 1 ? "" : "s", int(taker_.old_pid));
+    const uint32_t workers = current_->workers;
+    fds.assign(workers, {});
+    std::vector<bool> placed(handed_.listeners.size(), false);
+    bool ok = true;
+    for (size_t i = 0; i < current_->listeners.size() && ok; ++i) {
+        for (const net::address &a : current_->listeners[i].addresses) {
+            std::string key = chain::listen_key(a);
+            std::vector<int> theirs;
+            if (chain::listener_on(*current_, key))
+                for (size_t j = 0; j < handed_.listeners.size(); ++j)
+                    if (!placed[j] && handed_.listeners[j].key == key) {
+                        placed[j] = true;
+                        theirs.push_back(handed_.listeners[j].fd);
+                    }
+            for (uint32_t w = 0; w < workers && ok; ++w) {
+                int fd = w < theirs.size() ? theirs[w] : net::listen_socket(a, 4096, err);
+                if (fd < 0) {
+                    err = current_->listeners[i].cfg->key + ": " + err;
+                    ok = false;
+                    break;
+                }
+                fds[w].fds.push_back({i, fd, key});
+            }
+            for (size_t k = workers; k < theirs.size(); ++k) fds[k % workers].fds.push_back({i, theirs[k], key});
+            if (!ok)
+                for (size_t k = workers; k < theirs.size(); ++k) ::close(theirs[k]);
+            if (!ok) break;
+        }
+    }
+    for (size_t j = 0; j < handed_.listeners.size(); ++j)
+        if (!placed[j]) ::close(handed_.listeners[j].fd);  // an address this configuration dropped
+    handed_.listeners.clear();
+    if (!ok) {
+        for (const chain::listen_fds &f : fds)
+            for (const chain::new_listen_socket &n : f.fds) ::close(n.fd);
+        fds.clear();
+        if (handed_.admin_fd >= 0) ::close(handed_.admin_fd);
+        handed_.admin_fd = -1;
+        if (taker_.control_fd >= 0) ::close(taker_.control_fd);
+        taker_.control_fd = -1;
+    }
+    return ok;
+}
+
+void daemon::remember(const std::vector<chain::listen_fds> &fds) {
+    for (uint32_t w = 0; w < fds.size(); ++w)
+        for (const chain::new_listen_socket &n : fds[w].fds)
+            if (int d = fcntl(n.fd, F_DUPFD_CLOEXEC, 0); d >= 0) listening_.push_back({w, n.key, d});
+}
+
+// After a reload: the workers close sockets of addresses `next` drops; so do we.
+void daemon::forget_unused(const chain::runtime &next) {
+    std::erase_if(listening_, [&next](const takeover::handed_socket &h) {
+        if (chain::listener_on(next, h.key)) return false;
+        ::close(h.fd);
+        return true;
+    });
+}
+
+takeover::inventory daemon::inventory() const {
+    takeover::inventory inv;
+    inv.listeners = listening_;
+    if (admin_ && admin_->listening_fd() >= 0) {
+        inv.admin_fd = admin_->listening_fd();
+        inv.admin_address = current_->snap->admin.listen;
+    }
+    return inv;
+}
+
+// The atlasd that took over serves on our sockets: stop accepting on them without
+// closing them for it, and drain like SIGTERM.
+void daemon::handed_over(pid_t to) {
+    chain::log::info("takeover: pid %d serves now; finishing in-flight requests", int(to));
+    draining_ = true;
+    notify_.stopping();
+    watch_.stop();
+    drain_deadline_ = loop_.now_ms() + uint64_t(current_->snap->server.drain_timeout.count());
+    for (auto &w : workers_) w->hand_off();
+    for (const takeover::handed_socket &h : listening_) ::close(h.fd);
+    listening_.clear();
+    if (admin_) admin_->hand_off();
 }
 
 bool daemon::drop_root(std::string &err) {
@@ -232,6 +355,7 @@ void daemon::on_signal(int sig) {
         draining_ = true;
         notify_.stopping();
         watch_.stop();
+        takeover_.close();
         drain_deadline_ = loop_.now_ms() + uint64_t(current_->snap->server.drain_timeout.count());
         for (auto &w : workers_) w->drain();
     } else if (sig == SIGQUIT) {
@@ -239,6 +363,7 @@ void daemon::on_signal(int sig) {
         draining_ = true;
         notify_.stopping();
         watch_.stop();
+        takeover_.close();
         for (auto &w : workers_) w->stop_now();
     } else if (sig == SIGUSR1) {
         chain::log::info("SIGUSR1: reopening the access logs");
@@ -301,6 +426,8 @@ admin::reload_outcome daemon::build_and_switch(const char *why) {
         for (const std::string &e : out.errors) chain::log::error("  %s", e.c_str());
         return out;
     }
+    forget_unused(*next);
+    remember(fds);
     chain::bind_upstreams(*next, registry_, loop_.now_ms());
     chain::carry_gates(*next, *current_);
     std::vector<std::shared_ptr<upstream::group>> live;
@@ -338,13 +465,20 @@ int daemon::run() {
     std::string err;
     if (!start(err)) {
         chain::log::error("%s", err.c_str());
-        if (!pid_file_.empty()) ::unlink(pid_file_.c_str());  // no process behind it
+        pid_.remove();  // created, not written: no process behind it
+        takeover_.close();
         return 1;
     }
     for (const chain::listener_rt &l : current_->listeners)
         for (const net::address &a : l.addresses)
             chain::log::info("listening on %s (%s)", net::to_string(a).c_str(), l.cfg->name.c_str());
     if (admin_) chain::log::info("admin API on %s", current_->snap->admin.listen.c_str());
+    if (take_over_) {
+        // We accept on the sockets now: the old atlasd may stop and drain.
+        if (taker_.confirm(err)) chain::log::info("takeover: took over from pid %d", int(taker_.old_pid));
+        else chain::log::warn("%s (it keeps accepting too, until it stops)", err.c_str());
+    }
+    pid_.publish();
     chain::log::info("atlasd %s started: %u worker%s, io_uring %s", ATLAS_VERSION, current_->workers,
                      current_->workers == 1 ? "" : "s", workers_[0]->ring_.mode());
     notify_.ready("serving");
@@ -364,17 +498,15 @@ int daemon::run() {
     for (auto &w : workers_) w->join();
     workers_.clear();
     admin_.reset();
-    // After a switch from root the directory (e.g. /run) may not let us remove it; the
-    // service manager removes a PIDFile it was told about.
-    if (!pid_file_.empty()) ::unlink(pid_file_.c_str());
+    pid_.remove();
     chain::log::info("stopped");
     return 0;
 }
 
 }  // namespace
 
-int run(const std::string &config_path, std::unique_ptr<chain::runtime> rt, module::loader &loader) {
-    daemon d(config_path, std::move(rt), loader);
+int run(const std::string &config_path, std::unique_ptr<chain::runtime> rt, module::loader &loader, bool take_over) {
+    daemon d(config_path, std::move(rt), loader, take_over);
     return d.run();
 }
 

@@ -16,7 +16,9 @@ class loader;
 namespace atlas::control {
 
 // `rt` is the checked runtime of the configuration at `config_path`; `loader` loaded its
-// modules (and loads those of later reloads). Returns the process exit status.
-int run(const std::string &config_path, std::unique_ptr<chain::runtime> rt, module::loader &loader);
+// modules (and loads those of later reloads). `take_over`: the listening sockets come from
+// the atlasd running with the same pid file, which then drains (control/takeover.hh).
+// Returns the process exit status.
+int run(const std::string &config_path, std::unique_ptr<chain::runtime> rt, module::loader &loader, bool take_over);
 
 }  // namespace atlas::control

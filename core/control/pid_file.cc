@@ -4,35 +4,52 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <sstream>
+#include <iterator>
 
-namespace atlas::control::pid_file {
+#include "chain/log.hh"
 
-bool write(const std::string &path, std::string &err) {
-    // Written beside and renamed over: a reader never sees a half-written number.
-    std::string tmp = path + ".new";
-    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        err = "server.pid_file: cannot write " + path + ": " + std::strerror(errno);
+namespace atlas::control {
+
+pid_file::~pid_file() {
+    if (fd_ >= 0) close(fd_);
+}
+
+bool pid_file::open(const std::string &path, std::string &err) {
+    // No O_TRUNC: during a takeover the file names the old process until publish().
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) {
+        err = "server.pid_file: cannot write '" + path + "': " + std::strerror(errno);
         return false;
     }
-    std::string text = std::to_string(getpid()) + "\n";
-    bool ok = ::write(fd, text.data(), text.size()) == ssize_t(text.size());
-    int saved = errno;
-    close(fd);
-    if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
-        if (ok) saved = errno;
-        unlink(tmp.c_str());
-        err = "server.pid_file: cannot write " + path + ": " + std::strerror(saved);
-        return false;
-    }
+    path_ = path;
     return true;
 }
 
-pid_t read(const std::string &path, std::string &err) {
+void pid_file::publish() {
+    if (fd_ < 0) return;
+    std::string text = std::to_string(getpid()) + "\n";
+    if (ftruncate(fd_, 0) != 0 || pwrite(fd_, text.data(), text.size(), 0) != ssize_t(text.size()))
+        chain::log::warn("server.pid_file: cannot write '%s': %s", path_.c_str(), std::strerror(errno));
+    else
+        published_ = true;
+}
+
+void pid_file::remove() {
+    if (fd_ < 0) return;
+    std::string err;
+    bool ours = published_ ? read(path_, err) == getpid() : false;
+    // Created and never written (a failed start): it names nobody either.
+    bool empty = !published_ && lseek(fd_, 0, SEEK_END) == 0;
+    if ((ours || empty) && unlink(path_.c_str()) != 0 && ours && ftruncate(fd_, 0) != 0)
+        chain::log::warn("server.pid_file: cannot remove '%s': %s", path_.c_str(), std::strerror(errno));
+    close(fd_);
+    fd_ = -1;
+}
+
+pid_t pid_file::read(const std::string &path, std::string &err) {
     std::ifstream f(path);
     if (!f) {
         err = "cannot read the pid file " + path + ": " + std::strerror(errno) + " (is atlasd running?)";
@@ -50,9 +67,4 @@ pid_t read(const std::string &path, std::string &err) {
     return pid_t(pid);
 }
 
-void remove_if_ours(const std::string &path) {
-    std::string err;
-    if (read(path, err) == getpid()) unlink(path.c_str());
-}
-
-}  // namespace atlas::control::pid_file
+}  // namespace atlas::control

@@ -4,6 +4,7 @@ graceful drain with many requests in flight, long-lived tunnels through reloads,
 reloads under load."""
 
 import base64
+import contextlib
 import os
 import re
 import shutil
@@ -17,7 +18,7 @@ import time
 import unittest
 
 from backend import Backend
-from harness import Atlas, connect, read_response, request, run_bin, wait_until
+from harness import Atlas, connect, read_response, request, run_bin, wait_closed, wait_until
 
 RELOADED = "Configuration hot-reloaded"
 
@@ -258,21 +259,108 @@ class LongLived(unittest.TestCase):
                     s.close()
 
 
+def take_over(a):
+    """A second atlasd on `a`'s config dir, taking its sockets over (stopped by the test
+    through its Atlas, by PID)."""
+    return Atlas(config_dir=a.dir, port=a.port, argv=lambda d: ["--takeover", "-c", d])
+
+
+class Takeover(unittest.TestCase):
+    def test_the_new_atlasd_takes_the_sockets_and_the_old_one_drains(self):
+        with Backend("one") as b:
+            config = proxy_config([b.address], extra_server='pid_file = "run/atlasd.pid"',
+                                  ) + '\n[admin]\nlisten = "127.0.0.1:{port3}"\n'
+            # check_exit off: the old one exits on its own once the new one serves.
+            old = Atlas(config, files={"run/.keep": ""}, check_exit=False)
+            with old:
+                idle = connect(old.port)
+                idle.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(read_response(idle).status, 200)
+                held = []
+                t = threading.Thread(target=lambda: held.append(request(old.port, path="/hold", timeout=60)))
+                t.start()
+                try:
+                    wait_until(lambda: b.holding == 1, "the request in flight")
+                    with take_over(old) as new:
+                        wait_until(lambda: "takeover: took over from pid %d" % old.pid in new.stderr_text(),
+                                   "the new atlasd's takeover")
+                        self.assertIn("takeover: pid %d serves now" % new.pid, old.stderr_text())
+                        # New connections: the new atlasd, on the same sockets; the admin API too.
+                        self.assertEqual(request(old.port, path="/echo").status, 200)
+                        self.assertEqual(request(old.port3, path="/status").status, 200)
+                        # The old one's idle keep-alive connection is closed after a moment.
+                        self.assertTrue(wait_closed(idle)[0], "the old idle connection stayed open")
+                        b.release()
+                        t.join(60)
+                        self.assertEqual([(r.status, r.body) for r in held], [(200, b"held")])
+                        self.assertEqual(old.wait(timeout=30), 0)
+                        self.assertFalse(old.sanitizer_report(), old.stderr_text())
+                        with open(old.path("run", "atlasd.pid")) as f:
+                            self.assertEqual(f.read(), "%d\n" % new.pid)
+                        self.assertEqual(request(old.port, path="/echo").status, 200)
+                        self.assertEqual(request(old.port3, path="/status").status, 200)
+                        # The next upgrade finds it the same way.
+                        self.assertEqual(run_bin(["-s", "reload", "-c", old.dir])[0], 0)
+                        wait_until(lambda: reloads(new, "SIGHUP") == 1, "the new atlasd's reload")
+                finally:
+                    b.release()
+                    t.join(60)
+                    idle.close()
+
+    def test_takeover_errors(self):
+        with Backend("one") as b:
+            with Atlas(proxy_config([b.address])) as a:  # no pid file: nothing to find it by
+                code, _, err = run_bin(["--takeover", "-c", a.dir], timeout=30)
+                self.assertEqual(code, 1)
+                self.assertIn("--takeover: %s sets no server.pid_file" % a.dir, err)
+            with Atlas(proxy_config([b.address], extra_server='pid_file = "run/atlasd.pid"'),
+                       files={"run/.keep": ""}) as a:
+                # Without --takeover, a second atlasd on the same pid file is refused.
+                code, _, err = run_bin(["-c", a.dir], timeout=30)
+                self.assertEqual(code, 1)
+                self.assertIn("server.pid_file: an atlasd already runs with %s" % a.path("run", "atlasd.pid.takeover"),
+                              err)
+                a.assert_alive()
+                self.assertEqual(request(a.port, path="/echo").status, 200)
+        tmp = tempfile.mkdtemp(prefix="atlas-it-")
+        try:  # nobody to take over from
+            with open(os.path.join(tmp, "atlas.toml"), "w") as f:
+                f.write(proxy_config(["127.0.0.1:1"], extra_server='pid_file = "a.pid"').replace("{port}", "0"))
+            code, _, err = run_bin(["--takeover", "-c", tmp], timeout=30)
+            self.assertEqual(code, 1)
+            self.assertIn("takeover: cannot reach the running atlasd at %s/a.pid.takeover: No such file or directory "
+                          "(is one running with this configuration?)" % tmp, err)
+            self.assertFalse(os.path.exists(os.path.join(tmp, "a.pid")), "a failed start left its pid file")
+        finally:
+            shutil.rmtree(tmp)
+
+
 class UnderLoad(unittest.TestCase):
     @unittest.skipUnless(shutil.which("wrk"), "needs wrk (tools/dev test installs it)")
-    def test_50_reloads_during_a_wrk_run_lose_nothing(self):
-        """Reloads alternating between two server sets while wrk keeps 20 connections busy:
-        no socket error and no non-2xx response."""
+    def test_50_reloads_and_a_takeover_during_a_wrk_run_lose_nothing(self):
+        """Reloads alternating between two server sets, and halfway a binary upgrade by
+        takeover, while wrk keeps 20 connections busy for 60 s: no socket error and no
+        non-2xx response."""
         with Backend("one") as one, Backend("two") as two, Backend("three") as three:
             sets = ([one.address, two.address], [three.address])
-            with Atlas(proxy_config(sets[0])) as a:
-                wrk = subprocess.Popen(["wrk", "-t1", "-c20", "-d60s", "http://127.0.0.1:%d/len/100" % a.port],
+            extra = 'pid_file = "run/atlasd.pid"'
+            # check_exit off: the takeover ends it; checked below.
+            old = Atlas(proxy_config(sets[0], extra_server=extra), files={"run/.keep": ""}, check_exit=False)
+            with old, contextlib.ExitStack() as later:
+                cur = old
+                wrk = subprocess.Popen(["wrk", "-t1", "-c20", "-d60s", "http://127.0.0.1:%d/len/100" % old.port],
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 try:
                     for i in range(50):
-                        n = reloads(a)
-                        rewrite(a.path("atlas.toml"), proxy_config(sets[(i + 1) % 2]).replace("{port}", str(a.port)))
-                        wait_until(lambda: reloads(a) > n, "reload %d" % (i + 1))
+                        if i == 25:
+                            cur = later.enter_context(take_over(old))
+                            wait_until(lambda: "takeover: took over" in cur.stderr_text(), "the takeover")
+                            self.assertEqual(old.wait(timeout=40), 0)
+                            self.assertFalse(old.sanitizer_report(), old.stderr_text())
+                        n = reloads(cur)
+                        rewrite(old.path("atlas.toml"), proxy_config(sets[(i + 1) % 2], extra_server=extra)
+                                .replace("{port}", str(old.port)))
+                        wait_until(lambda: reloads(cur) > n, "reload %d" % (i + 1))
                         deadline = time.monotonic() + 0.8  # spread over the run
                         while time.monotonic() < deadline and wrk.poll() is None:
                             time.sleep(0.05)
@@ -281,12 +369,11 @@ class UnderLoad(unittest.TestCase):
                     if wrk.poll() is None:
                         wrk.kill()
                         wrk.wait()
-                a.assert_alive()
+                cur.assert_alive()
         self.assertEqual(wrk.returncode, 0, out)
         self.assertNotIn("Socket errors", out)
         self.assertNotIn("Non-2xx", out)
-        total = int(re.search(r"(\d+) requests in", out).group(1))
-        self.assertGreater(total, 0, out)
+        self.assertGreater(int(re.search(r"(\d+) requests in", out).group(1)), 0, out)
         self.assertGreater(len(one.seen), 0)  # both server sets took requests
         self.assertGreater(len(three.seen), 0)
 
