@@ -144,6 +144,8 @@ bool daemon::start(std::string &err) {
         close_fds(0);
         return false;
     }
+    // After a takeover the file names the old process until it has let go (run()).
+    if (!take_over_) pid_.publish();
     if (!take_over_ && !pf.empty() && (control_fd = takeover::server::bind_socket(takeover::socket_path(pf), err)) < 0) {
         close_fds(0);
         return false;
@@ -477,8 +479,8 @@ int daemon::run() {
         // We accept on the sockets now: the old atlasd may stop and drain.
         if (taker_.confirm(err)) chain::log::info("takeover: took over from pid %d", int(taker_.old_pid));
         else chain::log::warn("%s (it keeps accepting too, until it stops)", err.c_str());
+        pid_.publish();
     }
-    pid_.publish();
     chain::log::info("atlasd %s started: %u worker%s, io_uring %s", ATLAS_VERSION, current_->workers,
                      current_->workers == 1 ? "" : "s", workers_[0]->ring_.mode());
     notify_.ready("serving");

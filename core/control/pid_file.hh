@@ -1,7 +1,7 @@
 // server.pid_file: opened (created) while atlasd may still be root, so that a directory
-// only root can write works; the pid goes in once atlasd serves — after a takeover, once
-// the old process has let go, which until then the file still names. Removed at exit
-// while it names this process. Read by `atlasd -s SIGNAL` to find the running server.
+// only root can write works, and written at once — after a takeover only once the old
+// process has let go, which until then the file still names. Removed at exit while it
+// names this process. Read by `atlasd -s SIGNAL` to find the running server.
 #pragma once
 
 #include <sys/types.h>
