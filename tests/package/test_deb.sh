@@ -122,6 +122,17 @@ start_atlasd() {
     return 1
 }
 
+# wait_for_line PATTERN FILE: polls (as root: the log directory is atlas's) until FILE
+# has a line with PATTERN; false after log_deadline seconds.
+wait_for_line() {
+    local deadline=$((SECONDS + log_deadline))
+    while ((SECONDS < deadline)); do
+        if "${as_root[@]}" grep -q -- "$1" "$2" 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
 # stop_atlasd LOG: SIGTERM, then wait for exit 0.
 stop_atlasd() {
     local log=$1 deadline rc
@@ -241,17 +252,28 @@ if start_atlasd /etc/atlas 80 "$tmp/atlasd.log"; then
     if [[ $code == 200 ]]; then ok "admin API on 127.0.0.1:9901: GET /metrics -> 200"; else
         fail "admin API GET http://127.0.0.1:9901/metrics -> '$code'"
     fi
-    found=0
-    deadline=$((SECONDS + log_deadline))
-    while ((SECONDS < deadline)); do
-        if "${as_root[@]}" grep -q '"GET / HTTP/1.1" 200' /var/log/atlas/access.log 2>/dev/null; then
-            found=1
-            break
-        fi
-        sleep 0.1
-    done
-    if [[ $found -eq 1 ]]; then ok "access log line in /var/log/atlas/access.log"; else
+    if wait_for_line '"GET / HTTP/1.1" 200' /var/log/atlas/access.log; then
+        ok "access log line in /var/log/atlas/access.log"
+    else
         fail "no 'GET / ... 200' line in /var/log/atlas/access.log after ${log_deadline}s"
+    fi
+    # The pid file, and `atlasd -s` through it.
+    named=$("${as_root[@]}" cat /run/atlas/atlasd.pid 2>/dev/null || true)
+    if [[ -n $named && -d /proc/$named ]] && tr '\0' ' ' <"/proc/$named/cmdline" | grep -q '^/usr/sbin/atlasd '; then
+        ok "/run/atlas/atlasd.pid names the running atlasd ($named)"
+    else
+        fail "/run/atlas/atlasd.pid holds '$named', not the running atlasd"
+    fi
+    if "${as_root[@]}" /usr/sbin/atlasd -s reload -c /etc/atlas >"$tmp/s.log" 2>&1; then
+        if wait_for_line 'SIGHUP: Configuration hot-reloaded' "$tmp/atlasd.log"; then
+            ok "atlasd -s reload -c /etc/atlas: reloaded"
+        else
+            fail "atlasd -s reload: no 'SIGHUP: Configuration hot-reloaded' in the log after ${log_deadline}s"
+            show_log "$tmp/atlasd.log"
+        fi
+    else
+        fail "atlasd -s reload -c /etc/atlas:"
+        show_log "$tmp/s.log"
     fi
     stop_atlasd "$tmp/atlasd.log" || true
 fi
@@ -327,11 +349,11 @@ left=()
 while read -r p; do
     if [[ -e $p || -L $p ]] && ! grep -qxF "$p" "$tmp/existed-before"; then left+=("$p"); fi
 done <"$tmp/dpkg-L"
-for p in /var/log/atlas /etc/atlas; do
+for p in /var/log/atlas /etc/atlas /run/atlas; do
     if [[ -e $p ]]; then left+=("$p"); fi
 done
 if [[ ${#left[@]} -eq 0 ]]; then
-    ok "after purge nothing is left of the $(wc -l <"$tmp/dpkg-L") paths dpkg -L listed (nor /var/log/atlas)"
+    ok "after purge nothing is left of the $(wc -l <"$tmp/dpkg-L") paths dpkg -L listed (nor /var/log/atlas, /etc/atlas, /run/atlas)"
 else
     fail "left behind after purge: ${left[*]}"
 fi
