@@ -18,7 +18,7 @@ import time
 import unittest
 
 from backend import Backend
-from harness import Atlas, connect, read_response, request, run_bin, wait_closed, wait_until
+from harness import Atlas, can_connect, connect, read_response, request, run_bin, wait_closed, wait_until
 
 RELOADED = "Configuration hot-reloaded"
 
@@ -56,6 +56,36 @@ class ConfigWatch(unittest.TestCase):
                     f.write(proxy_config([one.address]).replace("{port}", str(a.port)))
                 wait_until(lambda: reloads(a, "config file change") == 2, "the second reload")
                 self.assertEqual(request(a.port, path="/echo").header("x-backend"), "one")
+
+    def test_reweighted_servers_and_a_removed_listener(self):
+        """A reload re-weights the servers; a listener it drops stops accepting, while a
+        connection already open on it is still served."""
+        def config(w1, w2, second_listener):
+            text = ('[server]\nworkers = 1\n[upstream.api]\nlb = "weighted_round_robin"\n'
+                    'servers = [{ address = "%s", weight = %d }, { address = "%s", weight = %d }]\n'
+                    % (one.address, w1, two.address, w2))
+            for name, key in (("web", "port"), ("more", "port2"))[:2 if second_listener else 1]:
+                text += ('[[listener]]\nname = "%s"\nlisten = ["127.0.0.1:{%s}"]\n  [[listener.route]]\n'
+                         '  path_prefix = "/"\n  handler = { module = "proxy", upstream = "api" }\n' % (name, key))
+            return text
+
+        def spread(n=8):
+            got = [request(a.port, path="/echo").header("x-backend") for _ in range(n)]
+            return got.count("one"), got.count("two")
+
+        with Backend("one") as one, Backend("two") as two:
+            with Atlas(config(1, 1, True)) as a:
+                self.assertEqual(spread(), (4, 4))
+                kept = connect(a.port2)
+                kept.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(read_response(kept).status, 200)
+                rewrite(a.path("atlas.toml"), config(3, 1, False).replace("{port}", str(a.port)))
+                wait_until(lambda: reloads(a) == 1, "the reload")
+                self.assertEqual(spread(), (6, 2))
+                wait_until(lambda: not can_connect(a.port2), "the removed listener to stop accepting")
+                kept.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(read_response(kept).status, 200)
+                kept.close()
 
     def test_a_new_conf_d_file_is_read(self):
         with Backend("one") as one:
@@ -126,28 +156,24 @@ class PidFileAndSignals(unittest.TestCase):
 
     def test_dash_s_errors(self):
         tmp = tempfile.mkdtemp(prefix="atlas-it-")
-        try:
-            with open(os.path.join(tmp, "atlas.toml"), "w") as f:
-                f.write('[server]\npid_file = "%s/p.pid"\n' % tmp)
-            code, _, err = run_bin(["-s", "restart", "-c", tmp])
-            self.assertEqual(code, 2)
-            self.assertIn("-s restart: unknown signal; use reload, stop, quit or reopen", err)
-            with open(os.path.join(tmp, "p.pid"), "w") as f:
-                f.write("banana\n")
-            code, _, err = run_bin(["-s", "reload", "-c", tmp])
-            self.assertEqual(code, 1)
-            self.assertIn("does not hold a process id", err)
+        with_pid_file = '[server]\npid_file = "%s/p.pid"\n' % tmp
+        cases = (  # config, the pid file's text, argument, exit status, message
+            (with_pid_file, None, "restart", 2, "-s restart: unknown signal; use reload, stop, quit or reopen"),
+            (with_pid_file, "banana\n", "reload", 1, "does not hold a process id"),
             # Above any pid the kernel hands out (pid_max is at most 2^22).
-            with open(os.path.join(tmp, "p.pid"), "w") as f:
-                f.write("%d\n" % ((1 << 22) + 1))
-            code, _, err = run_bin(["-s", "reload", "-c", tmp])
-            self.assertEqual(code, 1)
-            self.assertIn("no such process (a stale pid file?)", err)
-            with open(os.path.join(tmp, "atlas.toml"), "w") as f:
-                f.write("[server]\nworkers = 1\n")
-            code, _, err = run_bin(["-s", "stop", "-c", tmp])
-            self.assertEqual(code, 1)
-            self.assertIn("sets no server.pid_file", err)
+            (with_pid_file, "%d\n" % ((1 << 22) + 1), "reload", 1, "no such process (a stale pid file?)"),
+            ("[server]\nworkers = 1\n", None, "stop", 1, "sets no server.pid_file"))
+        try:
+            for config, pid_text, arg, status, needle in cases:
+                with self.subTest(arg=arg, pid_text=pid_text):
+                    with open(os.path.join(tmp, "atlas.toml"), "w") as f:
+                        f.write(config)
+                    if pid_text is not None:
+                        with open(os.path.join(tmp, "p.pid"), "w") as f:
+                            f.write(pid_text)
+                    code, _, err = run_bin(["-s", arg, "-c", tmp])
+                    self.assertEqual(code, status, err)
+                    self.assertIn(needle, err)
         finally:
             shutil.rmtree(tmp)
 
