@@ -216,6 +216,12 @@ bool daemon::start(std::string &err) {
 
 bool daemon::listen_admin(std::string &err) {
     const config::admin_settings &adm = current_->snap->admin;
+    // A handed-over admin socket this configuration does not use (moved, or no [admin]):
+    // left open, it would queue connections nobody accepts.
+    if (handed_.admin_fd >= 0 && (!adm.enabled || handed_.admin_address != adm.listen)) {
+        ::close(handed_.admin_fd);
+        handed_.admin_fd = -1;
+    }
     if (adm.enabled) {
         admin_ctx_.registry = &registry_;
         admin_ctx_.loader = &loader_;
@@ -229,7 +235,7 @@ bool daemon::listen_admin(std::string &err) {
             return admin::handle(admin_ctx_, r);
         });
         std::string why;
-        if (handed_.admin_fd >= 0 && handed_.admin_address == adm.listen) {
+        if (handed_.admin_fd >= 0) {
             admin_->adopt(handed_.admin_fd);  // from the atlasd we take over from
             handed_.admin_fd = -1;
         } else if (!admin_->listen(adm.listen, why)) {

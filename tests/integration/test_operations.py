@@ -333,6 +333,24 @@ class Takeover(unittest.TestCase):
                     t.join(60)
                     idle.close()
 
+    def test_an_admin_listener_moved_by_the_new_config_is_not_kept(self):
+        """The new atlasd's config moves the admin API: the old address is handed over but
+        not used, so once the old atlasd is gone nothing listens there any more."""
+        with Backend("one") as b:
+            extra = 'pid_file = "run/atlasd.pid"\nwatch_config = false'
+            old = Atlas(proxy_config([b.address], extra_server=extra) + '\n[admin]\nlisten = "127.0.0.1:{port3}"\n',
+                        files={"run/.keep": ""}, check_exit=False)
+            with old:
+                rewrite(old.path("atlas.toml"), (proxy_config([b.address], extra_server=extra) +
+                                                 '\n[admin]\nlisten = "127.0.0.1:%d"\n' % old.port2)
+                        .replace("{port}", str(old.port)))
+                with take_over(old) as new:
+                    wait_until(lambda: "takeover: took over" in new.stderr_text(), "the takeover")
+                    self.assertEqual(old.wait(timeout=30), 0)
+                    self.assertEqual(request(old.port2, path="/status").status, 200)
+                    self.assertFalse(can_connect(old.port3), "the old admin address still takes connections")
+                    self.assertEqual(request(old.port, path="/echo").status, 200)
+
     def test_takeover_errors(self):
         with Backend("one") as b:
             with Atlas(proxy_config([b.address])) as a:  # no pid file: nothing to find it by
