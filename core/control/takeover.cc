@@ -245,6 +245,10 @@ void server::on_completion(event::op op, const event::completion &c) {
 }
 
 void server::on_peer(int fd) {
+    if (listen_fd_ < 0) {  // accepted just before close(): this process hands nothing over now
+        ::close(fd);
+        return;
+    }
     ucred cred{};
     socklen_t len = sizeof cred;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || (cred.uid != 0 && cred.uid != geteuid())) {
