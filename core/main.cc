@@ -35,8 +35,10 @@ constexpr const char *usage_text =
     "  --takeover  upgrade without downtime: take the listening sockets of the atlasd\n"
     "           running this configuration (found through server.pid_file), which drains\n"
     "  -s SIG   signal the atlasd running this configuration (found through\n"
-    "           server.pid_file): reload, stop (drain), quit (at once), reopen (logs)\n"
-    "signals: TERM/INT drain and exit, QUIT stops at once, HUP reloads, USR1 reopens logs\n";
+    "           server.pid_file): reload, stop (drain), quit (at once), reopen (logs),\n"
+    "           upgrade (start the installed atlasd to take over, as USR2 does)\n"
+    "signals: TERM/INT drain and exit, QUIT stops at once, HUP reloads, USR1 reopens logs,\n"
+    "         USR2 starts the installed atlasd to take over (binary upgrade)\n";
 
 struct options {
     std::string config = "/etc/atlas";
@@ -50,7 +52,8 @@ struct named_signal {
     const char *name;
     int sig;
 };
-constexpr named_signal signals_by_name[] = {{"reload", SIGHUP}, {"stop", SIGTERM}, {"quit", SIGQUIT}, {"reopen", SIGUSR1}};
+constexpr named_signal signals_by_name[] = {{"reload", SIGHUP}, {"stop", SIGTERM}, {"quit", SIGQUIT}, {"reopen", SIGUSR1},
+                                               {"upgrade", SIGUSR2}};
 
 // Returns 0 to go on, or an exit status + 1.
 int parse_args(int argc, char **argv, options &o) {
@@ -65,7 +68,7 @@ int parse_args(int argc, char **argv, options &o) {
             return 1;
         } else if (a == "-s") {
             if (i + 1 >= argc) {
-                std::fprintf(stderr, "atlasd: -s needs a signal: reload, stop, quit or reopen\n");
+                std::fprintf(stderr, "atlasd: -s needs a signal: reload, stop, quit, reopen or upgrade\n");
                 return 3;
             }
             o.signal = argv[++i];
@@ -93,7 +96,7 @@ int send_signal(const options &o) {
     for (const named_signal &n : signals_by_name)
         if (o.signal == n.name) ns = &n;
     if (!ns) {
-        std::fprintf(stderr, "atlasd: -s %s: unknown signal; use reload, stop, quit or reopen\n", o.signal.c_str());
+        std::fprintf(stderr, "atlasd: -s %s: unknown signal; use reload, stop, quit, reopen or upgrade\n", o.signal.c_str());
         return 2;
     }
     // Only the pid file is needed: a configuration with errors elsewhere (being edited,
@@ -170,7 +173,7 @@ int main(int argc, char **argv) {
     // worker exists so every thread inherits the mask.
     sigset_t sigs;
     sigemptyset(&sigs);
-    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1}) sigaddset(&sigs, s);
+    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&sigs, s);
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
     signal(SIGPIPE, SIG_IGN);
 

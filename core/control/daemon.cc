@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atlas/module.h>
@@ -66,6 +67,8 @@ private:
     void forget_unused(const chain::runtime &next);
     takeover::inventory inventory() const;
     void handed_over(pid_t to);
+    void start_upgrade();
+    void reap_upgrade();
     bool drop_root(std::string &err);
     void stop_workers();
     void on_signal(int sig);
@@ -103,6 +106,8 @@ private:
     takeover::inventory handed_;  // what taker_ received, until start() has placed it
     takeover::server takeover_{loop_, [this] { return inventory(); }, [this](pid_t to) { handed_over(to); }};
     std::vector<takeover::handed_socket> listening_;
+    std::string self_exe_;     // this binary's path, as installed: USR2 starts what is there now
+    pid_t upgrade_pid_ = 0;    // the atlasd USR2 started, until it took over or exited
     sigset_t sigs_{};
     bool draining_ = false;
     uint64_t drain_deadline_ = UINT64_MAX;
@@ -332,8 +337,9 @@ takeover::inventory daemon::inventory() const {
 // closing them for it, and drain like SIGTERM.
 void daemon::handed_over(pid_t to) {
     chain::log::info("takeover: pid %d serves now; finishing in-flight requests", int(to));
+    if (to == upgrade_pid_) upgrade_pid_ = 0;  // our child, but the service's main process now
     draining_ = true;
-    notify_.stopping();
+    // No STOPPING=1: the service goes on, in the new process (it sent MAINPID=).
     watch_.stop();
     drain_deadline_ = loop_.now_ms() + uint64_t(current_->snap->server.drain_timeout.count());
     for (auto &w : workers_) w->hand_off();
@@ -348,6 +354,62 @@ bool daemon::drop_root(std::string &err) {
     if (!chain::give_access_logs_to(*current_, s.uid, s.gid, err) || !switch_identity(s, err)) return false;
     chain::log::info("running as user %s (uid %u), group %s (gid %u)", s.user.c_str(), s.uid, s.group.c_str(), s.gid);
     return true;
+}
+
+// USR2 (`atlasd -s upgrade`): the binary installed at this one's path now — a package
+// upgrade's — is started with --takeover. As our child it stays in the service's cgroup,
+// so under systemd it can name itself the main process (MAINPID=) when it serves.
+void daemon::start_upgrade() {
+    if (draining_ || upgrade_pid_ > 0) {
+        chain::log::warn("SIGUSR2: %s", draining_ ? "atlasd is stopping" : "an upgrade is already under way");
+        return;
+    }
+    if (current_->snap->server.pid_file.empty() || self_exe_.empty()) {
+        chain::log::error("SIGUSR2: a binary upgrade needs server.pid_file (the new atlasd finds this one through it)");
+        return;
+    }
+    std::string exe = self_exe_;
+    if (exe.ends_with(" (deleted)")) exe.resize(exe.size() - 10);
+    // Everything the child needs is made before fork(): after it only exec is safe in a
+    // threaded process.
+    std::vector<std::string> args = {exe, "--takeover", "-c", path_};
+    std::vector<char *> argv;
+    for (std::string &a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_text;
+    for (char **e = environ; *e; ++e)
+        if (std::strncmp(*e, "NOTIFY_SOCKET=", 14) != 0) env_text.emplace_back(*e);
+    if (!notify_.socket_path().empty()) env_text.push_back("NOTIFY_SOCKET=" + notify_.socket_path());
+    std::vector<char *> envp;
+    for (std::string &e : env_text) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        pthread_sigmask(SIG_SETMASK, &none, nullptr);  // the new main() blocks what it takes
+        execve(argv[0], argv.data(), envp.data());
+        _exit(127);
+    }
+    if (pid < 0) {
+        chain::log::error("SIGUSR2: fork: %s", std::strerror(errno));
+        return;
+    }
+    upgrade_pid_ = pid;
+    chain::log::info("SIGUSR2: started %s (pid %d) to take over", exe.c_str(), int(pid));
+}
+
+// An upgrade that ended before taking over (it exits; we go on serving).
+void daemon::reap_upgrade() {
+    if (upgrade_pid_ <= 0) return;
+    int status = 0;
+    if (waitpid(upgrade_pid_, &status, WNOHANG) != upgrade_pid_) return;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+        chain::log::error("SIGUSR2: the new atlasd could not be started (exec failed); still serving");
+    else
+        chain::log::warn("SIGUSR2: the new atlasd (pid %d) ended with status %d before taking over; still serving",
+                         int(upgrade_pid_), WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    upgrade_pid_ = 0;
 }
 
 void daemon::stop_workers() {
@@ -378,11 +440,14 @@ void daemon::on_signal(int sig) {
         chain::reopen_access_logs(*current_);
     } else if (sig == SIGHUP) {
         reload("SIGHUP");
+    } else if (sig == SIGUSR2) {
+        start_upgrade();
     }
 }
 
 void daemon::on_tick() {
     registry_.tick(loop_.now_ms());
+    reap_upgrade();
     // A reloaded-away runtime goes once no worker uses it any more; its module configs
     // are destroyed here, on the main thread.
     std::erase_if(retired_, [this](const std::shared_ptr<chain::runtime> &rt) {
@@ -469,7 +534,11 @@ void daemon::watch_config() {
 
 int daemon::run() {
     sigemptyset(&sigs_);
-    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1}) sigaddset(&sigs_, s);
+    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&sigs_, s);
+    // The path now, while it names the installed file: once a package upgrade replaced
+    // it, /proc/self/exe names the deleted old one.
+    char exe[4096];
+    if (ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1); n > 0) self_exe_.assign(exe, size_t(n));
     std::string err;
     if (!start(err)) {
         chain::log::error("%s", err.c_str());
@@ -487,9 +556,10 @@ int daemon::run() {
         else chain::log::warn("%s (it keeps accepting too, until it stops)", err.c_str());
         pid_.publish();
     }
+    if (take_over_) notify_.ready_as_main("serving, took over");
+    else notify_.ready("serving");
     chain::log::info("atlasd %s started: %u worker%s, io_uring %s", ATLAS_VERSION, current_->workers,
                      current_->workers == 1 ? "" : "s", workers_[0]->ring_.mode());
-    notify_.ready("serving");
 
     while (!(draining_ && all_finished())) {
         loop_.turn(draining_ ? 50 : -1);

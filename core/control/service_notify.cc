@@ -39,6 +39,10 @@ void service_notify::send(const std::string &text) {
 
 void service_notify::ready(const std::string &status) { send("READY=1\nSTATUS=" + status + "\n"); }
 
+void service_notify::ready_as_main(const std::string &status) {
+    send("MAINPID=" + std::to_string(getpid()) + "\nREADY=1\nSTATUS=" + status + "\n");
+}
+
 // systemd (253+) wants the monotonic time with RELOADING=1, to tell this reload from an
 // earlier one.
 void service_notify::reloading() {

@@ -15,6 +15,10 @@ public:
     service_notify &operator=(const service_notify &) = delete;
 
     void ready(const std::string &status);
+    // After a takeover: this process is the service's main one now (NotifyAccess=all).
+    void ready_as_main(const std::string &status);
+    // NOTIFY_SOCKET as it was, for an atlasd this one starts to take over ("" = none).
+    const std::string &socket_path() const { return path_; }
     void reloading();
     void stopping();
 

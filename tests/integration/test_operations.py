@@ -158,7 +158,7 @@ class PidFileAndSignals(unittest.TestCase):
         tmp = tempfile.mkdtemp(prefix="atlas-it-")
         with_pid_file = '[server]\npid_file = "%s/p.pid"\n' % tmp
         cases = (  # config, the pid file's text, argument, exit status, message
-            (with_pid_file, None, "restart", 2, "-s restart: unknown signal; use reload, stop, quit or reopen"),
+            (with_pid_file, None, "restart", 2, "-s restart: unknown signal; use reload, stop, quit, reopen or upgrade"),
             (with_pid_file, "banana\n", "reload", 1, "does not hold a process id"),
             # Above any pid the kernel hands out (pid_max is at most 2^22).
             (with_pid_file, "%d\n" % ((1 << 22) + 1), "reload", 1, "no such process (a stale pid file?)"),
@@ -350,6 +350,45 @@ class Takeover(unittest.TestCase):
                     self.assertEqual(request(old.port2, path="/status").status, 200)
                     self.assertFalse(can_connect(old.port3), "the old admin address still takes connections")
                     self.assertEqual(request(old.port, path="/echo").status, 200)
+
+    def test_usr2_starts_the_installed_binary_which_takes_over(self):
+        """`atlasd -s upgrade` (USR2): the running atlasd starts the binary at its own path
+        with --takeover; as its child the new one stays in a service manager's group and
+        names itself the main process (MAINPID=) when it serves."""
+        tmp = tempfile.mkdtemp(prefix="atlas-it-")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        new_pid = None
+        try:
+            sock.bind(os.path.join(tmp, "notify"))
+            sock.settimeout(30)
+            with Backend("one") as b:
+                old = Atlas(proxy_config([b.address], extra_server='pid_file = "run/atlasd.pid"'),
+                            files={"run/.keep": ""}, check_exit=False,
+                            env={"NOTIFY_SOCKET": os.path.join(tmp, "notify")})
+                with old:
+                    self.assertEqual(sock.recv(4096), b"READY=1\nSTATUS=serving\n")
+                    self.assertEqual(run_bin(["-s", "upgrade", "-c", old.dir])[0], 0)
+                    m = re.match(rb"^MAINPID=(\d+)\nREADY=1\nSTATUS=serving, took over\n$", sock.recv(4096))
+                    self.assertIsNotNone(m)
+                    new_pid = int(m.group(1))
+                    self.assertNotEqual(new_pid, old.pid)
+                    self.assertEqual(old.wait(timeout=30), 0)
+                    self.assertFalse(old.sanitizer_report(), old.stderr_text())
+                    with open(old.path("run", "atlasd.pid")) as f:
+                        self.assertEqual(f.read(), "%d\n" % new_pid)
+                    self.assertEqual(request(old.port, path="/echo").status, 200)
+                    # Its log goes where the old one's went (inherited): one "stopped" so far.
+                    self.assertEqual(old.stderr_text().count("info: stopped"), 1)
+                    self.assertEqual(run_bin(["-s", "stop", "-c", old.dir])[0], 0)
+                    wait_until(lambda: not os.path.exists("/proc/%d" % new_pid), "the new atlasd to exit")
+                    new_pid = None
+                    self.assertEqual(old.stderr_text().count("info: stopped"), 2)
+                    self.assertNotIn("ERROR: AddressSanitizer", old.stderr_text())
+        finally:
+            if new_pid is not None and os.path.exists("/proc/%d" % new_pid):
+                os.kill(new_pid, signal.SIGKILL)
+            sock.close()
+            shutil.rmtree(tmp)
 
     def test_takeover_errors(self):
         with Backend("one") as b:
