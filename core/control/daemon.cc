@@ -338,6 +338,7 @@ takeover::inventory daemon::inventory() const {
 void daemon::handed_over(pid_t to) {
     chain::log::info("takeover: pid %d serves now; finishing in-flight requests", int(to));
     if (to == upgrade_pid_) upgrade_pid_ = 0;  // our child, but the service's main process now
+    pid_.disown();
     draining_ = true;
     // No STOPPING=1: the service goes on, in the new process (it sent MAINPID=).
     watch_.stop();

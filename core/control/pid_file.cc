@@ -49,6 +49,11 @@ void pid_file::remove() {
     fd_ = -1;
 }
 
+void pid_file::disown() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+}
+
 pid_t pid_file::read(const std::string &path, std::string &err) {
     std::ifstream f(path);
     if (!f) {

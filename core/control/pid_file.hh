@@ -22,6 +22,9 @@ public:
     // At exit (or a failed start): removed if it names this process; emptied when the
     // directory no longer lets us remove it (after the switch from root).
     void remove();
+    // After handing over to a successor: the file is its to write, never ours to remove
+    // (it may still name us for a moment, until the successor writes it).
+    void disown();
 
     // The pid in the file at `path`; 0 with `err` set when there is none to read.
     static pid_t read(const std::string &path, std::string &err);

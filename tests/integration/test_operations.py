@@ -18,7 +18,7 @@ import time
 import unittest
 
 from backend import Backend
-from harness import Atlas, can_connect, connect, read_response, request, run_bin, wait_closed, wait_until
+from harness import Atlas, can_connect, connect, read_response, recv_exactly, request, run_bin, wait_closed, wait_until
 
 RELOADED = "Configuration hot-reloaded"
 
@@ -242,12 +242,9 @@ def ws_frame(payload, opcode=1):
 
 def ws_read_frame(sock):
     def exactly(n):
-        buf = b""
-        while len(buf) < n:
-            d = sock.recv(n - len(buf))
-            if not d:
-                raise AssertionError("connection closed inside a frame")
-            buf += d
+        buf = recv_exactly(sock, n)
+        if len(buf) < n:
+            raise AssertionError("connection closed inside a frame")
         return buf
     b0, b1 = exactly(2)
     n = b1 & 0x7F

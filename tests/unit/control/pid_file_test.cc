@@ -80,6 +80,14 @@ TEST_CASE("open, publish, remove: the file names this process while it runs") {
         f.remove();
         CHECK(slurp(p) == "4242\n");
     }
+    SUBCASE("handed over: left for the successor, even while it still names us") {
+        pid_file f;
+        REQUIRE(f.open(p, err));
+        f.publish();
+        f.disown();
+        f.remove();
+        CHECK(slurp(p) == std::to_string(getpid()) + "\n");
+    }
     SUBCASE("created and never written (a start that failed): removed") {
         pid_file f;
         REQUIRE(f.open(p, err));
