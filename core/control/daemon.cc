@@ -145,7 +145,8 @@ bool daemon::start(std::string &err) {
         if (control_fd >= 0) ::close(control_fd);
         control_fd = -1;
     };
-    if (!pf.empty() && !pid_.open(pf, err)) {
+    if ((!take_over_ && !pf.empty() && takeover::server::in_use(takeover::socket_path(pf), err)) ||
+        (!pf.empty() && !pid_.open(pf, err))) {  // the first: the pid file is another atlasd's
         close_fds(0);
         return false;
     }

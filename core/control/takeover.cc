@@ -141,6 +141,17 @@ server::~server() {
     if (listen_fd_ >= 0) ::close(listen_fd_);
 }
 
+bool server::in_use(const std::string &path, std::string &err) {
+    sockaddr_un sa;
+    if (!make_address(path, sa, err)) return true;
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;  // bind_socket will say why
+    bool answers = connect(fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa) == 0;
+    ::close(fd);
+    if (answers) err = "server.pid_file: an atlasd already runs with " + path + " (atlasd --takeover replaces it)";
+    return answers;
+}
+
 int server::bind_socket(const std::string &path, std::string &err) {
     sockaddr_un sa;
     if (!make_address(path, sa, err)) return -1;
@@ -149,20 +160,7 @@ int server::bind_socket(const std::string &path, std::string &err) {
         err = std::string("takeover socket: ") + std::strerror(errno);
         return -1;
     }
-    // A file left by an atlasd that did not exit cleanly answers nothing: replace it. One
-    // that answers belongs to a running atlasd with this pid_file.
-    if (connect(fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa) == 0) {
-        ::close(fd);
-        err = "server.pid_file: an atlasd already runs with " + path + " (atlasd --takeover replaces it)";
-        return -1;
-    }
-    ::close(fd);
-    fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        err = std::string("takeover socket: ") + std::strerror(errno);
-        return -1;
-    }
-    unlink(path.c_str());
+    unlink(path.c_str());  // a file left by an atlasd that did not exit cleanly (in_use said so)
     mode_t old_mask = umask(0077);  // root (or our user) only: the socket hands out listeners
     int r = bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa);
     umask(old_mask);

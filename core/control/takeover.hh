@@ -65,8 +65,11 @@ public:
     server(const server &) = delete;
     server &operator=(const server &) = delete;
 
-    // Binds the takeover socket (as root, before the switch: the directory may be root's);
-    // -1 + `err` when it cannot.
+    // True (+ `err`) when an atlasd answers on `path`: one runs with this pid file. Asked
+    // before anything of this process touches the pid file.
+    static bool in_use(const std::string &path, std::string &err);
+    // Binds the takeover socket (as root, before the switch: the directory may be root's),
+    // replacing a file a dead atlasd left; -1 + `err` when it cannot.
     static int bind_socket(const std::string &path, std::string &err);
     // Accepts takeovers on a socket from bind_socket, or on the one a takeover handed over.
     void adopt(const std::string &path, int fd);

@@ -402,6 +402,8 @@ class Takeover(unittest.TestCase):
                               err)
                 a.assert_alive()
                 self.assertEqual(request(a.port, path="/echo").status, 200)
+                with open(a.path("run", "atlasd.pid")) as f:  # still the running one's
+                    self.assertEqual(f.read(), "%d\n" % a.pid)
         tmp = tempfile.mkdtemp(prefix="atlas-it-")
         try:  # nobody to take over from
             with open(os.path.join(tmp, "atlas.toml"), "w") as f:
