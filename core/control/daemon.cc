@@ -310,9 +310,9 @@ bool daemon::take_sockets(std::vector<chain::listen_fds> &fds, std::string &err)
 }
 
 void daemon::remember(const std::vector<chain::listen_fds> &fds) {
-    for (uint32_t w = 0; w < fds.size(); ++w)
-        for (const chain::new_listen_socket &n : fds[w].fds)
-            if (int d = fcntl(n.fd, F_DUPFD_CLOEXEC, 0); d >= 0) listening_.push_back({w, n.key, d});
+    for (const chain::listen_fds &f : fds)
+        for (const chain::new_listen_socket &n : f.fds)
+            if (int d = fcntl(n.fd, F_DUPFD_CLOEXEC, 0); d >= 0) listening_.push_back({n.key, d});
 }
 
 // After a reload: the workers close sockets of addresses `next` drops; so do we.

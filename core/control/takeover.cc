@@ -82,7 +82,6 @@ bool client::take(const std::string &path, inventory &got_all, std::string &err)
         err = "takeover: " + path + ": " + std::strerror(errno);
         return false;
     }
-    size_t sockets = 0;
     for (;;) {
         char text[512];
         iovec iov{text, sizeof text - 1};
@@ -102,11 +101,10 @@ bool client::take(const std::string &path, inventory &got_all, std::string &err)
         int got = -1;
         for (cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
             if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) std::memcpy(&got, CMSG_DATA(cm), sizeof(int));
-        unsigned worker = 0, count = 0;
-        int pid = 0, used = 0;
-        if (got >= 0 && std::sscanf(text, "socket %u %n", &worker, &used) == 1 && used > 0) {
-            got_all.listeners.push_back({worker, std::string(text + used), got});
-            ++sockets;
+        unsigned count = 0;
+        int pid = 0;
+        if (got >= 0 && std::strncmp(text, "socket ", 7) == 0) {
+            got_all.listeners.push_back({text + 7, got});
             continue;
         }
         if (got >= 0 && std::strncmp(text, "admin ", 6) == 0 && got_all.admin_fd < 0) {
@@ -119,7 +117,7 @@ bool client::take(const std::string &path, inventory &got_all, std::string &err)
             continue;
         }
         if (got >= 0) ::close(got);
-        if (std::sscanf(text, "end %u %d", &count, &pid) == 2 && count == sockets && pid > 0 && control_fd >= 0) {
+        if (std::sscanf(text, "end %u %d", &count, &pid) == 2 && count == got_all.listeners.size() && pid > 0 && control_fd >= 0) {
             old_pid = pid;
             return true;
         }
@@ -216,7 +214,7 @@ void server::on_completion(event::op op, const event::completion &c) {
         const std::vector<handed_socket> &list = inv.listeners;
         bool ok = true;
         for (const handed_socket &s : list)
-            ok = ok && send_text(peer_fd_, "socket " + std::to_string(s.worker) + " " + s.key, s.fd);
+            ok = ok && send_text(peer_fd_, "socket " + s.key, s.fd);
         if (inv.admin_fd >= 0) ok = ok && send_text(peer_fd_, "admin " + inv.admin_address, inv.admin_fd);
         ok = ok && send_text(peer_fd_, "control", listen_fd_);
         ok = ok && send_text(peer_fd_, "end " + std::to_string(list.size()) + " " + std::to_string(getpid()));

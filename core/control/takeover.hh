@@ -8,7 +8,7 @@
 // at the same path with nothing to unlink or bind (the directory may be root's).
 //
 // Wire (SOCK_SEQPACKET, one message each):  new -> old  "atlas-takeover 1"
-//                                            old -> new  "socket <worker> <address>" + fd, ...
+//                                            old -> new  "socket <address>" + fd, one per worker, ...
 //                                            old -> new  "admin <address>" + fd (when it has one)
 //                                            old -> new  "control" + the takeover socket's fd
 //                                            old -> new  "end <count> <pid>"
@@ -30,8 +30,7 @@ namespace atlas::control::takeover {
 std::string socket_path(const std::string &pid_file);
 
 struct handed_socket {
-    uint32_t worker = 0;  // the old process's worker that accepted on it
-    std::string key;      // its address, as chain::listen_key writes it
+    std::string key;  // its address, as chain::listen_key writes it
     int fd = -1;
 };
 
