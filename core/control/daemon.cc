@@ -8,6 +8,7 @@
 
 #include <atlas/module.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <vector>
@@ -279,25 +280,23 @@ bool daemon::take_sockets(std::vector<chain::listen_fds> &fds, std::string &err)
                         placed[j] = true;
                         theirs.push_back(handed_.listeners[j].fd);
                     }
-            for (uint32_t w = 0; w < workers && ok; ++w) {
-                int fd = w < theirs.size() ? theirs[w] : net::listen_socket(a, 4096, err);
+            // Theirs first, round the workers; then new ones for workers still without.
+            for (size_t k = 0; k < std::max<size_t>(workers, theirs.size()); ++k) {
+                int fd = k < theirs.size() ? theirs[k] : net::listen_socket(a, 4096, err);
                 if (fd < 0) {
                     err = current_->listeners[i].cfg->key + ": " + err;
                     ok = false;
                     break;
                 }
-                fds[w].fds.push_back({i, fd, key});
+                fds[k % workers].fds.push_back({i, fd, key});
             }
-            for (size_t k = workers; k < theirs.size(); ++k) fds[k % workers].fds.push_back({i, theirs[k], key});
-            if (!ok)
-                for (size_t k = workers; k < theirs.size(); ++k) ::close(theirs[k]);
             if (!ok) break;
         }
     }
     for (size_t j = 0; j < handed_.listeners.size(); ++j)
         if (!placed[j]) ::close(handed_.listeners[j].fd);  // an address this configuration dropped
     handed_.listeners.clear();
-    if (!ok) {
+    if (!ok) {  // every socket taken is in `fds` by now (only opening a new one fails)
         for (const chain::listen_fds &f : fds)
             for (const chain::new_listen_socket &n : f.fds) ::close(n.fd);
         fds.clear();
