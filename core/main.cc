@@ -55,6 +55,14 @@ struct named_signal {
 constexpr named_signal signals_by_name[] = {{"reload", SIGHUP}, {"stop", SIGTERM}, {"quit", SIGQUIT}, {"reopen", SIGUSR1},
                                                {"upgrade", SIGUSR2}};
 
+// "reload, stop, quit, reopen or upgrade": for messages, from the table.
+std::string signal_names() {
+    std::string out;
+    size_t n = std::size(signals_by_name);
+    for (size_t i = 0; i < n; ++i) out += std::string(i == 0 ? "" : i + 1 == n ? " or " : ", ") + signals_by_name[i].name;
+    return out;
+}
+
 // Returns 0 to go on, or an exit status + 1.
 int parse_args(int argc, char **argv, options &o) {
     bool have_config = false;
@@ -68,7 +76,7 @@ int parse_args(int argc, char **argv, options &o) {
             return 1;
         } else if (a == "-s") {
             if (i + 1 >= argc) {
-                std::fprintf(stderr, "atlasd: -s needs a signal: reload, stop, quit, reopen or upgrade\n");
+                std::fprintf(stderr, "atlasd: -s needs a signal: %s\n", signal_names().c_str());
                 return 3;
             }
             o.signal = argv[++i];
@@ -96,7 +104,7 @@ int send_signal(const options &o) {
     for (const named_signal &n : signals_by_name)
         if (o.signal == n.name) ns = &n;
     if (!ns) {
-        std::fprintf(stderr, "atlasd: -s %s: unknown signal; use reload, stop, quit, reopen or upgrade\n", o.signal.c_str());
+        std::fprintf(stderr, "atlasd: -s %s: unknown signal; use %s\n", o.signal.c_str(), signal_names().c_str());
         return 2;
     }
     // Only the pid file is needed: a configuration with errors elsewhere (being edited,
@@ -171,9 +179,7 @@ int main(int argc, char **argv) {
 
     // Signals are taken synchronously by the main thread only: block them before any
     // worker exists so every thread inherits the mask.
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&sigs, s);
+    sigset_t sigs = control::handled_signals();
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
     signal(SIGPIPE, SIG_IGN);
 

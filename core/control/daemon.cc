@@ -68,6 +68,7 @@ private:
     void forget_unused(const chain::runtime &next);
     takeover::inventory inventory() const;
     void handed_over(pid_t to);
+    void stop_serving(bool tell_service_manager);
     void start_upgrade();
     void reap_upgrade();
     bool drop_root(std::string &err);
@@ -146,14 +147,16 @@ bool daemon::start(std::string &err) {
         if (control_fd >= 0) ::close(control_fd);
         control_fd = -1;
     };
-    if ((!take_over_ && !pf.empty() && takeover::server::in_use(takeover::socket_path(pf), err)) ||
-        (!pf.empty() && !pid_.open(pf, err))) {  // the first: the pid file is another atlasd's
-        close_fds(0);
-        return false;
-    }
-    // After a takeover the file names the old process until it has let go (run()).
-    if (!take_over_) pid_.publish();
-    if (!take_over_ && !pf.empty() && (control_fd = takeover::server::bind_socket(takeover::socket_path(pf), err)) < 0) {
+    const std::string control_path = pf.empty() ? std::string() : takeover::socket_path(pf);
+    if (!pf.empty() && !take_over_) {
+        // Another atlasd answering there owns the pid file: asked before touching it.
+        bool ok = !takeover::server::in_use(control_path, err) && pid_.open(pf, err);
+        if (ok) pid_.publish();
+        if (!ok || (control_fd = takeover::server::bind_socket(control_path, err)) < 0) {
+            close_fds(0);
+            return false;
+        }
+    } else if (!pf.empty() && !pid_.open(pf, err)) {  // written once the old one let go (run())
         close_fds(0);
         return false;
     }
@@ -162,7 +165,7 @@ bool daemon::start(std::string &err) {
         return false;
     }
     remember(fds);
-    if (control_fd >= 0) takeover_.adopt(takeover::socket_path(pf), control_fd);
+    if (control_fd >= 0) takeover_.adopt(control_path, control_fd);
     control_fd = -1;
     started_ms_ = loop_.now_ms();
     // Before the workers listen: a change made as soon as atlasd answers is seen.
@@ -339,10 +342,7 @@ void daemon::handed_over(pid_t to) {
     chain::log::info("takeover: pid %d serves now; finishing in-flight requests", int(to));
     if (to == upgrade_pid_) upgrade_pid_ = 0;  // our child, but the service's main process now
     pid_.disown();
-    draining_ = true;
-    // No STOPPING=1: the service goes on, in the new process (it sent MAINPID=).
-    watch_.stop();
-    drain_deadline_ = loop_.now_ms() + uint64_t(current_->snap->server.drain_timeout.count());
+    stop_serving(false);  // no STOPPING=1: the service goes on, in the new process (MAINPID=)
     for (auto &w : workers_) w->hand_off();
     for (const takeover::handed_socket &h : listening_) ::close(h.fd);
     listening_.clear();
@@ -419,22 +419,25 @@ void daemon::stop_workers() {
     workers_.clear();
 }
 
+// What every way of stopping shares: no more reloads or takeovers, and the deadline of
+// the drain (a fast stop closes everything before it matters).
+void daemon::stop_serving(bool tell_service_manager) {
+    draining_ = true;
+    if (tell_service_manager) notify_.stopping();
+    watch_.stop();
+    takeover_.close();
+    drain_deadline_ = loop_.now_ms() + uint64_t(current_->snap->server.drain_timeout.count());
+}
+
 void daemon::on_signal(int sig) {
     if (sig == SIGTERM || sig == SIGINT) {
         if (draining_) return;
         chain::log::info("%s: stopping accepting, finishing in-flight requests", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        draining_ = true;
-        notify_.stopping();
-        watch_.stop();
-        takeover_.close();
-        drain_deadline_ = loop_.now_ms() + uint64_t(current_->snap->server.drain_timeout.count());
+        stop_serving(true);
         for (auto &w : workers_) w->drain();
     } else if (sig == SIGQUIT) {
         chain::log::info("SIGQUIT: stopping now");
-        draining_ = true;
-        notify_.stopping();
-        watch_.stop();
-        takeover_.close();
+        stop_serving(true);
         for (auto &w : workers_) w->stop_now();
     } else if (sig == SIGUSR1) {
         chain::log::info("SIGUSR1: reopening the access logs");
@@ -534,8 +537,7 @@ void daemon::watch_config() {
 }
 
 int daemon::run() {
-    sigemptyset(&sigs_);
-    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&sigs_, s);
+    sigs_ = handled_signals();
     // The path now, while it names the installed file: once a package upgrade replaced
     // it, /proc/self/exe names the deleted old one.
     char exe[4096];
@@ -556,9 +558,10 @@ int daemon::run() {
         if (taker_.confirm(err)) chain::log::info("takeover: took over from pid %d", int(taker_.old_pid));
         else chain::log::warn("%s (it keeps accepting too, until it stops)", err.c_str());
         pid_.publish();
+        notify_.ready_as_main("serving, took over");
+    } else {
+        notify_.ready("serving");
     }
-    if (take_over_) notify_.ready_as_main("serving, took over");
-    else notify_.ready("serving");
     chain::log::info("atlasd %s started: %u worker%s, io_uring %s", ATLAS_VERSION, current_->workers,
                      current_->workers == 1 ? "" : "s", workers_[0]->ring_.mode());
 
@@ -583,6 +586,13 @@ int daemon::run() {
 }
 
 }  // namespace
+
+sigset_t handled_signals() {
+    sigset_t s;
+    sigemptyset(&s);
+    for (int sig : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&s, sig);
+    return s;
+}
 
 int run(const std::string &config_path, std::unique_ptr<chain::runtime> rt, module::loader &loader, bool take_over) {
     daemon d(config_path, std::move(rt), loader, take_over);

@@ -3,6 +3,8 @@
 // until it is told to stop.
 #pragma once
 
+#include <signal.h>
+
 #include <memory>
 #include <string>
 
@@ -20,5 +22,9 @@ namespace atlas::control {
 // the atlasd running with the same pid file, which then drains (control/takeover.hh).
 // Returns the process exit status.
 int run(const std::string &config_path, std::unique_ptr<chain::runtime> rt, module::loader &loader, bool take_over);
+
+// The signals run() takes (synchronously, on the main thread); main() blocks them before
+// any thread exists, so that every thread inherits the mask.
+sigset_t handled_signals();
 
 }  // namespace atlas::control
