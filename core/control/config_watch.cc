@@ -83,11 +83,12 @@ bool config_watch::relevant(int wd, std::string_view name) const {
     auto d = std::find_if(dirs_.begin(), dirs_.end(), [wd](const dir &x) { return x.wd == wd; });
     if (d == dirs_.end() || name.empty()) return false;
     std::string full = d->path + "/" + std::string(name);
-    if (std::find(files_.begin(), files_.end(), full) != files_.end()) return true;
-    // A new or removed conf.d file, or conf.d itself; "..data" is the symlink Kubernetes
-    // swaps when a mounted ConfigMap changes. Other dot files are editors' temporaries.
+    return std::find(files_.begin(), files_.end(), full) != files_.end() || is_config_name(name);
+}
+
+bool is_config_name(std::string_view name) {
     if (name == "..data" || name == "conf.d") return true;
-    return name[0] != '.' && name.ends_with(".toml");
+    return !name.empty() && name[0] != '.' && name.ends_with(".toml");
 }
 
 void config_watch::on_completion(event::op, const event::completion &c) {

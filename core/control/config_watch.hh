@@ -7,11 +7,17 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "control/loop.hh"
 
 namespace atlas::control {
+
+// Whether a change to a file called `name` in a watched directory can change the
+// configuration, beside the files read themselves: a new or removed `*.toml`, conf.d/
+// itself, Kubernetes' "..data" symlink swap. Editors' dot files and other names cannot.
+bool is_config_name(std::string_view name);
 
 class config_watch final : public handler {
 public:
