@@ -238,8 +238,6 @@ public:
     // The same after a takeover: the listening sockets stay open (the new atlasd accepts
     // on them), and idle keep-alive connections get a moment to send one more request.
     void hand_off();
-    // Draining after a takeover, the moment a request on a kept-alive connection is still served.
-    bool in_idle_grace() const { return now_ms_ < idle_grace_until_; }
     void stop_now();  // close everything and exit
 
     static worker *current();
@@ -319,6 +317,7 @@ public:
     bool draining_ = false;
     uint64_t drain_started_ = 0;
     uint64_t idle_grace_until_ = 0;  // draining after a takeover: requests on kept-alive connections still served
+    bool in_idle_grace() const { return now_ms_ < idle_grace_until_; }
     bool exit_ = false;
     std::atomic<bool> finished_{false};  // the thread is done (read by the main thread)
 

@@ -40,11 +40,11 @@ void pid_file::publish() {
 void pid_file::remove() {
     if (fd_ < 0) return;
     std::string err;
-    bool ours = published_ ? read(path_, err) == getpid() : false;
-    // Created and never written (a failed start): it names nobody either.
-    bool empty = !published_ && lseek(fd_, 0, SEEK_END) == 0;
-    if ((ours || empty) && unlink(path_.c_str()) != 0 && ours && ftruncate(fd_, 0) != 0)
+    bool names_us = published_ && read(path_, err) == getpid();
+    bool names_nobody = !published_ && lseek(fd_, 0, SEEK_END) == 0;  // created by a start that failed
+    if (names_us && unlink(path_.c_str()) != 0 && ftruncate(fd_, 0) != 0)
         chain::log::warn("server.pid_file: cannot remove '%s': %s", path_.c_str(), std::strerror(errno));
+    if (names_nobody) unlink(path_.c_str());
     close(fd_);
     fd_ = -1;
 }
