@@ -19,12 +19,6 @@ namespace {
 constexpr uint64_t debounce_ms = 300;
 constexpr uint32_t dir_events = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_ONLYDIR;
 
-std::string parent_of(const std::string &file) {
-    size_t slash = file.rfind('/');
-    if (slash == std::string::npos) return ".";
-    return slash == 0 ? "/" : file.substr(0, slash);
-}
-
 bool is_dir(const std::string &p) {
     struct stat st{};
     return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -48,7 +42,7 @@ void config_watch::watch(const std::string &path, const std::vector<std::string>
     dirs_.clear();
     files_ = files;
     std::vector<std::string> wanted;
-    for (const std::string &f : files) wanted.push_back(parent_of(f));
+    for (const std::string &f : files) wanted.push_back(std::filesystem::path(f).parent_path().string());  // absolute
     if (is_dir(path)) {  // the loader's file names are absolute: so are the watched directories'
         std::error_code ec;
         std::string abs = std::filesystem::absolute(path, ec).lexically_normal().string();
