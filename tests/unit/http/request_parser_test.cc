@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "alloc_counter.hh"
+#include "http_describe.hh"
 
 #include <algorithm>
 #include <atomic>
@@ -17,38 +18,14 @@
 #include <vector>
 
 using namespace atlas::http;
+using atlas::test::describe;
+using atlas::test::exact_buf;
 using namespace std::string_literals;
 
 
 namespace {
 
 constexpr uint32_t k_storage = 128;
-
-// A byte-exact heap copy, so ASan flags any read past the end of what the parser was given.
-struct exact_buf {
-    std::unique_ptr<char[]> p;
-    size_t n;
-    explicit exact_buf(std::string_view s) : p(new char[s.size() ? s.size() : 1]), n(s.size()) {
-        if (n) std::memcpy(p.get(), s.data(), n);
-    }
-    std::string_view view() const { return {p.get(), n}; }
-};
-
-// Everything the parser reports, as text, so results over different buffers can be compared.
-std::string describe(parse_result r, const request_head &h) {
-    std::ostringstream o;
-    if (r == parse_result::incomplete) return "incomplete";
-    if (r == parse_result::error) {
-        o << "error " << h.error_status << " (" << (h.error_reason ? h.error_reason : "?") << ")";
-        return o.str();
-    }
-    o << "complete len=" << h.head_length << " m=" << h.method << " t=" << h.target << " p=" << h.path_raw
-      << " q=" << h.query << " a=" << h.authority << " host=" << h.host << " v=1." << int(h.version_minor)
-      << " cl=" << h.content_length << " chunked=" << h.chunked << " ka=" << h.keep_alive
-      << " expect=" << h.expect_continue << " upgrade=" << h.upgrade << " head=" << h.is_head;
-    for (uint32_t i = 0; i < h.header_count; ++i) o << " [" << h.headers[i].name << "=" << h.headers[i].value << "]";
-    return o.str();
-}
 
 std::string parse_whole(std::string_view in, const parse_limits &lim = {}) {
     exact_buf b(in);

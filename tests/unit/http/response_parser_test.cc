@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include "http_describe.hh"
+
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -11,6 +13,8 @@
 #include <vector>
 
 using namespace atlas::http;
+using atlas::test::describe;
+using atlas::test::exact_buf;
 using namespace std::string_literals;
 
 namespace {
@@ -18,42 +22,8 @@ namespace {
 using kind = response_body_kind;
 constexpr uint32_t k_rstorage = 128;
 
-// A byte-exact heap copy, so ASan flags any read past the end of what the parser was given.
-struct rbuf {
-    std::unique_ptr<char[]> p;
-    size_t n;
-    explicit rbuf(std::string_view s) : p(new char[s.size() ? s.size() : 1]), n(s.size()) {
-        if (n) std::memcpy(p.get(), s.data(), n);
-    }
-    std::string_view view() const { return {p.get(), n}; }
-};
-
-const char *kind_name(kind k) {
-    switch (k) {
-    case kind::none: return "none";
-    case kind::length: return "length";
-    case kind::chunked: return "chunked";
-    case kind::until_close: return "until_close";
-    case kind::tunnel: return "tunnel";
-    }
-    return "?";
-}
-
-// Everything the parser reports, as text, so results over different buffers can be compared.
-std::string describe(parse_result r, const response_head &h) {
-    if (r == parse_result::incomplete) return "incomplete";
-    if (r == parse_result::error) return "error (" + std::string(h.error_reason ? h.error_reason : "?") + ")";
-    std::ostringstream o;
-    o << "complete len=" << h.head_length << " v=1." << int(h.version_minor) << " s=" << h.status << " r=" << h.reason
-      << " cl=" << h.content_length << " te=" << h.transfer_encoding << " chunked=" << h.chunked
-      << " ka=" << h.keep_alive << " cu=" << h.connection_upgrade << " up=" << h.upgrade
-      << " kat=" << h.keep_alive_timeout_s << " framing=" << kind_name(framing(h, false, false));
-    for (uint32_t i = 0; i < h.header_count; ++i) o << " [" << h.headers[i].name << "=" << h.headers[i].value << "]";
-    return o.str();
-}
-
 std::string rparse_whole(std::string_view in, const response_limits &lim = {}) {
-    rbuf b(in);
+    exact_buf b(in);
     header_field st[k_rstorage];
     response_head h;
     uint32_t scan = 0;
@@ -70,7 +40,7 @@ std::string rparse_split(std::string_view in, std::vector<size_t> cuts, const re
     response_head h;
     uint32_t scan = 0;
     for (size_t k : cuts) {
-        rbuf b(in.substr(0, k));
+        exact_buf b(in.substr(0, k));
         const parse_result r = parse_response_head(b.view(), lim, h, st, k_rstorage, scan);
         if (r != parse_result::incomplete) return describe(r, h);
     }
@@ -339,7 +309,7 @@ TEST_CASE("interim 100 and 103 are skipped, then the final 200 (whole and byte b
         header_field st[16];
         response_head h;
         for (;;) {
-            rbuf b(std::string_view(in).substr(base, avail - base));
+            exact_buf b(std::string_view(in).substr(base, avail - base));
             const parse_result r = parse_response_head(b.view(), {}, h, st, 16, scan);
             REQUIRE(r != parse_result::error);
             if (r == parse_result::incomplete) {
