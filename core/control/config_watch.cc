@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "chain/log.hh"
+#include "event/memcheck.hh"
 
 namespace atlas::control {
 
@@ -93,6 +94,7 @@ void config_watch::on_completion(event::op, const event::completion &c) {
                              std::strerror(-c.res));
         if (c.res != -EINTR) return;
     }
+    event::kernel_wrote(buf_, c.res);
     bool changed = false;
     for (int32_t off = 0; c.res > 0 && off + int32_t(sizeof(inotify_event)) <= c.res;) {
         const auto *e = reinterpret_cast<const inotify_event *>(buf_ + off);

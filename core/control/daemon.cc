@@ -27,6 +27,7 @@
 #include "control/takeover.hh"
 #include "control/privileges.hh"
 #include "event/clock.hh"
+#include "event/memcheck.hh"
 #include "module/loader.hh"
 #include "upstream/registry.hh"
 
@@ -45,6 +46,7 @@ struct fd_reader final : handler {
 
     void arm() { lp->ring().read(fd, buf, sizeof buf, user_data(this, event::op::wake)); }
     void on_completion(event::op, const event::completion &c) override {
+        event::kernel_wrote(buf, c.res);
         on_read(buf, c.res);
         arm();
     }

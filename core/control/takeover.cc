@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "chain/log.hh"
+#include "event/memcheck.hh"
 
 namespace atlas::control::takeover {
 
@@ -204,6 +205,7 @@ void server::on_completion(event::op op, const event::completion &c) {
         drop_peer(c.res == 0 ? "the new atlasd went away before it was ready" : std::strerror(-c.res));
         return;
     }
+    event::kernel_wrote(buf_, c.res);
     std::string text(buf_, size_t(c.res));
     if (stage_ == 0) {
         if (text != hello) {

@@ -112,6 +112,7 @@ private:
     std::vector<buffer_group> groups_;
     std::vector<int> free_slots_;
     const char *mode_ = "none";
+    bool wait_in_poll_ = false;  // under valgrind: see run_once
 };
 
 }  // namespace atlas::event
