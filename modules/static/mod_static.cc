@@ -6,12 +6,10 @@
 // ranges (206/416, If-Range), precompressed .br/.gz variants, index files,
 // 301 for directories without a slash, 403 without an index, 405 for other
 // methods. Lookups go through openat2(RESOLVE_BENEATH) so neither dot segments
-// nor symlinks leave the root.
+// nor symlinks leave the root (where openat2 is missing, symlinks are not followed at all).
 #include <atlas/module.hpp>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -22,6 +20,7 @@
 #include "cache.hh"
 #include "config.hh"
 #include "mime.hh"
+#include "open_beneath.hh"
 #include "validators.hh"
 
 namespace {
@@ -33,13 +32,6 @@ using atlas::module::view;
 atlas::module::context ctx;
 
 // ---------------------------------------------------------------- files
-
-int open_beneath(int dirfd, const char *rel) {
-    open_how how{};
-    how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY;
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-    return int(syscall(SYS_openat2, dirfd, rel, &how, sizeof how));
-}
 
 // "/a/b" -> "a/b"; "/" -> "."
 std::string relative(std::string_view path) {
