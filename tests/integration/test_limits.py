@@ -18,7 +18,8 @@ Listener `limits` (and the listener's `max_connections`):
   max_connections     newcomers wait  here: MaxConnections (HTTP listener);
                                       test_tcp.py ConnectionLimit (L4 listener)
 Upstream limits:
-  max_response_head   502, upstream connection closed      here: MaxResponseHead
+  max_response_head   502, upstream connection closed; a health check reading a longer
+                      head fails                           here: MaxResponseHead
   max_response_body   502 when Content-Length is over; chunked / until-close bodies are
                       cut where they cross it (the client sees an incomplete message)
                                                            here: MaxResponseBody
@@ -29,6 +30,7 @@ Timeouts are short (300 ms) so the tests are quick; no test asserts how fast any
 happens, only that it does before a generous deadline.
 """
 
+import json
 import re
 import select
 import socket
@@ -238,6 +240,26 @@ class MaxResponseHead(unittest.TestCase):
             self.assertTrue(rec.eof.is_set())
             wait_until(lambda: "over max_response_head" in a.stderr_text(), "the reason in the log")
             self.assertEqual(request(a.port, path="/head/100").status, 200)  # the upstream is still used
+
+    def test_health_checks_read_heads_under_it_too(self):
+        cfg = ("[server]\nworkers = 1\n[admin]\nlisten = \"127.0.0.1:{port2}\"\n")
+        for name, size in (("fits", 4096), ("over", 4097)):
+            cfg += ('[upstream.%s]\nservers = ["{%s}"]\nmax_response_head = "4k"\n'
+                    'health = { path = "/head/%d", interval = "300ms", fall = 1 }\n' % (name, name, size))
+        cfg += ('[[listener]]\nlisten = ["127.0.0.1:{port}"]\n  [[listener.route]]\n'
+                '  handler = { module = "proxy", upstream = "fits" }\n')
+        with TcpServer(respond_with_head_of_size) as fits, TcpServer(respond_with_head_of_size) as over, \
+                Atlas(cfg.replace("{fits}", fits.address).replace("{over}", over.address)) as a:
+            def last_check(upstream, address):
+                r = request(a.port2, path="/upstreams/%s/servers/%s" % (upstream, address))
+                self.assertEqual(r.status, 200, r)
+                return json.loads(r.body).get("checks", {}).get("last")
+            ok = wait_until(lambda: last_check("fits", fits.address), "a check of the server that fits")
+            self.assertTrue(ok["ok"], ok)
+            self.assertEqual(ok["detail"], "status 200")
+            bad = wait_until(lambda: last_check("over", over.address), "a check of the server over the limit")
+            self.assertFalse(bad["ok"], bad)
+            self.assertIn("response head too large", bad["detail"])
 
 
 def chunked_prefix(body):
