@@ -52,13 +52,16 @@ def proxy_config(upstream_address, upstream_extra="", limits=""):
             % (upstream_address, upstream_extra, limits))
 
 
-def open_connections(admin_port):
-    """atlas_connections_open of listener "web", from the admin API's /metrics."""
+def web_connections(admin_port):
+    """(accepted, open) connections of listener "web", from the admin API's /metrics."""
     r = request(admin_port, path="/metrics")
     assert r.status == 200, r
-    m = re.search(rb'^atlas_connections_open\{listener="web"\} (\d+)$', r.body, re.M)
-    assert m, r.body[:2000]
-    return int(m.group(1))
+
+    def sample(name):
+        m = re.search(rb'^%s\{listener="web"\} (\d+)$' % name, r.body, re.M)
+        assert m, (name, r.body[:2000])
+        return int(m.group(1))
+    return sample(b"atlas_connections_accepted_total"), sample(b"atlas_connections_open")
 
 
 def nothing_arrives(sock, window=0.3):
@@ -195,9 +198,11 @@ class SendTimeout(unittest.TestCase):
                 self.assertEqual(r.status, 200, r)
                 self.assertEqual(len(r.body), self.SIZE)
                 self.assertEqual(r.body, pattern(self.SIZE))
+            accepted, _ = web_connections(a.port2)
             with self.client(a.port, rcvbuf=4096) as s:  # one that never reads: a few KiB fill it
                 s.sendall(req)
-                wait_until(lambda: open_connections(a.port2) == 0,
+                # This one accepted and none open: atlasd closed it.
+                wait_until(lambda: web_connections(a.port2) == (accepted + 1, 0),
                            "atlasd to close a connection that read nothing for send_timeout")
                 closed, got = wait_closed(s, timeout=30)
                 self.assertTrue(closed)
