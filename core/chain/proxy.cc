@@ -98,6 +98,7 @@ struct call {
     bool is_head = false;
     http::response_body_kind kind = http::response_body_kind::none;
     uint64_t left = 0;                     // length framing: bytes still expected
+    uint64_t relayed = 0;                  // chunked / until-close: body bytes passed on so far
     http::chunked_decoder chunked;
     bool reusable = false;
 
@@ -211,18 +212,27 @@ bool response_hop_by_hop(std::string_view name, std::span<const std::string_view
 
 void body_bytes(worker &w, call *k, std::string_view data);
 
-void start_response(worker &w, call *k, const http::response_head &h) {
+// false: the call failed (a body over the limit) and the response goes no further.
+bool start_response(worker &w, call *k, const http::response_head &h) {
     exchange *ex = k->ex;
     k->head_done = true;
     server_answered(w, k, h.status);
     k->kind = http::framing(h, k->is_head, false);
     k->reusable = http::connection_reusable(h, k->kind);
     upconn *u = up_of(k->uc);
+    // An announced body over the limit is refused before the client sees a byte of it. The
+    // server answered as asked, so its health is not blamed: the limit is ours.
+    const uint64_t max_body = k->at.up->cfg->max_response_body;
+    if (max_body && k->kind == http::response_body_kind::length && uint64_t(h.content_length) > max_body) {
+        fail(w, k, 502, ("response body of " + std::to_string(h.content_length) + " bytes over max_response_body (" +
+                         std::to_string(max_body) + ")").c_str());
+        return false;
+    }
     if (h.keep_alive_timeout_s > 0) {
         uint64_t t = uint64_t(h.keep_alive_timeout_s) * 1000;
         u->retire_at = w.now_ms_ + (t > keepalive_margin_ms ? t - keepalive_margin_ms : 0);
     }
-    if (!client_usable(ex)) return;
+    if (!client_usable(ex)) return true;
     const upstream::connection_values connection({h.headers, h.header_count});
     for (uint32_t i = 0; i < h.header_count; ++i) {
         const http::header_field &f = h.headers[i];
@@ -247,6 +257,34 @@ void start_response(worker &w, call *k, const http::response_head &h) {
         k->resp_done = true;
         write_client(w, k, {}, true);
     }
+    return true;
+}
+
+// Body bytes of an unannounced length (chunked, until close) within max_response_body: the
+// part of `data` that may still go to the client. Past it (body_over_limit) the upstream
+// connection closes and so does the client's once it has what was relayed, without the
+// end of the message: the client sees it cut short, as after an upstream error mid-body.
+std::string_view within_body_limit(call *k, std::string_view data, bool &over) {
+    const uint64_t max_body = k->at.up->cfg->max_response_body;
+    over = false;
+    if (!max_body) return data;
+    uint64_t room = max_body - k->relayed;
+    if (data.size() > room) {
+        over = true;
+        data = data.substr(0, size_t(room));
+    }
+    k->relayed += data.size();
+    return data;
+}
+
+void body_over_limit(worker &w, call *k) {
+    log::rate_limited_warn("upstream %s, server %s: response body over max_response_body (%llu bytes): cut",
+                           k->at.up->cfg->name.c_str(), k->at.srv ? k->at.srv->address.c_str() : "?",
+                           static_cast<unsigned long long>(k->at.up->cfg->max_response_body));
+    detach(w, k, false);
+    k->resp_done = true;
+    // Unlike fail()'s hard close, what was relayed reaches the client before the close.
+    if (client_usable(k->ex)) session::response_cut(k->ex);
 }
 
 void body_bytes(worker &w, call *k, std::string_view data) {
@@ -267,7 +305,18 @@ void body_bytes(worker &w, call *k, std::string_view data) {
         }
         case http::response_body_kind::chunked: {
             size_t used = 0;
-            auto st = k->chunked.feed(data, used, [&](std::string_view piece) { write_client(w, k, piece, false); });
+            bool over = false;
+            auto st = k->chunked.feed(data, used, [&](std::string_view piece) {
+                if (over) return;  // the rest of this read is dropped with the call
+                bool now_over = false;
+                piece = within_body_limit(k, piece, now_over);
+                if (!piece.empty()) write_client(w, k, piece, false);
+                over = now_over;
+            });
+            if (over) {
+                body_over_limit(w, k);
+                return;
+            }
             if (st == http::chunked_decoder::status::error) {
                 attempt::failed(w, k->at, "bad chunked response body", false);
                 fail(w, k, 502, "bad chunked response body");
@@ -280,9 +329,16 @@ void body_bytes(worker &w, call *k, std::string_view data) {
             }
             break;
         }
-        case http::response_body_kind::until_close:
-            if (!data.empty()) write_client(w, k, data, false);
+        case http::response_body_kind::until_close: {
+            bool over = false;
+            std::string_view allowed = within_body_limit(k, data, over);
+            if (!allowed.empty()) write_client(w, k, allowed, false);
+            if (over) {
+                body_over_limit(w, k);
+                return;
+            }
             break;
+        }
         default:
             if (!data.empty()) k->reusable = false;  // bytes where none belong
             break;
@@ -704,17 +760,20 @@ void on_data(worker &w, conn *uc, const char *data, size_t len) {
     if (fields.size() < max_response_headers + 1) fields.resize(max_response_headers + 1);
     for (;;) {
         http::response_head h;
-        auto r = http::parse_response_head(input, http::response_limits{}, h, fields.data(), uint32_t(fields.size()),
-                                           k->scan_from);
+        http::response_limits limits;
+        limits.max_head_bytes = k->at.up->cfg->max_response_head;
+        auto r = http::parse_response_head(input, limits, h, fields.data(), uint32_t(fields.size()), k->scan_from);
         if (r == http::parse_result::incomplete) {  // keep what is left of the head for the next bytes
             if (k->buf.in.empty()) k->buf.in.assign(input.begin(), input.end());
             else k->buf.in.erase(k->buf.in.begin(), k->buf.in.begin() + (input.data() - k->buf.in.data()));
             return;
         }
         if (r == http::parse_result::error) {
-            const char *why = h.error_reason ? h.error_reason : "bad response head";
+            std::string why = h.error_reason ? h.error_reason : "bad response head";
+            if (why == "response head too large")
+                why += " (over max_response_head, " + std::to_string(limits.max_head_bytes) + " bytes)";
             attempt::failed(w, k->at, why, false);
-            fail(w, k, 502, why);
+            fail(w, k, 502, why.c_str());
             return;
         }
         input.remove_prefix(h.head_length);
@@ -730,7 +789,7 @@ void on_data(worker &w, conn *uc, const char *data, size_t len) {
             k->buf.in.clear();
             return;
         }
-        start_response(w, k, h);
+        if (!start_response(w, k, h)) return;
         // Body bytes that came with the head (body_bytes copies what it forwards).
         if (!input.empty() || k->resp_done) body_bytes(w, k, input);
         else maybe_finish(w, k);

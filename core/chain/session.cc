@@ -740,6 +740,13 @@ void resume(exchange *ex, int32_t status) {
     ex->c->w->mark_dirty(ex->c);
 }
 
+void response_cut(exchange *ex) {
+    if (!usable(ex) || !ex->head_sent || ex->complete) return;
+    core_error(ex, 502);  // with the head out: no more bytes, close once the queue is sent
+    ex->c->need_process = true;
+    ex->c->w->mark_dirty(ex->c);
+}
+
 void request_body_pause(exchange *ex, bool paused) {
     if (!usable(ex)) return;
     ex->body_paused = paused;

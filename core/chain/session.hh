@@ -43,6 +43,10 @@ int32_t response_sendfile(exchange *ex, int fd, uint64_t offset, uint64_t length
 int32_t response_raw(exchange *ex, const void *bytes, size_t len, size_t head_only_len,
                      atlas_done_fn done, void *user);
 void resume(exchange *ex, int32_t status);
+// The response, head already sent, cannot be completed: what is queued still goes out,
+// then the connection closes without ending the message, so the client sees it cut
+// short (an unfinished chunked body or fewer bytes than its Content-Length).
+void response_cut(exchange *ex);
 void request_body_pause(exchange *ex, bool paused);
 
 }  // namespace session

@@ -117,6 +117,11 @@ struct upstream {
     duration read_timeout{30000};
     duration write_timeout{30000};
     duration tunnel_timeout{3600000};        // an upgraded (WebSocket) connection idle both ways
+    // A response head (status line and fields) over this is refused: 502 (nginx's "upstream
+    // sent too big header"). A body over max_response_body is refused (0 = unlimited): 502 when
+    // its Content-Length says so, else the client connection is cut where it crossed.
+    uint32_t max_response_head = 64 * 1024;
+    uint64_t max_response_body = 0;
     health_check health;
     passive_check passive;
     circuit_breaker breaker;

@@ -126,7 +126,7 @@ void read_upstream(checker &ck, const std::string &name, const node &t, snapshot
     if (!ck.table(t, up.key)) return;
     scope s(ck, t, up.key);
     s.allow_only({"lb", "servers", "keepalive", "timeouts", "health", "passive", "circuit_breaker", "retries",
-                  "retry_budget", "replay_body", "slow_start", "tls"});
+                  "retry_budget", "replay_body", "slow_start", "tls", "max_response_head", "max_response_body"});
 
     up.lb = lb_module("round_robin", nlohmann::json::object(), t, s.key("lb"));
     if (const node *lb = s.get("lb")) {
@@ -233,6 +233,10 @@ void read_upstream(checker &ck, const std::string &name, const node &t, snapshot
     }
     if (auto n = s.size("replay_body", 0, 16u << 20)) up.retry.replay_body_bytes = *n;
     if (auto d = s.dur("slow_start")) up.slow_start = *d;
+    // A head must hold a status line and a few fields; past 1 MiB one upstream response
+    // would pin that much memory per connection while it trickles in.
+    if (auto n = s.size("max_response_head", 1024, 1u << 20)) up.max_response_head = static_cast<uint32_t>(*n);
+    if (auto n = s.size("max_response_body")) up.max_response_body = *n;
 
     snap.upstreams.push_back(std::move(up));
 }

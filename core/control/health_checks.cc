@@ -16,15 +16,15 @@
 namespace atlas::control {
 
 namespace {
-constexpr size_t max_response_head = 16384;  // a check reads the head only
 constexpr uint32_t max_fields = 100;
 }  // namespace
 
 // One server's checks. Owned by health_checks; deleted once stopped and no operation of
 // it is still in the kernel.
 struct health_checks::prober final : handler {
-    prober(loop &l, upstream::registry &reg, uint32_t slot, const upstream::server &s, const config::health_check &c)
-        : loop_(l), reg_(reg), group_slot(slot), server_id(s.id), addr(s.addr), host(s.written), cfg(c) {}
+    prober(loop &l, upstream::registry &reg, uint32_t slot, const upstream::server &s, const config::upstream &up)
+        : loop_(l), reg_(reg), group_slot(slot), server_id(s.id), addr(s.addr), host(s.written), cfg(up.health),
+          max_head(up.max_response_head) {}
 
     loop &loop_;
     upstream::registry &reg_;
@@ -33,6 +33,7 @@ struct health_checks::prober final : handler {
     const net::address addr;  // copies: the server may be freed before this prober is
     const std::string host;
     config::health_check cfg;
+    uint32_t max_head;  // the upstream's max_response_head: a check reads the head only
 
     int fd = -1;
     bool connecting = false, sending = false, receiving = false;
@@ -100,11 +101,10 @@ struct health_checks::prober final : handler {
         http::header_field fields[max_fields];
         http::response_head h;
         uint32_t scan = 0;
-        auto r = http::parse_response_head(in, http::response_limits{}, h, fields, max_fields, scan);
-        if (r == http::parse_result::incomplete) {
-            if (in.size() >= max_response_head) finish(false, "response head over 16 KiB");
-            return;
-        }
+        http::response_limits limits;
+        limits.max_head_bytes = max_head;  // the parser fails a longer head, complete or not
+        auto r = http::parse_response_head(in, limits, h, fields, max_fields, scan);
+        if (r == http::parse_result::incomplete) return;
         if (r == http::parse_result::error) {
             finish(false, std::string("bad response: ") + (h.error_reason ? h.error_reason : "malformed head"));
             return;
@@ -247,9 +247,10 @@ void health_checks::sync() {
             auto it = probers_.find(s->id);
             if (it != probers_.end()) {
                 it->second->cfg = g->cfg.health;  // takes effect at its next check
+                it->second->max_head = g->cfg.max_response_head;
                 continue;
             }
-            auto *p = new prober(loop_, reg_, g->slot, *s, g->cfg.health);
+            auto *p = new prober(loop_, reg_, g->slot, *s, g->cfg);
             probers_.emplace(s->id, p);
             // Spread the first checks over up to a second so servers are not hit at once.
             uint64_t spread = std::min<uint64_t>(uint64_t(g->cfg.health.interval.count()), 1000);

@@ -174,6 +174,8 @@ listen = "127.0.0.1:8080"
     CHECK(up.retry.budget_min_per_second == 10);
     CHECK(up.retry.replay_body_bytes == 65536);
     CHECK(up.slow_start == duration(0));
+    CHECK(up.max_response_head == 65536);
+    CHECK(up.max_response_body == 0);  // unlimited
 }
 
 TEST_CASE("upstream resilience: health, passive, circuit breaker, retries") {
@@ -240,6 +242,42 @@ health = { type = "tcp", path = "/x" }
     CHECK(has_error(r, "atlas.toml:5: upstream.api.retries: must be an integer between 0 and 16"));
     CHECK(has_error(r, "atlas.toml:6: upstream.api.retry_budget.percent: must be an integer between 0 and 100"));
     CHECK(has_error(r, "atlas.toml:8: upstream.tcp.health.path: only for type = \"http\" checks"));
+}
+
+TEST_CASE("upstream response limits: sizes") {
+    auto r = parse(std::string(R"([upstream.api]
+servers = ["127.0.0.1:3001"]
+max_response_head = "8k"
+max_response_body = "10MiB"
+[upstream.raw]
+max_response_head = 1048576
+max_response_body = 0
+)") + minimal_listener);
+    INFO(errors_of(r));
+    REQUIRE(r.ok());
+    CHECK(r.snap.upstreams.at(0).max_response_head == 8192);
+    CHECK(r.snap.upstreams.at(0).max_response_body == 10u << 20);
+    CHECK(r.snap.upstreams.at(1).max_response_head == 1u << 20);
+    CHECK(r.snap.upstreams.at(1).max_response_body == 0);
+}
+
+TEST_CASE("upstream response limits: bad values name the key") {
+    auto r = parse(std::string(R"([upstream.api]
+max_response_head = "512"
+max_response_body = "lots"
+[upstream.big]
+max_response_head = "2m"
+max_response_body = -1
+[upstream.typed]
+max_response_head = true
+)") + minimal_listener);
+    INFO(errors_of(r));
+    CHECK(has_error(r, "atlas.toml:2: upstream.api.max_response_head: must be at least 1024 bytes"));
+    CHECK(has_error(r, "atlas.toml:3: upstream.api.max_response_body: bad size \"lots\""));
+    CHECK(has_error(r, "atlas.toml:5: upstream.big.max_response_head: must be at most 1048576 bytes"));
+    CHECK(has_error(r, "atlas.toml:6: upstream.big.max_response_body: bad size -1"));
+    CHECK(has_error(r, "atlas.toml:8: upstream.typed.max_response_head: expected a size, got a boolean"));
+    CHECK(r.errors.size() == 5);
 }
 
 TEST_CASE("upstream tls: the client side of mod_tls, or another module") {
