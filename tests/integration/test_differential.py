@@ -286,7 +286,7 @@ EXPECTED_DISAGREEMENTS = {
                  "(RFC 9112 3)."},
     "fragment in target": {
         "nginx": "RFC 9112 3.2.1: origin-form = absolute-path [ \"?\" query ]: no fragment, so "
-                 "\"#\" makes the request-target invalid (400 per RFC 9112 3); nginx cuts it off."},
+                 "\"#\" makes the request-target invalid (400 per RFC 9112 3); nginx lets it through."},
     "absolute-form with userinfo": {
         "haproxy": "RFC 9110 4.2.4: a recipient of an http(s) URI from an untrusted source "
                    "SHOULD treat userinfo as an error (it is used to disguise the real host)."},
