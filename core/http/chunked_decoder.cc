@@ -23,12 +23,15 @@ size_t chunked_decoder::parse_control(const char *p, size_t n) {
         case s_size_start:
             if (!is_hex(c)) return fail("invalid chunk size", used);
             size_ = hex_value(c);
-            digits_ = 1;
+            digits_ = size_ != 0;
             st_ = s_size;
             break;
         case s_size:
             if (is_hex(c)) {
-                if (++digits_ > max_size_digits) return fail("chunk size too long", used);
+                // Only significant digits can overflow: leading zeros are valid (1*HEXDIG, RFC
+                // 9112 7.1) and already bounded by max_chunk_line.
+                if ((size_ != 0 || c != '0') && ++digits_ > max_size_digits)
+                    return fail("chunk size does not fit in 64 bits", used);
                 size_ = (size_ << 4) | hex_value(c);
             } else if (c == ';') {
                 st_ = s_ext_pre_name;

@@ -17,7 +17,7 @@ public:
 
     static constexpr uint32_t max_chunk_line = 4096;    // chunk-size + extensions, excluding CRLF
     static constexpr uint32_t max_trailer_bytes = 8192; // whole trailer section incl. its final CRLF
-    static constexpr uint32_t max_size_digits = 16;     // 16 hex digits always fit in 64 bits
+    static constexpr uint32_t max_size_digits = 16;     // significant hex digits: 16 always fit in 64 bits
 
     // Consumes bytes from `in`; for each piece of body data calls on_data(std::string_view) (a view
     // into `in`). Returns status; `consumed` = bytes of `in` used (on done: up to and including the

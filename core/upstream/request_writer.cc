@@ -107,6 +107,9 @@ struct count_sink {
 struct write_sink {
     char *p;
     void put(std::string_view s) {
+        // An empty view may have a null data() (an HTTP/1.0 request's absent Host), and
+        // memcpy's pointers must not be null even for 0 bytes.
+        if (s.empty()) return;
         std::memcpy(p, s.data(), s.size());
         p += s.size();
     }

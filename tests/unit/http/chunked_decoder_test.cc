@@ -105,6 +105,11 @@ std::vector<vec> vectors() {
         {"quoted then more", "5;a=\"\" ; b=c\r\nhello\r\n0\r\n\r\n", st::done, "hello", -1},
         {"trailers", "0\r\nX-Trailer: v\r\nY: \r\nZ:\tw x\t\r\n\r\n", st::done, "", -1},
         {"16 hex digits", "0000000000000005\r\nhello\r\n0\r\n\r\n", st::done, "hello", -1},
+        // Leading zeros are 1*HEXDIG like any other digit (nginx and HAProxy take them too):
+        // only significant digits count towards the 64-bit bound.
+        {"20 digits, zero-padded", "00000000000000000005\r\nhello\r\n0\r\n\r\n", st::done, "hello", -1},
+        {"zero-padded 16 significant digits", "0000ffffffffffffffff\r\n", st::need_more, "", -1},
+        {"zero-padded last-chunk", "00000000000000000000000\r\n\r\n", st::done, "", -1},
         {"last-chunk of zeros", "000\r\n\r\n", st::done, "", -1},
         {"stops after the body", "5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n", st::done, "hello", 15},
         {"chunk line at the limit", long_ext_ok, st::done, "hello", -1},
@@ -123,7 +128,8 @@ std::vector<vec> vectors() {
         {"0x prefix", "0x5\r\n", st::error, "", 0},
         {"leading space", " 5\r\n", st::error, "", 0},
         {"trailing space without extension", "5 \r\nhello\r\n0\r\n\r\n", st::error, "", 0},
-        {"17 hex digits", "00000000000000005\r\nhello\r\n0\r\n\r\n", st::error, "", 0},
+        {"17 significant hex digits", "10000000000000000\r\nhello\r\n0\r\n\r\n", st::error, "", 0},
+        {"zero-padded 17 significant digits", "0010000000000000000\r\n", st::error, "", 0},
         {"bare LF after size", "5\nhello\r\n0\r\n\r\n", st::error, "", 0},
         {"bare CR after size", "5\rhello\r\n0\r\n\r\n", st::error, "", 0},
         {"CR CR LF", "5\r\r\n", st::error, "", 0},
@@ -247,5 +253,15 @@ TEST_CASE("chunked randomized: mutated bodies never read out of bounds and split
         REQUIRE(whole.consumed <= s.size());
         if (iter % 3 == 0) REQUIRE(run_bytewise(s) == whole);
         else REQUIRE(run_random(s, rng) == whole);
+    }
+}
+
+TEST_CASE("chunked: a chunk size over 64 bits is refused whatever its leading zeros") {
+    for (const char *in : {"10000000000000000\r\n", "000000010000000000000000\r\n"}) {
+        CAPTURE(in);
+        chunked_decoder d;
+        size_t used = 0;
+        REQUIRE(d.feed(in, used, [](std::string_view) {}) == st::error);
+        CHECK(std::string(d.error_reason()) == "chunk size does not fit in 64 bits");
     }
 }

@@ -237,6 +237,11 @@ TEST_CASE("writer: Host preserved by default, replaced when configured") {
     o = bare();
     o.fallback_host = "10.1.1.1:8080";
     CHECK(write(old, o) == "GET /x HTTP/1.1\r\nHost: 10.1.1.1:8080\r\n\r\n");
+    // No fallback either: an empty Host, what RFC 9112 3.2 asks for when the authority is
+    // unknown. The parser leaves the absent Host a null view; writing it must not hand
+    // memcpy a null pointer (UBSan's nonnull check, found by test_differential).
+    CHECK(old.head.host.data() == nullptr);
+    CHECK(write(old, bare()) == "GET /x HTTP/1.1\r\nHost: \r\n\r\n");
 }
 
 TEST_CASE("writer: X-Forwarded-For replaced from an untrusted peer") {
