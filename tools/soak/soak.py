@@ -31,7 +31,7 @@ Faults, on a schedule with jitter:
             of two valid configs (round_robin over three servers with certificate A;
             weighted_round_robin over two with certificate B); every 4th reload is a bad
             config instead (a TOML syntax error, an unknown upstream, a missing certificate,
-            a changed worker count, in turn; by SIGHUP or POST /reload alternately), which
+            a changed worker count, in turn; four by POST /reload, four by SIGHUP, ...), which
             must be refused (POST /reload answers 400; SIGHUP logs "configuration not
             reloaded") while the old config keeps serving; then the good file goes back
   hostile   slowloris (a head trickled byte by byte: must end in 408), silent connections
@@ -44,9 +44,9 @@ Faults, on a schedule with jitter:
 
 Every ~5 s a sample: atlasd's VmRSS, its open fds (/proc/PID/fd), its CPU use, the clients'
 operations per second (requests, echo messages, sessions, hostile attempts; wrk's counts
-join at the end of each 5 s slice), errors so far; /metrics is scraped too, and must parse
-(prometheus_text.py). Its request counters are not used: they start again from zero at
-every reload.
+join at the end of each 5 s slice), HTTP requests per second by /metrics
+(atlas_http_requests_total, which must parse with prometheus_text.py and never go back:
+the listeners and routes keep their names over the reloads), errors so far.
 
 Errors are counted by kind, each either expected or unexpected:
   expected    during an http backend's fault window: 502/503/504 answers from the proxy
@@ -62,7 +62,7 @@ Errors are counted by kind, each either expected or unexpected:
               hostile client answered with something other than its 4xx/close, or left
               open past its deadline; a bad config that was accepted or a good one that
               was refused; a backend that does not come back up; a /metrics exposition
-              that does not parse.
+              that does not parse, or whose request counter goes back.
 
 Verdict: exit 1 (and "FAIL" with the reasons) when
   - atlasd exits at any time before the end (polled continuously), or at the end does not
@@ -145,6 +145,8 @@ class Stats:
             ex = self.examples.setdefault(kind, [])
             if len(ex) < 5:
                 ex.append("%s%s" % ("" if not expected else "(expected) ", detail))
+                if not expected:  # as it happens, next to the samples around it
+                    print("soak: unexpected %s: %s" % (kind, detail), flush=True)
 
     def totals(self):
         with self.lock:
@@ -284,6 +286,8 @@ def config_text(ports, http, ws, tcp, variant, workers=2, bad=None):
         servers = '{ address = "%s", weight = 3 }, { address = "%s" }' % (http[0].address, http[1].address)
         cert = "b"
     limits = 'limits = { header_timeout = "%ds", idle_timeout = "15s" }' % HEADER_TIMEOUT
+    # The static listener takes no bodies: test_malformed.py's limit, for its oversize cases.
+    static_limits = limits.replace(" }", ', max_body = "1k" }')
     text = """[server]
 workers = %(workers)d
 watch_config = false
@@ -313,7 +317,7 @@ timeouts = { connect = "2s" }
 [[listener]]
 name = "static"
 listen = ["127.0.0.1:%(static)d"]
-%(limits)s
+%(static_limits)s
 
   [[listener.route]]
   path_prefix = "/"
@@ -352,7 +356,8 @@ listen = ["127.0.0.1:%(l4)d"]
 chain = [{ module = "tcp", upstream = "echo", idle_timeout = "%(l4_idle)ds" }]
 """ % dict(workers=workers, admin=ports["admin"], lb=lb, servers=servers, ws=ws.address,
            tcp=", ".join('"%s"' % p.address for p in tcp), static=ports["static"], proxy=ports["proxy"],
-           tls=ports["tls"], l4=ports["l4"], limits=limits, cert=cert, l4_idle=L4_IDLE)
+           tls=ports["tls"], l4=ports["l4"], limits=limits, static_limits=static_limits, cert=cert,
+           l4_idle=L4_IDLE)
     if bad is not None:
         text = BAD_CONFIGS[bad][1](text)
     return text
@@ -903,7 +908,8 @@ end
 
     def hostile_malformed(self, rnd):
         name, data, accepted, codec_error = rnd.choice(MALFORMED)
-        port = self.ports[rnd.choice(("static", "proxy"))]
+        # The oversize cases need test_malformed.py's max_body = "1k": the static listener's.
+        port = self.ports["static" if "over max_" in name else rnd.choice(("static", "proxy"))]
         with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
             s.sendall(data)
             try:
@@ -1086,28 +1092,36 @@ end
         if not self.atlas.alive():
             return
         t = self.now()
-        # /metrics is scraped to check that it stays well-formed; its request counters are
-        # not used for the rates: they belong to a config generation and start again from
-        # zero at every reload (connections still on the old generation are not counted).
+        reqs = None
         try:
-            self.metrics()
+            m = self.metrics()
+            reqs = sum(x.value for x in prometheus_text.samples(m, "atlas_http_requests_total"))
         except prometheus_text.FormatError as e:
             self.stats.error("metrics_format", str(e))
         except (OSError, EOFError, harness.ProtocolError, RuntimeError) as e:
             self.stats.error("metrics_unreachable", str(e))
+        last = next((x for x in reversed(self.samples) if x["srv_requests"] is not None), None)
+        if reqs is not None and last is not None and reqs < last["srv_requests"]:
+            # Every listener and route keeps its name over the reloads here.
+            self.stats.error("metrics_counter_went_back", "atlas_http_requests_total %d -> %d"
+                             % (last["srv_requests"], reqs))
         ops, unexpected, expected = self.stats.totals()
         try:
             rss, fds, cpu = self.rss_kb(), self.fds(), self.cpu_seconds()
         except OSError:  # it has just exited: the main loop reports that
             return
         prev = self.samples[-1] if self.samples else None
-        rate = cpu_pct = None
+        rate = cpu_pct = srv_rate = None
         if prev:
             rate = (ops - prev["client_ops"]) / (t - prev["t"])
             cpu_pct = 100.0 * (cpu - prev["cpu_s"]) / (t - prev["t"])
+            if reqs is not None and prev["srv_requests"] is not None:
+                srv_rate = (reqs - prev["srv_requests"]) / (t - prev["t"])
         s = {"t": round(t, 1), "rss_kb": rss, "fds": fds, "cpu_s": cpu,
              "cpu_pct": None if cpu_pct is None else round(cpu_pct), "client_ops": ops,
-             "ops_per_s": None if rate is None else round(rate), "unexpected": unexpected, "expected": expected}
+             "ops_per_s": None if rate is None else round(rate), "srv_requests": reqs,
+             "srv_req_per_s": None if srv_rate is None else round(srv_rate),
+             "unexpected": unexpected, "expected": expected}
         self.samples.append(s)
         print(format_row(s), flush=True)
 
@@ -1334,15 +1348,16 @@ def describe_exit(rc):
     return "exit %d" % rc
 
 
-HEADER = "%7s %8s %5s %6s %7s %10s %10s %8s" % ("t", "rss_kB", "fds", "cpu%", "ops/s", "ops", "unexpected",
-                                                  "expected")
+HEADER = "%7s %8s %5s %6s %7s %10s %8s %10s %8s" % ("t", "rss_kB", "fds", "cpu%", "ops/s", "ops", "srv_rq/s",
+                                                      "unexpected", "expected")
 
 
 def format_row(s):
     def v(x):
         return "-" if x is None else "%d" % x
-    return "%7.1f %8d %5d %6s %7s %10d %10d %8d" % (s["t"], s["rss_kb"], s["fds"], v(s["cpu_pct"]), v(s["ops_per_s"]),
-                                                    s["client_ops"], s["unexpected"], s["expected"])
+    return "%7.1f %8d %5d %6s %7s %10d %8s %10d %8d" % (s["t"], s["rss_kb"], s["fds"], v(s["cpu_pct"]),
+                                                        v(s["ops_per_s"]), s["client_ops"], v(s["srv_req_per_s"]),
+                                                        s["unexpected"], s["expected"])
 
 
 def print_report(r):
