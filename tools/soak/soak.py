@@ -34,7 +34,8 @@ Faults, on a schedule with jitter:
             a changed worker count, in turn; four by POST /reload, four by SIGHUP, ...), which
             must be refused (POST /reload answers 400; SIGHUP logs "configuration not
             reloaded") while the old config keeps serving; then the good file goes back
-  hostile   slowloris (a head trickled byte by byte: must end in 408), silent connections
+  hostile   slowloris (a head trickled byte by byte: must end in 408, or in a reset that
+            caught a byte in flight), silent connections
             and a silent TLS connection (must be closed), partial heads that vanish or
             half-close, random bytes and test_malformed.py's malformed requests (must get
             their 4xx or a close), plain HTTP to the TLS port (400), a TLS ClientHello to a
@@ -538,6 +539,19 @@ class Soak:
 
     def fds(self):
         return len(os.listdir("/proc/%d/fd" % self.atlas_pid()))
+
+    def fd_kinds(self):
+        """atlasd's open fds by what they are (socket, pipe, anon_inode:[io_uring], a path)."""
+        kinds = {}
+        d = "/proc/%d/fd" % self.atlas_pid()
+        for name in os.listdir(d):
+            try:
+                target = os.readlink(os.path.join(d, name))
+            except OSError:
+                continue
+            kind = target.split(":[", 1)[0] if target.startswith(("socket:", "pipe:")) else target
+            kinds[kind] = kinds.get(kind, 0) + 1
+        return kinds
 
     def cpu_seconds(self):
         """atlasd's user + system CPU time so far."""
@@ -1206,6 +1220,7 @@ end
         if failures:
             raise RuntimeError("atlasd does not serve at the start: %s" % failures)
         self.fd_baseline, _ = self.settle_fds("baseline")
+        self.fd_baseline_kinds = self.fd_kinds()
         self.rss_start = self.rss_kb()
         print("soak: idle baseline: %d fds, RSS %d kB" % (self.fd_baseline, self.rss_start), flush=True)
         print(HEADER, flush=True)
@@ -1264,8 +1279,10 @@ end
             report["asan"] = harness.runs_asan(self.atlas_pid())
             self.final_checks()
             end_fds, settled = self.settle_fds("end")
+            kinds = self.fd_kinds()
+            more = {k: kinds.get(k, 0) - self.fd_baseline_kinds.get(k, 0) for k in set(kinds) | set(self.fd_baseline_kinds)}
             report["fds"] = {"baseline_idle": self.fd_baseline, "end_idle": end_fds, "settled": settled,
-                             "margin": a.fd_margin}
+                             "margin": a.fd_margin, "end_minus_baseline": {k: v for k, v in sorted(more.items()) if v}}
             if end_fds > self.fd_baseline + a.fd_margin:
                 self.reasons.append("fd leak: %d fds once idle at the end, %d at the start (margin %d)"
                                     % (end_fds, self.fd_baseline, a.fd_margin))
