@@ -618,8 +618,8 @@ class Soak:
 
     # ---- load: wrk
 
-    def wrk_script(self, paths, delay_ms):
-        path = os.path.join(self.tmp, "wrk-%d.lua" % len(os.listdir(self.tmp)))
+    def wrk_script(self, name, paths, delay_ms):
+        path = os.path.join(self.tmp, "wrk-%s.lua" % name)
         with open(path, "w") as f:
             f.write("""
 local paths = {%s}
@@ -649,7 +649,7 @@ end
     def wrk_loop(self, name, url, paths, conns, delay_ms, group):
         """wrk in slices of WRK_SLICE seconds until the soak stops. group: the backend
         group whose fault windows make 502/503/504 expected (None: never)."""
-        script = self.wrk_script(paths, delay_ms)
+        script = self.wrk_script(name, paths, delay_ms)
         self.wrk_slices[name] = 0
         while not self.stop.is_set():
             left = self.end_at - time.monotonic()
