@@ -205,7 +205,7 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
         listener_rt lr;
         lr.cfg = &l;
         lr.gate = std::make_shared<listener_gate>();
-        lr.stats = std::make_unique<listener_shard[]>(rt->workers);
+        lr.stats = std::shared_ptr<listener_shard[]>(new listener_shard[rt->workers]());  // counters: not copyable, so no make_shared
         for (const std::string &a : l.addresses) {
             net::address addr;
             std::string err;
@@ -238,7 +238,7 @@ std::unique_ptr<runtime> build_runtime(std::shared_ptr<const config::snapshot> s
             for (const config::route &r : l.routes) {
                 route_rt rr;
                 rr.key = r.key;
-                rr.stats = std::make_unique<http_shard[]>(rt->workers);
+                rr.stats = std::shared_ptr<http_shard[]>(new http_shard[rt->workers]());
                 if (r.host) {
                     std::string h = *r.host;
                     std::transform(h.begin(), h.end(), h.begin(), ::tolower);
@@ -294,6 +294,17 @@ void carry_gates(runtime &next, const runtime &current) {
     for (listener_rt &l : next.listeners)
         for (const listener_rt &old : current.listeners)
             if (old.cfg->name == l.cfg->name) l.gate = old.gate;
+}
+
+void carry_stats(runtime &next, const runtime &current) {
+    for (listener_rt &l : next.listeners)
+        for (const listener_rt &old : current.listeners) {
+            if (old.cfg->name != l.cfg->name) continue;
+            l.stats = old.stats;
+            for (route_rt &r : l.routes)
+                for (const route_rt &o : old.routes)
+                    if (o.key == r.key) r.stats = o.stats;
+        }
 }
 
 void reopen_access_logs(const runtime &rt) {

@@ -80,7 +80,7 @@ struct route_rt {
     module_instance *handler = nullptr;
     bool has_response_filters = false;
     std::string key;                         // "listener.web.route[0]"
-    std::unique_ptr<http_shard[]> stats;     // per worker
+    std::shared_ptr<http_shard[]> stats;     // per worker; carried over reloads (carry_stats)
 };
 
 class worker;
@@ -116,7 +116,7 @@ struct listener_rt {
     // buffers; SIGUSR1 reopens the file onto the same descriptor (reopen_access_logs).
     int log_fd = -1;
     bool log_json = false;
-    std::unique_ptr<listener_shard[]> stats;  // per worker
+    std::shared_ptr<listener_shard[]> stats;  // per worker; carried over reloads (carry_stats)
 };
 
 struct upstream_rt {
@@ -198,6 +198,13 @@ const listener_rt *listener_on(const runtime &rt, const std::string &key);
 // A reload: listeners of `next` that `current` has under the same name take over their
 // connection counts.
 void carry_gates(runtime &next, const runtime &current);
+
+// A reload: listeners of `next` that `current` has under the same name, and their routes
+// of the same key, take over their counters, so that /metrics counters do not start
+// again from zero and the connections still on `current` go on counting where a scrape
+// (which reads `next`) sees them. Both runtimes have the same number of workers, and a
+// shard is written only by its own worker, whichever runtime the connection is on.
+void carry_stats(runtime &next, const runtime &current);
 
 // SIGUSR1 (logrotate): each access log file is opened again by its path and put in place
 // of the old descriptor (dup2), so workers go on writing to the same fd number. Problems

@@ -509,6 +509,7 @@ admin::reload_outcome daemon::build_and_switch(const char *why) {
     remember(fds);
     chain::bind_upstreams(*next, registry_, loop_.now_ms());
     chain::carry_gates(*next, *current_);
+    chain::carry_stats(*next, *current_);
     std::vector<std::shared_ptr<upstream::group>> live;
     for (const chain::upstream_rt &u : next->upstreams) live.push_back(u.group);
     registry_.keep_only(live);

@@ -31,11 +31,11 @@ class Connection:
 
 
 class TcpServer:
-    def __init__(self, handler, backlog=128):
+    def __init__(self, handler, backlog=128, port=0):
         self.handler = handler
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port))  # a fixed port: a server started again where it was
         self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         self.address = "127.0.0.1:%d" % self.port

@@ -1043,6 +1043,36 @@ class MetricsFailures(unittest.TestCase):
             self.assertEqual(st["backends"][0]["state"], "down")
 
 
+class MetricsAcrossReloads(unittest.TestCase):
+    """A reload does not start the listener and route counters again from zero, and a
+    keep-alive connection opened before it goes on counting (in requests and as open)."""
+
+    def test_counters_survive_a_reload(self):
+        with Backend("b1") as b1, Atlas(config([b1.address], routes=[("/api/", 'module = "proxy", upstream = "api"')])) as a:
+            def counts():
+                m = metrics(a.port2)
+                return (prometheus_text.value(m, "atlas_http_requests_total", listener="web", route=ROUTE, code="2xx"),
+                        prometheus_text.value(m, "atlas_connections_open", listener="web"),
+                        prometheus_text.value(m, "atlas_connections_accepted_total", listener="web"))
+
+            with connect(a.port) as s:
+                for _ in range(3):
+                    s.sendall(build_request("GET", "/api/len/1"))
+                    self.assertEqual(read_response(s).status, 200)
+                before = wait_until(lambda: (lambda c: c if c[0] == 3 else None)(counts()), "3 requests counted")
+                self.assertEqual(before[1], 1)
+                status, r, _ = call(a.port2, "POST", "/reload")
+                self.assertEqual(status, 200, r)
+                for _ in range(2):  # the old connection, on the config it started with
+                    s.sendall(build_request("GET", "/api/len/1"))
+                    self.assertEqual(read_response(s).status, 200)
+                self.assertEqual(get(a.port, "/api/len/1").status, 200)  # a new one
+                after = wait_until(lambda: (lambda c: c if c[0] == 6 else None)(counts()),
+                                   "6 requests counted across the reload")
+                self.assertEqual(after[1], 1, "the connection opened before the reload is still open")
+                self.assertEqual(after[2], before[2] + 1)
+
+
 # --------------------------------------------------------------------------- the admin listener
 
 
