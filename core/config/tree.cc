@@ -2,6 +2,8 @@
 #include "config/tree.hh"
 
 #include <algorithm>
+#include <cstdio>
+#include <string_view>
 #include <sstream>
 
 #include <toml.hpp>
@@ -181,10 +183,116 @@ std::string flatten(std::string s) {
     return s;
 }
 
+// Offset of the first byte that is not part of well-formed UTF-8 (RFC 3629: no overlong
+// forms, no surrogates, nothing above U+10FFFF), or npos.
+size_t invalid_utf8_at(std::string_view s) {
+    size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        size_t len;
+        unsigned lo = 0x80, hi = 0xbf;  // the allowed range of the second byte
+        if (c >= 0xc2 && c <= 0xdf) len = 2;
+        else if (c == 0xe0) len = 3, lo = 0xa0;
+        else if (c == 0xed) len = 3, hi = 0x9f;
+        else if (c >= 0xe1 && c <= 0xef) len = 3;
+        else if (c == 0xf0) len = 4, lo = 0x90;
+        else if (c >= 0xf1 && c <= 0xf3) len = 4;
+        else if (c == 0xf4) len = 4, hi = 0x8f;
+        else return i;
+        if (i + len > s.size()) return i;
+        for (size_t k = 1; k < len; ++k) {
+            const auto b = static_cast<unsigned char>(s[i + k]);
+            if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xbf)) return i;
+        }
+        i += len;
+    }
+    return std::string_view::npos;
+}
+
+// Tables, arrays and inline tables nested deeper than this are refused before parsing:
+// toml11 and convert() recurse once per level, and 50,000 levels overflow the stack (a
+// crash at `atlasd -t` or at a reload). Real configs nest a handful.
+constexpr int max_nesting = 64;
+
+// Offset of the bracket or key dot that goes past max_nesting levels, or npos. Counted
+// outside strings and comments: open arrays and inline tables, and the dots of one key
+// ("a.b.c = 1", "[a.b.c]": dotted keys nest too); dots in values (1.5) are not keys.
+size_t too_deep_at(std::string_view s) {
+    std::string open;     // the unclosed '[' and '{', innermost last
+    bool in_key = true;   // where a key may be: a line start, a header, after '{' or ',' in an inline table
+    int key_dots = 0;
+    size_t i = 0;
+    auto starts = [&](std::string_view what) { return s.substr(i, what.size()) == what; };
+    while (i < s.size()) {
+        const char c = s[i];
+        if (c == '#') {
+            while (i < s.size() && s[i] != '\n') ++i;
+        } else if (starts("\"\"\"") || starts("'''")) {
+            const std::string_view quote = s.substr(i, 3);
+            i += 3;
+            while (i < s.size() && !starts(quote)) i += (quote[0] == '"' && s[i] == '\\') ? 2 : 1;
+            i += 3;
+        } else if (c == '"' || c == '\'') {
+            ++i;
+            while (i < s.size() && s[i] != c && s[i] != '\n') i += (c == '"' && s[i] == '\\') ? 2 : 1;
+            ++i;
+        } else {
+            if (c == '[' || c == '{') {
+                if (open.size() >= size_t(max_nesting)) return i;
+                const bool header = c == '[' && open.empty() && in_key;  // [table] or [[array]]
+                open.push_back(c);
+                if (!header) in_key = c == '{';
+                if (c == '{') key_dots = 0;
+            } else if (c == ']' || c == '}') {
+                if (!open.empty()) open.pop_back();
+            } else if (c == ',' && !open.empty() && open.back() == '{') {
+                in_key = true;
+                key_dots = 0;
+            } else if (c == '=') {
+                in_key = false;
+            } else if (c == '\n' && open.empty()) {
+                in_key = true;
+                key_dots = 0;
+            } else if (c == '.' && in_key && ++key_dots > max_nesting) {
+                return i;
+            }
+            ++i;
+        }
+    }
+    return std::string_view::npos;
+}
+
+uint32_t line_at(const std::string &text, size_t at) {
+    return static_cast<uint32_t>(std::count(text.begin(), text.begin() + long(at), '\n') + 1);
+}
+
 }  // namespace
 
 std::optional<node> parse_toml(const std::string &text, std::shared_ptr<const source> src,
                                std::vector<diagnostic> &errors) {
+    // A TOML document is UTF-8 (TOML 1.0). Checked here, before toml11 sees it: toml11
+    // 3.7 reads outside its buffers while reporting bad UTF-8 in a literal string
+    // (found by tests/fuzz config_loader), which could take a reload down.
+    if (size_t at = invalid_utf8_at(text); at != std::string_view::npos) {
+        const uint32_t line = line_at(text, at);
+        char byte[8];
+        std::snprintf(byte, sizeof byte, "0x%02x", static_cast<unsigned char>(text[at]));
+        errors.push_back({src->name + ":" + std::to_string(line) + ": not UTF-8 (byte " + byte +
+                              "): a TOML file must be UTF-8",
+                          src->name, line});
+        return std::nullopt;
+    }
+    if (size_t at = too_deep_at(text); at != std::string_view::npos) {
+        const uint32_t line = line_at(text, at);
+        errors.push_back({src->name + ":" + std::to_string(line) + ": tables, arrays or inline tables nested deeper than " +
+                              std::to_string(max_nesting) + " levels",
+                          src->name, line});
+        return std::nullopt;
+    }
     try {
         std::istringstream in(text);
         auto root = toml::parse(in, src->name);

@@ -183,6 +183,59 @@ TEST_CASE("syntax errors: one line each, every file reported") {
     for (const auto &e : r.errors) CHECK(e.message.find('\n') == std::string::npos);
 }
 
+TEST_CASE("a file that is not UTF-8 is one error naming the line, before the TOML parser sees it") {
+    // The literal-string case crashed toml11 3.7 (tests/fuzz/corpus/config_loader/crash-*).
+    const std::string bad_literal = "[server]\nworkers = 1\n[admin]\nlisten = '0;\x8cw'\n";
+    for (const std::string &text : {bad_literal, std::string("a = \"\xc0\xaf\"\n"),  // overlong '/'
+                                     std::string("# \xed\xa0\x80 surrogate\n"), std::string("x = \"\xf4\x90\x80\x80\"\n"),
+                                     std::string("\n\n\xe2\x82")}) {  // cut short at the end
+        auto r = atlas::config::test::parse(text);
+        INFO(errors_of(r));
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0].message.find(": not UTF-8 (byte 0x") != std::string::npos);
+        CHECK(r.errors[0].message.starts_with("atlas.toml:"));
+    }
+    CHECK(atlas::config::test::parse(bad_literal).errors[0].message == "atlas.toml:4: not UTF-8 (byte 0x8c): a TOML file must be UTF-8");
+    // Well-formed multi-byte text passes on to the parser (and into values).
+    auto ok = atlas::config::test::parse("# caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\n" + std::string(atlas::config::test::minimal_listener));
+    INFO(errors_of(ok));
+    CHECK(ok.ok());
+}
+
+TEST_CASE("tables, arrays and inline tables nested too deep are one error, not a stack overflow") {
+    using atlas::config::test::parse;
+    for (const char *open : {"[", "{b="}) {
+        std::string text = "# [[[[ { a comment does not count\ns = \"[[[[[[\"\nt = '{{{{'\na = ";
+        for (int i = 0; i < 100000; ++i) text += open;
+        auto r = parse(text);
+        INFO(errors_of(r));
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0].message == "atlas.toml:4: tables, arrays or inline tables nested deeper than 64 levels");
+    }
+    std::string dotted;
+    for (int i = 0; i < 50000; ++i) dotted += "a.";
+    for (const std::string &text : {"x = 1.5\n[" + dotted + "a]\n", "x = [1.5, 2.5]\n" + dotted + "a = 1\n",
+                                    "x = 1.5\ny = { " + dotted + "a = 1 }\n"}) {
+        auto r = parse(text);
+        INFO(errors_of(r));
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0].message == "atlas.toml:2: tables, arrays or inline tables nested deeper than 64 levels");
+    }
+    // Dots in values are not keys: 100 floats on one line are fine.
+    std::string floats = "[server]\nx = [";
+    for (int i = 0; i < 100; ++i) floats += "1.5, ";
+    auto f = parse(floats + "2.5]\n");
+    for (const auto &e : f.errors) CHECK(e.message.find("nested deeper") == std::string::npos);
+    // 64 levels are still a TOML question (a type error here, not a nesting one).
+    std::string ok = "[server]\nworkers = ";
+    for (int i = 0; i < 64; ++i) ok += "[";
+    for (int i = 0; i < 64; ++i) ok += "]";
+    auto r = parse(ok + "\n");
+    INFO(errors_of(r));
+    CHECK(r.errors.size() >= 1);
+    CHECK(r.errors[0].message.find("nested deeper") == std::string::npos);
+}
+
 TEST_CASE("load_text: name and base_dir") {
     auto r = load_text("[server]\npid_file = \"run/atlas.pid\"\nmodule_dir = \"/abs/mods/\"\n" +
                            std::string(atlas::config::test::minimal_listener),
