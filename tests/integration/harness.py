@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import os
 import random
+import shlex
 import shutil
 import signal
 import socket
@@ -26,12 +27,20 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 import weakref
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.environ.get("ATLAS_BUILD") or os.path.join(REPO, "build")
 BIN = os.environ.get("ATLAS_BIN") or os.path.join(BUILD, "core", "atlasd")
+# A command atlasd runs under (run.py --valgrind sets it to memcheck): prepended to every
+# atlasd a test starts as a server. Its errors are framed by VALGRIND_ERROR_MARKER.
+WRAPPER = shlex.split(os.environ.get("ATLAS_WRAPPER", ""))
+VALGRIND_ERROR_MARKER = "VALGRIND-ERROR-BEGIN"
+# For tests that move hundreds of MiB: memcheck would take many minutes over them, and the
+# ASan run covers the same code.
+too_heavy_for_valgrind = unittest.skipIf(WRAPPER, "hundreds of MiB: too slow under valgrind (ASan covers it)")
 
 READY_TIMEOUT = 10.0   # seconds for atlasd to start listening
 CHECK_TIMEOUT = 60.0   # seconds for `atlasd -t` / `atlasd -v`
@@ -178,7 +187,7 @@ def tail(text, lines=60):
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                      "runtime error:", "ERROR: UndefinedBehaviorSanitizer",
-                     "ThreadSanitizer")
+                     "ThreadSanitizer", VALGRIND_ERROR_MARKER)
 
 
 # --------------------------------------------------------------------------- Atlas
@@ -280,10 +289,10 @@ class Atlas:
 
     def command(self):
         if callable(self.argv):
-            return [BIN] + list(self.argv(self.dir))
+            return WRAPPER + [BIN] + list(self.argv(self.dir))
         if self.argv == "file":
-            return [BIN, os.path.join(self.dir, "atlas.toml")]
-        return [BIN, "-c", self.dir]
+            return WRAPPER + [BIN, os.path.join(self.dir, "atlas.toml")]
+        return WRAPPER + [BIN, "-c", self.dir]
 
     def start(self):
         """Start atlasd and wait until it accepts connections on self.port.  If it fails

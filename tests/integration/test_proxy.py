@@ -21,6 +21,7 @@ import time
 import unittest
 
 from backend import Backend, pattern
+from harness import too_heavy_for_valgrind
 from harness import (REPO, Atlas, build_request, can_connect, connect, free_port, read_response,
                      read_until_close, recv_sha256, request, run_check, tail, assert_peak_rss_below,
                      wait_closed)
@@ -420,6 +421,7 @@ class TrustedProxies(unittest.TestCase):
         self.assertIn("listener.web.client_address_from", err)
 
 
+@too_heavy_for_valgrind
 class BigBodies(unittest.TestCase):
     """1 GiB each way through the proxy, intact, with atlasd's peak RSS under 64 MiB."""
 

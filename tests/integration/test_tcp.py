@@ -23,6 +23,7 @@ import unittest
 
 import tcp_peer
 from backend import Backend
+from harness import too_heavy_for_valgrind
 from harness import REPO, Atlas, assert_peak_rss_below, connect, free_port, read_response, recv_exactly, \
     recv_to_eof, run_check, wait_closed, wait_until
 from tcp_peer import TcpServer
@@ -118,6 +119,7 @@ class Relay(unittest.TestCase):
                                   e["upstream"]), ("127.0.0.1", "TCP", 200, 5, 5, srv.address))
                 self.assertIn("duration_ms", e)
 
+    @too_heavy_for_valgrind
     def test_bulk_one_gib_each_way(self):
         """1 GiB up and 1 GiB down at once through the proxy (the server echoes), both
         sha256-checked, and atlasd's memory stays bounded while it flows."""

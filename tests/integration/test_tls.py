@@ -27,6 +27,7 @@ import unittest
 import warnings
 
 from backend import Backend
+from harness import too_heavy_for_valgrind
 from harness import (BUILD, HERE, REPO, Atlas, build_request, connect, free_port, read_response,
                      recv_sha256, run_check, tail, assert_peak_rss_below, wait_closed, wait_until)
 
@@ -1003,6 +1004,7 @@ class Metrics(unittest.TestCase):
 
 
 @needs_tls
+@too_heavy_for_valgrind
 class BigBodies(unittest.TestCase):
     """1 GiB up through a proxy route and 256 MiB down from a static file, over TLS,
     intact, atlasd's peak RSS under 64 MiB (normal build)."""

@@ -13,6 +13,7 @@ import threading
 import time
 import unittest
 
+from harness import too_heavy_for_valgrind
 from harness import (HERE, Atlas, _buffers, _take_buffer, build_request, connect, read_response, read_until_close,
                      recv_sha256, run_check, runs_asan, vm_hwm)
 
@@ -301,6 +302,7 @@ class OtherUpgrades(unittest.TestCase):
             s.sendall(build_request("GET", "/"))
             self.assertEqual(read_response(s).status, 502)
 
+    @too_heavy_for_valgrind
     def test_bulk_both_ways_with_backpressure(self):
         # 64 MiB each way at once; the client reads slowly at first so both directions
         # fill atlasd's bounded buffers and pause.
