@@ -199,6 +199,15 @@ std::optional<duration> scope::dur(std::string_view name) {
     return v ? ck_.dur(*v, key(name)) : std::nullopt;
 }
 
+std::optional<duration> scope::positive_dur(std::string_view name) {
+    auto d = dur(name);
+    if (d && d->count() == 0) {
+        fail(name, "must be more than 0 (a zero timeout would close every connection at once)");
+        return std::nullopt;
+    }
+    return d;
+}
+
 std::optional<uint64_t> scope::size(std::string_view name, uint64_t min, uint64_t max) {
     const node *v = get(name);
     return v ? ck_.size(*v, key(name), min, max) : std::nullopt;

@@ -84,6 +84,8 @@ public:
     std::optional<int64_t> integer(std::string_view name, int64_t min,
                                    int64_t max = std::numeric_limits<int64_t>::max());
     std::optional<duration> dur(std::string_view name);
+    // A duration that must be more than zero (a timeout of 0 would end everything at once).
+    std::optional<duration> positive_dur(std::string_view name);
     std::optional<uint64_t> size(std::string_view name, uint64_t min = 0,
                                  uint64_t max = std::numeric_limits<uint64_t>::max());
     std::optional<std::string> path(std::string_view name);

@@ -277,10 +277,10 @@ void read_limits(checker &ck, const node &t, const std::string &key, http_limits
     if (auto n = s.size("max_header_bytes", 1, u32_max)) lim.max_header_bytes = static_cast<uint32_t>(*n);
     if (auto n = s.integer("max_headers", 1, u32_max)) lim.max_headers = static_cast<uint32_t>(*n);
     if (auto n = s.size("max_body")) lim.max_body_bytes = *n;
-    if (auto d = s.dur("header_timeout")) lim.header_timeout = *d;
-    if (auto d = s.dur("idle_timeout")) lim.idle_timeout = *d;
-    if (auto d = s.dur("body_timeout")) lim.body_timeout = *d;
-    if (auto d = s.dur("send_timeout")) lim.send_timeout = *d;
+    if (auto d = s.positive_dur("header_timeout")) lim.header_timeout = *d;
+    if (auto d = s.positive_dur("idle_timeout")) lim.idle_timeout = *d;
+    if (auto d = s.positive_dur("body_timeout")) lim.body_timeout = *d;
+    if (auto d = s.positive_dur("send_timeout")) lim.send_timeout = *d;
     if (auto n = s.integer("max_requests", 0, u32_max)) lim.max_requests_per_conn = static_cast<uint32_t>(*n);
 }
 

@@ -394,6 +394,22 @@ limits = { max_request_line = "4k", max_header_bytes = 32768, max_headers = 50, 
     CHECK(l.limits.max_requests_per_conn == 1000);
 }
 
+TEST_CASE("listener timeouts of zero are refused, naming the key") {
+    auto r = parse(R"(
+[[listener]]
+name = "web"
+listen = "127.0.0.1:8080"
+limits = { header_timeout = "0s", idle_timeout = 0, body_timeout = "0ms", send_timeout = "1ms" }
+  [[listener.route]]
+  handler = { module = "static" }
+)");
+    INFO(errors_of(r));
+    REQUIRE(r.errors.size() == 3);
+    for (const char *key : {"header_timeout", "idle_timeout", "body_timeout"})
+        CHECK(has_error(r, std::string("listener.web.limits.") + key +
+                               ": must be more than 0 (a zero timeout would close every connection at once)"));
+}
+
 TEST_CASE("bad durations and sizes") {
     auto r = parse(R"(
 [[listener]]
