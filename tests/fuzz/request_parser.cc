@@ -2,21 +2,16 @@
 // sends. Properties: no read outside the input (exact-size buffers under ASan), every view
 // points into the input, and feeding the bytes in pieces (carrying scan_from) gives exactly
 // the verdict of parsing them whole.
-#include "fuzz_check.hh"
-#include "http_describe.hh"
+#include "head_pieces.hh"
 
 namespace {
 
 using namespace atlas::http;
 using atlas::test::describe;
+using atlas::fuzz::check_inside;
 using atlas::test::exact_buf;
 
 constexpr uint32_t k_storage = 64;
-
-void check_inside(std::string_view part, std::string_view in) {
-    if (part.empty()) return;
-    FUZZ_CHECK(part.data() >= in.data() && part.data() + part.size() <= in.data() + in.size());
-}
 
 }  // namespace
 
@@ -52,18 +47,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     const std::string verdict = describe(r, h);
 
-    std::string pieces = "incomplete";
-    header_field st2[k_storage];
-    request_head h2;
-    uint32_t scan2 = 0;
-    for (size_t k : atlas::fuzz::cuts(split & 0x7f, in.size())) {
-        exact_buf part(in.substr(0, k));
-        const parse_result r2 = parse_request_head(part.view(), lim, h2, st2, k_storage, scan2);
-        if (r2 != parse_result::incomplete) {
-            pieces = describe(r2, h2);
-            break;
-        }
-    }
+    const std::string pieces = atlas::fuzz::verdict_in_pieces<request_head>(
+        in, split & 0x7f, [&](std::string_view v, request_head &h2, header_field *f, uint32_t n, uint32_t &sc) {
+            return parse_request_head(v, lim, h2, f, n, sc);
+        });
     if (pieces != verdict) {
         std::fprintf(stderr, "whole:  %s\npieces: %s\n", verdict.c_str(), pieces.c_str());
         FUZZ_CHECK(pieces == verdict);
