@@ -60,7 +60,15 @@ void config_watch::watch(const std::string &path, const std::vector<std::string>
         }
         dirs_.push_back({wd, d});
     }
-    if (!armed_) {
+    if (started_ && !armed_) {
+        lp_.ring().read(fd_, buf_, sizeof buf_, user_data(this, event::op::wake));
+        armed_ = true;
+    }
+}
+
+void config_watch::start() {
+    started_ = true;
+    if (fd_ >= 0 && !armed_) {
         lp_.ring().read(fd_, buf_, sizeof buf_, user_data(this, event::op::wake));
         armed_ = true;
     }

@@ -27,8 +27,11 @@ public:
     config_watch &operator=(const config_watch &) = delete;
 
     // Watches what a configuration at `path` (a directory or a file) read: `files`.
-    // Called again after every reload, as the set of files may have changed.
+    // Called again after every reload, as the set of files may have changed. May come
+    // before the loop's ring exists: changes are then kept by the kernel until start().
     void watch(const std::string &path, const std::vector<std::string> &files, std::string &err);
+    // The loop's ring is ready: read what watch() collects.
+    void start();
     void stop();
 
     void on_completion(event::op op, const event::completion &c) override;
@@ -45,6 +48,7 @@ private:
     loop &lp_;
     std::function<void()> on_change_;
     int fd_ = -1;
+    bool started_ = false;
     bool armed_ = false;
     std::vector<dir> dirs_;
     std::vector<std::string> files_;  // full paths of the files read

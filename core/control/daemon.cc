@@ -132,6 +132,10 @@ bool daemon::start(std::string &err) {
     std::vector<chain::listen_fds> fds;
     const std::string &pf = current_->snap->server.pid_file;
     int control_fd = -1;
+    // Watched before any socket listens: a client can connect as soon as one does, and a
+    // change made once atlasd answers must be seen (the kernel keeps the events until the
+    // loop reads them).
+    watch_config();
     if (take_over_) {
         if (pf.empty()) {
             err = "--takeover: " + path_ + " sets no server.pid_file: the running atlasd is found through it";
@@ -170,8 +174,7 @@ bool daemon::start(std::string &err) {
     if (control_fd >= 0) takeover_.adopt(control_path, control_fd);
     control_fd = -1;
     started_ms_ = loop_.now_ms();
-    // Before the workers listen: a change made as soon as atlasd answers is seen.
-    watch_config();
+    watch_.start();
     chain::bind_upstreams(*current_, registry_, loop_.now_ms());
     registry_.on_publish = [this](uint32_t slot) {
         for (auto &w : workers_) {
