@@ -770,7 +770,7 @@ void on_data(worker &w, conn *uc, const char *data, size_t len) {
         }
         if (r == http::parse_result::error) {
             std::string why = h.error_reason ? h.error_reason : "bad response head";
-            if (why == "response head too large")
+            if (h.error_reason == http::head_too_large)
                 why += " (over max_response_head, " + std::to_string(limits.max_head_bytes) + " bytes)";
             attempt::failed(w, k->at, why, false);
             fail(w, k, 502, why.c_str());

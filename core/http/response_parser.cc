@@ -42,7 +42,7 @@ struct scanner {
         return parse_result::error;
     }
     parse_result need_more(uint32_t state, size_t p) {
-        if (end < avail) return fail("response head too large");
+        if (end < avail) return fail(head_too_large);
         resume = field_lines::pack_resume(state, p);
         return parse_result::incomplete;
     }

@@ -15,6 +15,10 @@
 
 namespace atlas::http {
 
+// The error_reason of a head longer than max_head_bytes (compared by pointer: the proxy
+// names its configured limit then).
+inline constexpr const char *head_too_large = "response head too large";
+
 struct response_limits {
     uint32_t max_status_line = 8192; // status-line bytes, excluding its CRLF
     uint32_t max_head_bytes = 65536; // whole head incl. status line and final CRLF CRLF
