@@ -16,8 +16,10 @@
 namespace atlas::http {
 
 // The error_reason of a head longer than max_head_bytes (compared by pointer: the proxy
-// names its configured limit then).
-inline constexpr const char *head_too_large = "response head too large";
+// names its configured limit then). An array, not a pointer to a literal: an inline
+// array is one object with one address in every translation unit, whereas equal
+// literals are merged only when the compiler chooses to (ASan builds do not).
+inline constexpr char head_too_large[] = "response head too large";
 
 struct response_limits {
     uint32_t max_status_line = 8192; // status-line bytes, excluding its CRLF
