@@ -301,6 +301,7 @@ void worker::run() {
     while (!exit_) {
         int64_t wait = timers_.wait_ms(now_ms_, int64_t(next_sweep_ > now_ms_ ? next_sweep_ - now_ms_ : 0));
         bool slept = dirty_.empty() && later_.empty();
+        ring_.set_batch_wait(batch_wait_us());
         ring_.run_once(slept ? wait : 0, &worker::on_completion, this, &worker::on_woke);
         send_slots_used_ = 0;  // submitted: the kernel has its own copy of every msghdr
         if (!slept) tick_clock();  // else on_woke did, before the completions
@@ -320,6 +321,15 @@ void worker::run() {
     ring_.close();
     tl_worker = nullptr;
     finished_ = true;
+}
+
+// The configured batch wait (event::ring::set_batch_wait), shortened with few
+// connections: a request's round trip through a worker grows with the connections
+// sharing it, and the wait is held to a small share of that (half a microsecond per
+// connection). Below 10 us a wait is not worth its timer.
+unsigned worker::batch_wait_us() const {
+    size_t us = std::min<size_t>(rt_->snap->server.batch_wait_us, conn_count_ / 2);
+    return us < 10 ? 0 : unsigned(us);
 }
 
 void worker::tick_clock() {

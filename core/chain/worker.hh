@@ -325,6 +325,7 @@ private:
     void run();
     bool setup(std::string &err);
     void teardown();
+    unsigned batch_wait_us() const;  // what this turn's wait may hold on for (worker.cc)
     // The loop turn's clock: read once per turn, and again after a wait that slept.
     void tick_clock();
     static void on_woke(void *ctx);

@@ -137,6 +137,9 @@ struct server_settings {
     duration drain_timeout{30000};
     std::string pid_file;                    // empty = none
     bool watch_config = true;                // reload when a config file changes (inotify)
+    // Longest a busy worker waits to gather completions into one turn (event::ring,
+    // wait_batched), in microseconds; 0 = never. Shorter with few connections (worker).
+    uint32_t batch_wait_us = 100;
     // Unprivileged identity to switch to once everything that needs root is open.
     // Resolved when the config is read (an unknown name is a config error).
     bool switch_user = false;                // `user` is set

@@ -569,8 +569,10 @@ void read_identity(scope &s, server_settings &out) {
 }
 
 void read_server(scope s, server_settings &out) {
-    s.allow_only({"workers", "module_dir", "drain_timeout", "pid_file", "watch_config", "user", "group"});
+    s.allow_only({"workers", "module_dir", "drain_timeout", "pid_file", "watch_config", "user", "group",
+                  "batch_wait_us"});
     if (auto n = s.integer("workers", 0, max_workers)) out.workers = static_cast<uint32_t>(*n);
+    if (auto n = s.integer("batch_wait_us", 0, 1000)) out.batch_wait_us = static_cast<uint32_t>(*n);
     if (auto p = s.path("module_dir")) out.module_dir = *p;
     if (auto d = s.dur("drain_timeout")) out.drain_timeout = *d;
     if (auto p = s.path("pid_file")) out.pid_file = *p;

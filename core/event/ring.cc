@@ -5,6 +5,8 @@
 #include <liburing.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -12,6 +14,15 @@
 #include <cstring>
 
 namespace atlas::event {
+
+namespace {
+
+// IORING_FEAT_MIN_TIMEOUT (kernel 6.12), newer than liburing 2.3's headers.
+constexpr unsigned feat_min_timeout = 1u << 15;
+// Batched waits (wait_batched): a busy worker asks for up to this many completions.
+constexpr unsigned max_batch = 128;
+
+}  // namespace
 
 bool completion::more() const { return flags & IORING_CQE_F_MORE; }
 bool completion::has_buffer() const { return flags & IORING_CQE_F_BUFFER; }
@@ -49,6 +60,7 @@ bool ring::init(unsigned entries, unsigned buffers, unsigned buffer_size, std::s
         p.cq_entries = entries * 4;
         r = io_uring_queue_init_params(entries, ring_, &p);
         mode_ = "single-issuer+defer-taskrun";
+        can_batch_ = r == 0 && (p.features & feat_min_timeout);
         if (r == -EINVAL) {
             p = io_uring_params{};
             p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_CQSIZE;
@@ -68,7 +80,7 @@ bool ring::init(unsigned entries, unsigned buffers, unsigned buffer_size, std::s
         err = std::string("io_uring_setup failed: ") + std::strerror(-r);
         return false;
     }
-    io_uring_register_ring_fd(ring_);  // best effort: saves an fd lookup per enter
+    registered_ring_ = io_uring_register_ring_fd(ring_) == 1;  // best effort: saves an fd lookup per enter
     return add_buffer_group(0, buffers, buffer_size, err);
 }
 
@@ -240,6 +252,8 @@ unsigned ring::run_once(int64_t timeout_ms, handler_fn fn, void *ctx, woke_fn wo
             pollfd pfd{ring_->ring_fd, POLLIN, 0};
             poll(&pfd, 1, timeout_ms < 0 ? -1 : int(std::min<int64_t>(timeout_ms, INT32_MAX)));
         }
+    } else if (timeout_ms != 0 && batch_ > 1 && batch_wait_us_ > 0) {
+        wait_batched(timeout_ms);
     } else if (timeout_ms < 0) {
         io_uring_submit_and_wait(ring_, 1);
     } else if (timeout_ms == 0) {
@@ -261,7 +275,46 @@ unsigned ring::run_once(int64_t timeout_ms, handler_fn fn, void *ctx, woke_fn wo
         ++handled;
     }
     io_uring_cq_advance(ring_, handled);
+    // What one wait brought is what the next may ask for: an idle or lightly loaded
+    // worker keeps waiting for one or two, a busy one for more, up to max_batch.
+    if (can_batch_ && timeout_ms != 0) batch_ = std::clamp(handled, 1u, max_batch);
     return handled;
+}
+
+// Under load, a worker that handles completions as they trickle in enters the kernel
+// for every one or two of them: measured with the L4 relay at 500 connections, 1.7
+// io_uring_enter calls per relayed request (each turn's own sends complete at once and
+// end the wait), and 75% of a CPU for what nginx's epoll loop does in 85% with far
+// fewer calls. So a worker whose last wait brought several completions asks for as many
+// (up to max_batch), and the kernel (6.12+ min-wait; DEFER_TASKRUN counts the pending
+// task work) wakes it when they are there, or batch_wait_us_ after the first one came,
+// whichever is sooner: that bounds the latency it adds. When nothing comes it waits
+// for one up to timeout_ms, as run_once always does.
+void ring::wait_batched(int64_t timeout_ms) {
+    // What io_uring_submit does first: publish the new SQEs (liburing 2.3 has no public
+    // call for the flush alone, nor one for a wait with a minimum time).
+    io_uring_sq &sq = ring_->sq;
+    if (sq.sqe_head != sq.sqe_tail) {
+        sq.sqe_head = sq.sqe_tail;
+        io_uring_smp_store_release(sq.ktail, sq.sqe_tail);
+    }
+    unsigned to_submit = sq.sqe_tail - *sq.khead;
+    constexpr int64_t forever_ms = int64_t(24) * 3600 * 1000;
+    int64_t t = timeout_ms < 0 ? forever_ms : timeout_ms;
+    __kernel_timespec ts{};
+    ts.tv_sec = t / 1000;
+    ts.tv_nsec = (t % 1000) * 1000000;
+    io_uring_getevents_arg arg{};
+    arg.pad = batch_wait_us_;  // min_wait_usec since kernel 6.12 (liburing 2.3 calls it pad)
+    arg.ts = reinterpret_cast<uint64_t>(&ts);
+    unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
+    int fd = ring_->ring_fd;
+    if (registered_ring_) {
+        flags |= IORING_ENTER_REGISTERED_RING;
+        fd = ring_->enter_ring_fd;
+    }
+    // -ETIME / -EINTR: the caller looks at what is there, as after any wait.
+    syscall(__NR_io_uring_enter, fd, to_submit, batch_, flags, &arg, sizeof(arg));
 }
 
 }  // namespace atlas::event

@@ -92,10 +92,14 @@ public:
     using handler_fn = void (*)(void *ctx, const completion &c);
     using woke_fn = void (*)(void *ctx);
     unsigned run_once(int64_t timeout_ms, handler_fn fn, void *ctx, woke_fn woke = nullptr);
+    // How long (microseconds) a busy ring's waits may hold on to gather more completions
+    // (run_once, wait_batched); 0, the default, never. Needs kernel 6.12+: elsewhere a no-op.
+    void set_batch_wait(unsigned us) { batch_wait_us_ = us; }
 
 private:
     io_uring_sqe *get_sqe();
     void publish_buffers();
+    void wait_batched(int64_t timeout_ms);
     static void use_file(io_uring_sqe *sqe, int slot);
 
     struct buffer_group {
@@ -113,6 +117,10 @@ private:
     std::vector<int> free_slots_;
     const char *mode_ = "none";
     bool wait_in_poll_ = false;  // under valgrind: see run_once
+    bool registered_ring_ = false;  // io_uring_enter goes by the registered ring index
+    bool can_batch_ = false;        // the kernel has min-wait (6.12+) and the ring defers task work
+    unsigned batch_ = 1;            // completions the next wait asks for (wait_batched)
+    unsigned batch_wait_us_ = 0;
 };
 
 }  // namespace atlas::event

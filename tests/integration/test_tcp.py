@@ -154,6 +154,49 @@ class Relay(unittest.TestCase):
             self.assertEqual(line.split()[5:7], [str(GiB), str(GiB)], line)
 
 
+class ManyStreams(unittest.TestCase):
+    """Request-response exchanges on many streams at once, the load under which a
+    worker's waits gather completions into batches ([server] batch_wait_us, shortened
+    with few connections: 240 here make it 120 us). Every exchange must come back whole
+    and in order, with batching at its longest setting and with it off; a wait that
+    never ended would leave clients stuck past the deadline."""
+
+    CLIENTS = 120
+    EXCHANGES = 40
+
+    def exchange_all(self, port):
+        failures = []
+
+        def client(n):
+            try:
+                with connect(port) as s:
+                    s.settimeout(30)
+                    for i in range(self.EXCHANGES):
+                        msg = (b"%d:%d:" % (n, i)) * (1 + (n + i) % 50)
+                        s.sendall(msg)
+                        got = recv_exactly(s, len(msg))
+                        if got != msg:
+                            failures.append("client %d exchange %d: %r" % (n, i, got[:40]))
+                            return
+            except OSError as e:
+                failures.append("client %d: %s" % (n, e))
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(self.CLIENTS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertFalse([t for t in threads if t.is_alive()], "clients still waiting after 60 s")
+        self.assertEqual(failures, [])
+
+    def test_every_exchange_comes_back_with_and_without_batching(self):
+        for wait in (1000, 0):
+            with self.subTest(batch_wait_us=wait):
+                cfg = l4_config(["{BACKEND}"]).replace("[server]\n", "[server]\nbatch_wait_us = %d\n" % wait)
+                with TcpServer(tcp_peer.echo, backlog=256) as srv, L4(cfg.replace("{BACKEND}", srv.address)) as a:
+                    self.exchange_all(a.port)
+
+
 class HalfClose(unittest.TestCase):
     def test_client_shuts_write_and_still_receives(self):
         with TcpServer(tcp_peer.reply_on_eof) as srv, L4(l4_config([srv.address])) as a:

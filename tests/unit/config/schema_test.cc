@@ -148,6 +148,7 @@ listen = "127.0.0.1:8080"
     CHECK(s.admin.listen == "127.0.0.1:9901");
     CHECK(s.server.workers == 0);
     CHECK(s.server.drain_timeout == duration(30000));
+    CHECK(s.server.batch_wait_us == 100);
     CHECK(s.server.module_dir.empty());
     const auto &l = s.listeners.at(0);
     CHECK(l.name == "listener0");
@@ -345,6 +346,7 @@ workers = 8
 module_dir = "modules"
 drain_timeout = "1m30s"
 pid_file = "/run/atlas.pid"
+batch_wait_us = 0
 [admin]
 listen = "[::1]:9000"
 )") + minimal_listener);
@@ -354,6 +356,7 @@ listen = "[::1]:9000"
     CHECK(r.snap.server.module_dir == "/etc/atlas/modules");  // relative to the file's directory
     CHECK(r.snap.server.drain_timeout == duration(90000));
     CHECK(r.snap.server.pid_file == "/run/atlas.pid");
+    CHECK(r.snap.server.batch_wait_us == 0);
     CHECK(r.snap.admin.enabled);
     CHECK(r.snap.admin.listen == "[::1]:9000");
 
@@ -363,6 +366,9 @@ listen = "[::1]:9000"
 
     auto bad = parse(std::string("[server]\nworkers = -1\n[admin]\nlisten = \"localhost:9901\"\n") + minimal_listener);
     CHECK(has_error(bad, "atlas.toml:2: server.workers: must be an integer between 0 and 4096"));
+
+    auto long_wait = parse(std::string("[server]\nbatch_wait_us = 5000\n") + minimal_listener);
+    CHECK(has_error(long_wait, "atlas.toml:2: server.batch_wait_us: must be an integer between 0 and 1000"));
     CHECK(has_error(bad, "atlas.toml:4: admin.listen: bad address \"localhost:9901\""));
 }
 
