@@ -31,7 +31,9 @@ bool pid_file::open(const std::string &path, std::string &err) {
 void pid_file::publish() {
     if (fd_ < 0) return;
     std::string text = std::to_string(getpid()) + "\n";
-    if (ftruncate(fd_, 0) != 0 || pwrite(fd_, text.data(), text.size(), 0) != ssize_t(text.size()))
+    // Written, then cut to size: never empty in between, and while an old longer pid's
+    // tail remains, the first line is already this one.
+    if (pwrite(fd_, text.data(), text.size(), 0) != ssize_t(text.size()) || ftruncate(fd_, off_t(text.size())) != 0)
         chain::log::warn("server.pid_file: cannot write '%s': %s", path_.c_str(), std::strerror(errno));
     else
         published_ = true;

@@ -131,7 +131,8 @@ class PidFileAndSignals(unittest.TestCase):
             with Atlas(proxy_config([one.address], extra_server='pid_file = "run/atlasd.pid"'),
                        files={"run/.keep": ""}, check_exit=False) as a:
                 pid_path = a.path("run", "atlasd.pid")
-                wait_until(lambda: os.path.exists(pid_path), "the pid file")
+                # Created when atlasd starts, the pid written just after: wait for both.
+                wait_until(lambda: os.path.exists(pid_path) and open(pid_path).read(), "the pid in the pid file")
                 self.assertEqual(open(pid_path).read(), "%d\n" % a.pid)
                 code, out, err = run_bin(["-s", "reload", "-c", a.dir])
                 self.assertEqual((code, err), (0, ""))
