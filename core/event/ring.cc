@@ -22,6 +22,13 @@ constexpr unsigned feat_min_timeout = 1u << 15;
 // Batched waits (wait_batched): a busy worker asks for up to this many completions.
 constexpr unsigned max_batch = 128;
 
+__kernel_timespec timespec_of_ms(int64_t ms) {
+    __kernel_timespec ts{};
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (ms % 1000) * 1000000;
+    return ts;
+}
+
 }  // namespace
 
 bool completion::more() const { return flags & IORING_CQE_F_MORE; }
@@ -259,9 +266,7 @@ unsigned ring::run_once(int64_t timeout_ms, handler_fn fn, void *ctx, woke_fn wo
     } else if (timeout_ms == 0) {
         io_uring_submit(ring_);
     } else {
-        __kernel_timespec ts{};
-        ts.tv_sec = timeout_ms / 1000;
-        ts.tv_nsec = (timeout_ms % 1000) * 1000000;
+        __kernel_timespec ts = timespec_of_ms(timeout_ms);
         io_uring_submit_and_wait_timeout(ring_, &cqe, 1, &ts, nullptr);
     }
     if (woke && timeout_ms != 0) woke(ctx);
@@ -300,10 +305,7 @@ void ring::wait_batched(int64_t timeout_ms) {
     }
     unsigned to_submit = sq.sqe_tail - *sq.khead;
     constexpr int64_t forever_ms = int64_t(24) * 3600 * 1000;
-    int64_t t = timeout_ms < 0 ? forever_ms : timeout_ms;
-    __kernel_timespec ts{};
-    ts.tv_sec = t / 1000;
-    ts.tv_nsec = (t % 1000) * 1000000;
+    __kernel_timespec ts = timespec_of_ms(timeout_ms < 0 ? forever_ms : timeout_ms);
     io_uring_getevents_arg arg{};
     arg.pad = batch_wait_us_;  // min_wait_usec since kernel 6.12 (liburing 2.3 calls it pad)
     arg.ts = reinterpret_cast<uint64_t>(&ts);
